@@ -1,0 +1,205 @@
+"""Experiment files: YAML → validated, typed config objects.
+
+Only this module reads YAML and `--set` overrides. Everything downstream takes
+these frozen objects (or plain values taken from them), never raw dicts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .core.architectures import ModelSpec
+from .core.datasets import READERS
+from .core.training import Hyper
+from .errors import UserError
+
+# Image shape of each data set, so architectures are checked before anything runs.
+DATASET_SHAPES = {
+    "digits": (1, 8, 8),
+    "mnist": (1, 28, 28),
+    "fashion_mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+    "tiny_imagenet": (3, 64, 64),
+}
+DATASET_CLASSES = {"cifar100": 100, "tiny_imagenet": 200}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(Strict):
+    name: Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "tiny_imagenet"] = "digits"
+    root: str | None = None
+
+
+class SplitConfig(Strict):
+    mentor_ratio: float = Field(0.2, gt=0.0, lt=1.0)
+
+
+class TrainingConfig(Strict):
+    epochs: int = Field(20, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(0.05, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    shift: int = Field(0, ge=0, le=8, description="augmentation: random translation in pixels")
+
+    def hyper(self, seed: int) -> Hyper:
+        return Hyper(seed=seed, **self.model_dump())
+
+
+class ModelConfig(Strict):
+    name: str = Field(min_length=1)
+    architecture: str
+    width: int = Field(32, ge=1)
+    width_growth: float = Field(2.0, gt=0.0)
+    fc_width: int = Field(128, ge=1)
+    dropout: float = Field(0.25, ge=0.0, lt=1.0)
+    training: TrainingConfig = TrainingConfig()
+
+    def spec(self) -> ModelSpec:
+        return ModelSpec(self.architecture, self.width, self.width_growth, self.fc_width, self.dropout)
+
+
+class ResourcesConfig(Strict):
+    """What each training run asks Ray for: `gpus_per_worker` may be fractional
+    (e.g. 0.25) so several small models share one GPU."""
+
+    num_workers: int = Field(1, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    gpus_per_worker: float = Field(0.0, ge=0.0)
+
+
+class ExperimentConfig(Strict):
+    name: str = "experiment"
+    seed: int = Field(0, ge=0)
+    dataset: DatasetConfig = DatasetConfig()
+    split: SplitConfig = SplitConfig()
+    mentor: ModelConfig
+    students: list[ModelConfig] = Field(min_length=1)
+    resources: ResourcesConfig = ResourcesConfig()
+    inference_repeats: int = Field(5, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_training(cls, raw: Any) -> Any:
+        """Top-level `training` holds defaults; a model's own `training` overrides them key by key."""
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        defaults = raw.pop("training", None) or {}
+        if not isinstance(defaults, dict):
+            raise ValueError("training must be a mapping")
+
+        def merged(model: Any) -> Any:
+            if isinstance(model, dict) and isinstance(model.get("training", {}), dict):
+                return {**model, "training": {**defaults, **(model.get("training") or {})}}
+            return model
+
+        if "mentor" in raw:
+            raw["mentor"] = merged(raw["mentor"])
+        if isinstance(raw.get("students"), list):
+            raw["students"] = [merged(s) for s in raw["students"]]
+        return raw
+
+    @field_validator("students")
+    @classmethod
+    def _unique_names(cls, students: list[ModelConfig]) -> list[ModelConfig]:
+        names = [s.name for s in students]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"student names must be unique, repeated: {', '.join(sorted(dup))}")
+        return students
+
+    @model_validator(mode="after")
+    def _architectures_fit(self) -> "ExperimentConfig":
+        shape = DATASET_SHAPES[self.dataset.name]
+        classes = DATASET_CLASSES.get(self.dataset.name, 10)
+        models = [("mentor", self.mentor)] + [(f"students.{i}", s) for i, s in enumerate(self.students)]
+        for where, model in models:
+            try:
+                model.spec().check(shape, classes)
+            except UserError as e:
+                raise UserError(f"{where}.architecture: {e}") from None
+        if self.dataset.name != "digits" and READERS[self.dataset.name][1] is None and not self.dataset.root:
+            raise ValueError(f"data set {self.dataset.name!r} needs dataset.root: the folder holding its files")
+        return self
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key.path=value` overrides (value parsed as YAML; list items by index)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. mentor.training.epochs=5")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise UserError(f"--set {item!r}: value is not valid YAML") from None
+        node: Any = raw
+        parts = key.strip().split(".")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise UserError(f"--set {item!r}: {'.'.join(parts[:i])} has no item {part!r} (0..{len(node) - 1})")
+                part = int(part)  # type: ignore[assignment]
+            elif not isinstance(node, dict):
+                raise UserError(f"--set {item!r}: {'.'.join(parts[:i])} is not a mapping")
+            if last:
+                node[part] = value
+            else:
+                if isinstance(node, dict) and part not in node:
+                    node[part] = {}
+                node = node[part]
+    return raw
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{loc}: {msg}{more}"
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from `path`, or a UserError naming the file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: unreadable ({e})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}: malformed YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a YAML mapping at the top level")
+    return raw
+
+
+def parse_experiment(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Validate a raw mapping into an ExperimentConfig, or raise a one-line UserError."""
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(f"{source}: {_describe(e)}") from None
+    except UserError as e:  # an architecture that does not fit its data set
+        raise UserError(f"{source}: {e}") from None
+
+
+def load_experiment(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:  # type: ignore[assignment]
+    """Read, override and validate an experiment file."""
+    raw = apply_overrides(read_yaml(path), list(overrides))
+    return parse_experiment(raw, str(path))

@@ -1,0 +1,38 @@
+"""Data-set readers: each returns a `Dataset` of uint8 N×C×H×W images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ...errors import UserError
+from ..images import Dataset
+from .cifar import load_cifar10, load_cifar100
+from .digits import load_digits
+from .idx import DIGIT_CLASSES, FASHION_CLASSES, load_idx
+from .tiny_imagenet import load_tiny_imagenet
+
+# name -> (reader taking the root folder, default root or None when a root is required)
+READERS: dict[str, tuple[Callable[[Path], Dataset], str | None]] = {
+    "digits": (lambda root: load_digits(), ""),
+    "mnist": (lambda root: load_idx("mnist", root, DIGIT_CLASSES), None),
+    "fashion_mnist": (lambda root: load_idx("fashion_mnist", root, FASHION_CLASSES), "/usr/share/datasets/fashion-mnist"),
+    "cifar10": (load_cifar10, None),
+    "cifar100": (load_cifar100, None),
+    "tiny_imagenet": (load_tiny_imagenet, None),
+}
+
+
+def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
+    """Load a data set by name from `root` (or its default location)."""
+    if name not in READERS:
+        raise UserError(f"unknown data set {name!r}; known: {', '.join(READERS)}")
+    reader, default = READERS[name]
+    if root is None:
+        if default is None:
+            raise UserError(f"data set {name!r} needs dataset.root: the folder holding its files")
+        root = default
+    root = Path(root).expanduser()
+    if name != "digits" and not root.is_dir():
+        raise UserError(f"data set {name!r}: root folder {root} does not exist")
+    return reader(root)

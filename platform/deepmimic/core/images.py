@@ -1,0 +1,54 @@
+"""In-memory image sets: the one data format every reader returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images as uint8 N×C×H×W, labels as int64 N, and the class names.
+
+    `ids` are stable sample ids: they survive splits and variants, so a soft
+    label can always be joined back to its image.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    ids: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images must be uint8 N×C×H×W, got {self.images.dtype} {self.images.shape}")
+        if self.labels.shape != (len(self.images),):
+            raise ValueError(f"{len(self.labels)} labels for {len(self.images)} images")
+        if self.ids is None:
+            object.__setattr__(self, "ids", np.arange(len(self.images), dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Shape of one image, C×H×W."""
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def subset(self, index: np.ndarray) -> "ImageSet":
+        """The samples at `index`, ids kept."""
+        return ImageSet(self.images[index], self.labels[index], self.class_names, self.ids[index])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A data set's official train and test parts."""
+
+    name: str
+    train: ImageSet
+    test: ImageSet

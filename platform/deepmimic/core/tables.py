@@ -1,0 +1,107 @@
+"""Parquet tables of images and soft labels (pyarrow only, no Ray).
+
+An image table has `id` (int64), `image` (fixed-size binary, C·H·W bytes) and,
+only where labels are allowed, `label` (int64). Its schema metadata records the
+image shape and class names. A soft-label table has `id` and `soft_label`
+(fixed-size list of float32). Paths may be local or any URI pyarrow's file
+systems understand (`s3://`, `gs://`, …); every write is atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from ..errors import UserError
+from .images import ImageSet
+
+SHAPE_KEY = b"deepmimic.shape"
+CLASSES_KEY = b"deepmimic.class_names"
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow file system and path for a local path or a URI."""
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def write_atomic(table: pa.Table, uri: str) -> None:
+    """Write to a temporary name beside `uri`, then rename: readers never see half a file."""
+    fs, path = filesystem(uri)
+    fs.create_dir(os.path.dirname(path), recursive=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    pq.write_table(table, tmp, filesystem=fs)
+    fs.move(tmp, path)
+
+
+def read(uri: str, columns: list[str] | None = None) -> pa.Table:
+    fs, path = filesystem(uri)
+    try:
+        return pq.read_table(path, filesystem=fs, columns=columns)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise UserError(f"{uri}: unreadable Parquet table ({e})") from None
+
+
+def image_table(images: np.ndarray, ids: np.ndarray, class_names: tuple[str, ...], labels: np.ndarray | None = None) -> pa.Table:
+    """Images (uint8 N×C×H×W) as a table; `labels=None` leaves the label column out entirely."""
+    n, row = len(images), int(np.prod(images.shape[1:]))
+    data = np.ascontiguousarray(images, dtype=np.uint8)
+    column = pa.FixedSizeBinaryArray.from_buffers(pa.binary(row), n, [None, pa.py_buffer(data.tobytes())])
+    cols = {"id": pa.array(ids, pa.int64()), "image": column}
+    if labels is not None:
+        cols["label"] = pa.array(labels, pa.int64())
+    meta = {SHAPE_KEY: ",".join(map(str, images.shape[1:])).encode(), CLASSES_KEY: json.dumps(list(class_names)).encode()}
+    return pa.table(cols).replace_schema_metadata(meta)
+
+
+def image_shape(schema: pa.Schema) -> tuple[int, int, int]:
+    meta = schema.metadata or {}
+    if SHAPE_KEY not in meta:
+        raise UserError("Parquet table is not a DeepMimic image table (no shape metadata)")
+    return tuple(int(v) for v in meta[SHAPE_KEY].decode().split(","))  # type: ignore[return-value]
+
+
+def class_names(schema: pa.Schema) -> tuple[str, ...]:
+    return tuple(json.loads((schema.metadata or {})[CLASSES_KEY]))
+
+
+def decode_images(column: pa.ChunkedArray | pa.Array, shape: tuple[int, int, int]) -> np.ndarray:
+    """A fixed-size binary column back to uint8 N×C×H×W, without a per-row loop."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    row = int(np.prod(shape))
+    buf = column.buffers()[1]
+    flat = np.frombuffer(buf, dtype=np.uint8, count=len(column) * row, offset=column.offset * row)
+    return flat.reshape((len(column), *shape)).copy()
+
+
+def to_image_set(table: pa.Table, shape: tuple[int, int, int], names: tuple[str, ...]) -> ImageSet:
+    """Decode an image table; a table without labels gets -1 labels, which no loss accepts."""
+    n = table.num_rows
+    labels = table.column("label").to_numpy() if "label" in table.column_names else np.full(n, -1, np.int64)
+    return ImageSet(decode_images(table.column("image"), shape), labels.astype(np.int64), names, table.column("id").to_numpy())
+
+
+def soft_label_table(ids: np.ndarray, probs: np.ndarray) -> pa.Table:
+    """Soft labels (N×K float32) by sample id."""
+    values = pa.array(np.ascontiguousarray(probs, dtype=np.float32).ravel(), pa.float32())
+    return pa.table({"id": pa.array(ids, pa.int64()), "soft_label": pa.FixedSizeListArray.from_arrays(values, probs.shape[1])})
+
+
+def decode_soft_labels(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    k = column.type.list_size
+    return column.flatten().to_numpy().reshape(-1, k).astype(np.float32)

@@ -1,0 +1,85 @@
+"""The training loop shared by mentor and student.
+
+The whole shard lives on the device as uint8 tensors and batches are drawn by
+index, so one step is an index gather, a forward, a backward and an update.
+Targets are either class indices (the mentor's true labels) or probability
+rows (the student's soft labels): `F.cross_entropy` takes both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """Optimisation settings of one training run."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+    shift: int = 0  # augmentation: random translation by up to this many pixels
+
+
+def random_shift(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Translate each image by its own random offset of up to `k` pixels (zero fill), on x's device."""
+    b, c, h, w = x.shape
+    padded = F.pad(x, (k, k, k, k))
+    dy = torch.randint(0, 2 * k + 1, (b, 1), device=x.device) + torch.arange(h, device=x.device)
+    dx = torch.randint(0, 2 * k + 1, (b, 1), device=x.device) + torch.arange(w, device=x.device)
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    chan = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, chan, dy[:, None, :, None], dx[:, None, None, :]]
+
+
+def train(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    hyper: Hyper,
+    on_epoch: Callable[[int, float], None] | None = None,
+    start_epoch: int = 0,
+    optimizer_state: dict | None = None,
+) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum and a cosine learning rate, cross-entropy loss.
+
+    `on_epoch(epoch, mean_train_loss)` runs after each epoch (1-based), e.g. to
+    evaluate, report or checkpoint. Training may resume at `start_epoch` with
+    a saved `optimizer_state`; the shuffling order stays the same as an
+    uninterrupted run's, since it depends only on seed and epoch.
+    """
+    n = len(images)
+    steps_per_epoch = max(1, n // hyper.batch_size)  # the ragged tail is dropped; reshuffling covers it
+    total = steps_per_epoch * hyper.epochs
+    opt = torch.optim.SGD(model.parameters(), lr=hyper.lr, momentum=hyper.momentum,
+                          weight_decay=hyper.weight_decay, nesterov=hyper.momentum > 0)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
+    lr_at = lambda step: 0.5 * hyper.lr * (1 + math.cos(math.pi * step / total))  # noqa: E731
+    for epoch in range(start_epoch, hyper.epochs):
+        torch.manual_seed(hyper.seed * 100_003 + epoch)  # dropout and shuffle depend only on (seed, epoch)
+        perm = torch.randperm(n).to(images.device)
+        model.train()
+        loss_sum = torch.zeros((), device=images.device)
+        for step in range(steps_per_epoch):
+            idx = perm[step * hyper.batch_size : (step + 1) * hyper.batch_size]
+            for group in opt.param_groups:
+                group["lr"] = lr_at(epoch * steps_per_epoch + step)
+            x = random_shift(images[idx], hyper.shift) if hyper.shift else images[idx]
+            loss = F.cross_entropy(model(x), targets[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach()
+        if on_epoch is not None:
+            on_epoch(epoch + 1, loss_sum.item() / steps_per_epoch)
+    return opt

@@ -1,0 +1,89 @@
+"""The experiment's tables in Parquet, and Ray Datasets over them.
+
+The student table carries ids and images only: there is no label column for a
+student to read, by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray.data
+
+from ..core import tables
+from ..core.architectures import channel_stats
+from ..core.images import Dataset
+from ..core.splits import Split
+
+STATS_KEY = b"deepmimic.stats"
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What a training worker needs to know about a table before reading it."""
+
+    uri: str
+    rows: int
+    shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    mean: list[float]
+    std: list[float]
+
+
+def write_image_table(uri: str, images: np.ndarray, ids: np.ndarray, names: tuple[str, ...],
+                      labels: np.ndarray | None = None) -> TableInfo:
+    """Write images (and labels only where given) with their channel statistics."""
+    mean, std = channel_stats(images)
+    table = tables.image_table(images, ids, names, labels)
+    meta = {**table.schema.metadata, STATS_KEY: np.array([mean, std]).tobytes()}
+    tables.write_atomic(table.replace_schema_metadata(meta), uri)
+    return TableInfo(uri, len(images), tuple(images.shape[1:]), names, mean, std)  # type: ignore[arg-type]
+
+
+def table_info(uri: str) -> TableInfo:
+    """Read a table's TableInfo from its Parquet footer alone."""
+    fs, path = tables.filesystem(uri)
+    with fs.open_input_file(path) as f:
+        meta = pq.ParquetFile(f).metadata
+    schema = meta.schema.to_arrow_schema()
+    shape = tables.image_shape(schema)
+    mean, std = np.frombuffer(schema.metadata[STATS_KEY], dtype=np.float64).reshape(2, -1).tolist()
+    return TableInfo(uri, meta.num_rows, shape, tables.class_names(schema), mean, std)
+
+
+@dataclass(frozen=True)
+class SplitTables:
+    mentor: TableInfo   # id, image, label
+    student: TableInfo  # id, image: no label column
+    test: TableInfo     # id, image, label
+
+
+def write_split(dataset: Dataset, split: Split, folder: str) -> SplitTables:
+    """Write the mentor part, the label-free student pool and the test set."""
+    train, names = dataset.train, dataset.train.class_names
+    m, s = train.subset(split.mentor), train.subset(split.student)
+    return SplitTables(
+        mentor=write_image_table(f"{folder}/mentor.parquet", m.images, m.ids, names, m.labels),
+        student=write_image_table(f"{folder}/student.parquet", s.images, s.ids, names),
+        test=write_image_table(f"{folder}/test.parquet", dataset.test.images, dataset.test.ids, names, dataset.test.labels),
+    )
+
+
+def read_dataset(uri: str) -> ray.data.Dataset:
+    """A Ray Dataset over one of our Parquet tables."""
+    fs, path = tables.filesystem(uri)
+    return ray.data.read_parquet(path, filesystem=fs)
+
+
+def materialize(batches: list[pa.Table], info: TableInfo, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a worker's shard into images and its target column (`label` or `soft_label`)."""
+    table = pa.concat_tables(batches) if batches else None
+    if table is None or table.num_rows == 0:
+        raise RuntimeError(f"{info.uri}: this worker's shard is empty")
+    images = tables.decode_images(table.column("image"), info.shape)
+    if target == "label":
+        return images, table.column("label").to_numpy().astype(np.int64)
+    return images, tables.decode_soft_labels(table.column("soft_label"))

@@ -1,0 +1,156 @@
+"""Ray Train: one mentor or student run on a worker group.
+
+The worker materialises its shard once as device tensors and hands them to the
+core loop; rank 0 evaluates on the test set after each epoch and, at the end,
+saves the model, its test predictions and its history in the run's checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+from ray.train import Checkpoint, DataConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from ..core import tables
+from ..core.architectures import ModelSpec, count_parameters
+from ..core.evaluation import accuracy_and_loss, confusion_matrix, inference_time, predict_logits
+from ..core.training import Hyper, train
+from .data import TableInfo, materialize, read_dataset
+
+
+@dataclass(frozen=True)
+class Resources:
+    num_workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+
+    def scaling(self) -> ScalingConfig:
+        per_worker = {"CPU": self.cpus_per_worker}
+        if self.gpus_per_worker:
+            per_worker["GPU"] = self.gpus_per_worker
+        return ScalingConfig(num_workers=self.num_workers, use_gpu=self.gpus_per_worker > 0,
+                             resources_per_worker=per_worker)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A finished run: where its checkpoint lives and what rank 0 measured."""
+
+    checkpoint: Checkpoint
+    summary: dict[str, Any]        # params, test_accuracy, test_loss, inference_time_s, confusion, history
+    test_predictions: np.ndarray   # argmax on the test set
+
+
+def load_model(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Rebuild a trained model from its checkpoint."""
+    with checkpoint.as_directory() as d:
+        with open(os.path.join(d, "model.json")) as f:
+            meta = json.load(f)
+        model = ModelSpec(**meta["spec"]).build(tuple(meta["shape"]), meta["num_classes"], meta["mean"], meta["std"])
+        model.load_state_dict(torch.load(os.path.join(d, "model.pt"), map_location=device, weights_only=True))
+    return model.to(device).eval()
+
+
+def _worker(cfg: dict[str, Any]) -> None:
+    """Runs on every worker of the group."""
+    train_info, test_info = TableInfo(**cfg["train"]), TableInfo(**cfg["test"])
+    rank = ray.train.get_context().get_world_rank()
+    device = ray.train.torch.get_device()
+    torch.set_num_threads(max(1, int(cfg["threads"])))
+    shard = ray.train.get_dataset_shard("train")
+    images, targets = materialize(list(shard.iter_batches(batch_size=None, batch_format="pyarrow")), train_info, cfg["target"])
+    x, y = torch.from_numpy(images).to(device), torch.from_numpy(targets).to(device)
+
+    hyper, spec = Hyper(**cfg["hyper"]), ModelSpec(**cfg["spec"])
+    torch.manual_seed(hyper.seed)
+    net = spec.build(train_info.shape, cfg["num_classes"], train_info.mean, train_info.std)
+    model = ray.train.torch.prepare_model(net)
+    test = tables.to_image_set(tables.read(test_info.uri), test_info.shape, test_info.class_names) if rank == 0 else None
+    test_x = torch.from_numpy(test.images).to(device) if test else None
+    test_y = torch.from_numpy(test.labels).to(device) if test else None
+    history: list[dict[str, float]] = []
+
+    def on_epoch(epoch: int, train_loss: float) -> None:
+        metrics = {"epoch": epoch, "train_loss": train_loss}
+        if rank == 0:
+            acc, loss = accuracy_and_loss(predict_logits(net, test_x), test_y)
+            metrics |= {"test_accuracy": acc, "test_loss": loss}
+            history.append(metrics)
+        if cfg["report_every"] and epoch % cfg["report_every"] == 0 and epoch < hyper.epochs:
+            ray.train.report(metrics)  # a barrier across ranks, and not free: every rank calls it
+
+    train(model, x, y, hyper, on_epoch)
+
+    if rank != 0:
+        ray.train.report({"epoch": hyper.epochs}, checkpoint=None)
+        return
+    logits = predict_logits(net, test_x)
+    acc, loss = accuracy_and_loss(logits, test_y)
+    preds = logits.argmax(1).cpu().numpy()
+    summary = {
+        "params": count_parameters(net),
+        "test_accuracy": acc,
+        "test_loss": loss,
+        "inference_time_s": inference_time(net, test_x, cfg["inference_repeats"]),
+        "device": str(device),
+        "confusion": confusion_matrix(test.labels, preds, cfg["num_classes"]).tolist(),
+        "history": history,
+    }
+    with tempfile.TemporaryDirectory() as d:
+        torch.save(net.state_dict(), os.path.join(d, "model.pt"))
+        np.save(os.path.join(d, "test_predictions.npy"), preds)
+        meta = {"spec": cfg["spec"], "shape": list(train_info.shape), "num_classes": cfg["num_classes"],
+                "mean": train_info.mean, "std": train_info.std}
+        for name, obj in (("model.json", meta), ("summary.json", summary)):
+            with open(os.path.join(d, name), "w") as f:
+                json.dump(obj, f)
+        ray.train.report(history[-1], checkpoint=Checkpoint.from_directory(d))
+
+
+def fit(
+    name: str,
+    spec: ModelSpec,
+    hyper: Hyper,
+    train_info: TableInfo,
+    target: str,
+    test_info: TableInfo,
+    num_classes: int,
+    resources: Resources,
+    storage_path: str,
+    inference_repeats: int = 5,
+    report_every: int = 0,
+) -> Trained:
+    """Train one model with Ray Train on `train_info`'s table against `target`
+    (`label` for a mentor, `soft_label` for a student).
+
+    Every epoch's test metrics land in the summary's history; `report_every`
+    also sends them to Ray Train every that many epochs (0: only at the end).
+    """
+    cfg = {
+        "spec": asdict(spec), "hyper": asdict(hyper), "train": asdict(train_info), "test": asdict(test_info),
+        "target": target, "num_classes": num_classes, "inference_repeats": inference_repeats,
+        "threads": resources.cpus_per_worker, "report_every": report_every,
+    }
+    trainer = TorchTrainer(
+        _worker,
+        train_loop_config=cfg,
+        scaling_config=resources.scaling(),
+        datasets={"train": read_dataset(train_info.uri)},
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+        run_config=RunConfig(name=name, storage_path=storage_path),
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as d:
+        with open(os.path.join(d, "summary.json")) as f:
+            summary = json.load(f)
+        preds = np.load(os.path.join(d, "test_predictions.npy"))
+    return Trained(result.checkpoint, summary, preds)
