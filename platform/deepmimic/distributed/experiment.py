@@ -31,6 +31,7 @@ def _model_result(model: ModelConfig, trained: Trained) -> dict[str, Any]:
         "inference_time_s": s["inference_time_s"],
         "device": s["device"],
         "confusion_matrix": s["confusion"],
+        "checkpoint": trained.checkpoint.path,
         "history": s["history"],
     }
 

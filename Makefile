@@ -1,0 +1,29 @@
+# `make demo` and `make test` set everything up on a fresh machine.
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch is pinned: on the team's CPU machines pip takes a local CPU wheel for exactly this version.
+TORCH ?= torch==2.13.0
+QUIET_PIP := sed '/^WARNING: Location/d'  # this workplace's pip config names absent local indexes
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH) 2>&1 | $(QUIET_PIP)
+	$(PY) -m pip install -q -e '.[dev]' 2>&1 | $(QUIET_PIP)
+	$(PY) -c 'import deepmimic, ray, mlflow, torch'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/deepmimic run search_spaces/quickstart.yaml --out runs/quickstart
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

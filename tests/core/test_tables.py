@@ -1,0 +1,31 @@
+import numpy as np
+import pyarrow.parquet as pq
+
+from deepmimic.core import tables
+
+
+def test_image_table_round_trip_without_labels(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (5, 3, 4, 4), dtype=np.uint8)
+    ids = np.array([10, 11, 12, 13, 14])
+    uri = str(tmp_path / "pool.parquet")
+    tables.write_atomic(tables.image_table(images, ids, ("a", "b")), uri)
+    table = tables.read(uri)
+    assert table.column_names == ["id", "image"]  # no label column at all
+    back = tables.to_image_set(table.slice(1), tables.image_shape(table.schema), tables.class_names(table.schema))
+    assert np.array_equal(back.images, images[1:]) and back.ids.tolist() == [11, 12, 13, 14]
+
+
+def test_soft_label_table_round_trip(tmp_path):
+    probs = np.random.default_rng(0).dirichlet(np.ones(3), size=4).astype(np.float32)
+    uri = str(tmp_path / "soft.parquet")
+    tables.write_atomic(tables.soft_label_table(np.arange(4), probs), uri)
+    table = tables.read(uri)
+    assert table.column_names == ["id", "soft_label"]
+    assert np.array_equal(tables.decode_soft_labels(table.column("soft_label")), probs)
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path):
+    uri = str(tmp_path / "t.parquet")
+    tables.write_atomic(tables.soft_label_table(np.arange(2), np.ones((2, 2), np.float32)), uri)
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+    assert pq.read_metadata(uri).num_rows == 2

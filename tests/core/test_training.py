@@ -1,0 +1,68 @@
+import numpy as np
+import torch
+
+from deepmimic.core.architectures import build_model
+from deepmimic.core.evaluation import accuracy_and_loss, agreement, confusion_matrix, predict_logits
+from deepmimic.core.soft_labels import soft_labels
+from deepmimic.core.training import Hyper, random_shift, train
+
+
+def toy(n=256, seed=0):
+    """Two classes told apart by brightness."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = (torch.rand(n, 1, 4, 4, generator=g) * 100 + y[:, None, None, None] * 120).to(torch.uint8)
+    return x, y
+
+
+def fitted(targets_fn=None, seed=0, epochs=5):
+    x, y = toy()
+    torch.manual_seed(seed)
+    model = build_model("c-fc", (1, 4, 4), 2, width=4, fc_width=8)
+    targets = targets_fn(y) if targets_fn else y
+    train(model, x, targets, Hyper(epochs=epochs, batch_size=32, lr=0.1, seed=seed))
+    return model, x, y
+
+
+def test_training_on_hard_labels_learns():
+    model, x, y = fitted()
+    acc, _ = accuracy_and_loss(predict_logits(model, x), y)
+    assert acc > 0.95
+
+
+def test_training_on_soft_targets_learns():
+    model, x, y = fitted(lambda y: torch.nn.functional.one_hot(y, 2).float() * 0.8 + 0.1)
+    acc, _ = accuracy_and_loss(predict_logits(model, x), y)
+    assert acc > 0.95
+
+
+def test_same_seed_gives_identical_weights():
+    a, _, _ = fitted(seed=4)
+    b, _, _ = fitted(seed=4)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_soft_labels_are_probability_rows():
+    model, x, _ = fitted()
+    probs = soft_labels(model, x)
+    assert probs.shape == (len(x), 2) and probs.dtype == np.float32
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert soft_labels(model, x, temperature=5.0).max() < probs.max()
+
+
+def test_random_shift_moves_each_image_within_bounds():
+    x = torch.zeros(64, 1, 5, 5, dtype=torch.uint8)
+    x[:, :, 2, 2] = 255
+    shifted = random_shift(x, 1)
+    pos = shifted.view(64, -1).argmax(1)
+    rows, cols = pos // 5, pos % 5
+    assert shifted.dtype == torch.uint8 and int(shifted.sum()) == 64 * 255
+    assert rows.min() >= 1 and rows.max() <= 3 and cols.min() >= 1 and cols.max() <= 3
+    assert len(set(pos.tolist())) > 1
+
+
+def test_metrics():
+    labels, preds = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])
+    assert confusion_matrix(labels, preds, 2).tolist() == [[1, 1], [0, 2]]
+    assert agreement(preds, labels) == 0.75

@@ -1,0 +1,58 @@
+import pytest
+
+from deepmimic.config import apply_overrides, load_experiment, parse_experiment
+from deepmimic.errors import UserError
+
+from .conftest import ROOT
+
+BASE = {
+    "dataset": {"name": "digits"},
+    "training": {"epochs": 7, "lr": 0.1},
+    "mentor": {"name": "M", "architecture": "c-mp-fc2", "training": {"epochs": 9}},
+    "students": [{"name": "A", "architecture": "c-fc"}],
+}
+
+
+def test_models_inherit_top_level_training_key_by_key():
+    cfg = parse_experiment(BASE)
+    assert cfg.mentor.training.epochs == 9 and cfg.mentor.training.lr == 0.1
+    assert cfg.students[0].training.epochs == 7
+
+
+def test_overrides_reach_nested_and_list_items():
+    raw = apply_overrides({**BASE, "students": [dict(BASE["students"][0])]}, ["students.0.width=8", "split.mentor_ratio=0.5"])
+    cfg = parse_experiment(raw)
+    assert cfg.students[0].width == 8 and cfg.split.mentor_ratio == 0.5
+
+
+@pytest.mark.parametrize("change,fragment", [
+    ({"split": {"mentor_ratio": 1.5}}, "split.mentor_ratio: Input should be less than 1"),
+    ({"mentorr": {}}, "mentorr: unknown key"),
+    ({"dataset": {"name": "imagenet"}}, "dataset.name: Input should be"),
+    ({"students": [{"name": "A", "architecture": "c-zz"}]}, "students.0.architecture: architecture 'c-zz': unknown token 'zz'"),
+    ({"students": [{"name": "A", "architecture": "c"}, {"name": "A", "architecture": "c"}]}, "student names must be unique"),
+    ({"dataset": {"name": "cifar10"}}, "needs dataset.root"),
+])
+def test_bad_configs_name_the_field(change, fragment):
+    with pytest.raises(UserError) as err:
+        parse_experiment({**BASE, **change}, "x.yaml")
+    assert str(err.value).startswith("x.yaml: ") and fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("item", ["noequals", "=3", "students.5.width=3"])
+def test_bad_overrides(item):
+    with pytest.raises(UserError, match="--set"):
+        apply_overrides({"students": [{}]}, [item])
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("mentor:\n  name: [unclosed\n")
+    with pytest.raises(UserError, match=r"bad.yaml: malformed YAML at line \d"):
+        load_experiment(path)
+
+
+def test_shipped_quickstart_validates():
+    cfg = load_experiment(ROOT / "search_spaces" / "quickstart.yaml")
+    assert cfg.dataset.name == "digits" and len(cfg.students) >= 2

@@ -1,0 +1,23 @@
+"""The core must run on a box without Ray or MLflow."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+CORE = Path(__file__).resolve().parents[1] / "platform" / "deepmimic" / "core"
+
+
+def test_core_imports_neither_ray_nor_mlflow():
+    modules = sorted(
+        "deepmimic.core." + ".".join(p.relative_to(CORE).with_suffix("").parts).removesuffix(".__init__")
+        for p in CORE.rglob("*.py")
+    )
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m.rstrip('.'))\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'mlflow', 'torchvision'))\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert len(modules) >= 10

@@ -1,0 +1,74 @@
+"""The end-to-end pipeline on a real local Ray: split → mentor → soft labels → student."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from deepmimic.config import parse_experiment
+from deepmimic.core.architectures import parse
+from deepmimic.core.splits import stratified_split
+from deepmimic.distributed.experiment import run_experiment
+
+from .conftest import DEEPMIMIC, ROOT
+
+SMALL = {
+    "name": "small",
+    "dataset": {"name": "digits"},
+    "training": {"epochs": 4, "batch_size": 32},
+    "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "training": {"epochs": 10}},
+    "students": [{"name": "Student-B", "architecture": "c-fc", "width": 8}],
+}
+
+
+def state(checkpoint_dir: str) -> dict[str, torch.Tensor]:
+    return torch.load(os.path.join(checkpoint_dir, "model.pt"), weights_only=True)
+
+
+def test_student_never_sees_a_true_label(ray_local, digits, tmp_path):
+    """Permuting the student pool's true labels changes nothing the student learns."""
+    cfg = parse_experiment(SMALL)
+    split = stratified_split(digits.train.labels, cfg.split.mentor_ratio, cfg.seed)
+    labels = digits.train.labels.copy()
+    labels[split.student] = np.random.default_rng(1).permutation(labels[split.student])
+    assert (labels != digits.train.labels).mean() > 0.5  # the permutation really scrambles them
+    scrambled = type(digits)(digits.name, type(digits.train)(digits.train.images, labels, digits.train.class_names), digits.test)
+
+    a = run_experiment(cfg, str(tmp_path / "a"), digits, split)
+    b = run_experiment(cfg, str(tmp_path / "b"), scrambled, split)
+
+    assert pq.read_schema(tmp_path / "a" / "data" / "student.parquet").names == ["id", "image"]
+    assert "label" not in pq.read_schema(tmp_path / "a" / "data" / "student_train.parquet").names
+    sa, sb = a["students"][0], b["students"][0]
+    for key in ("test_accuracy", "test_loss", "agreement", "relative_accuracy", "history", "confusion_matrix"):
+        assert sa[key] == sb[key], key
+    wa, wb = state(sa["checkpoint"]), state(sb["checkpoint"])
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert sa["test_accuracy"] > 0.5  # it learnt something, so identical weights mean something
+
+
+def test_quickstart_meets_the_paper_bar(ray_local, tmp_path):
+    """The shipped quickstart through the real CLI, on the session's Ray via RAY_ADDRESS."""
+    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
+    out = tmp_path / "qs"
+    proc = subprocess.run([*DEEPMIMIC, "run", str(ROOT / "search_spaces" / "quickstart.yaml"), "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["dataset"] == "digits" and result["split_ratio"] == 0.2 and result["seed"] == 0
+    mentor = result["mentor"]
+    assert mentor["test_accuracy"] >= 0.95
+    archs = {s["architecture"] for s in result["students"]}
+    convs = {a: [layer.kind for layer in parse(a)].count("c") for a in archs}
+    assert mentor["architecture"] in archs and 1 in convs.values()  # the mentor's architecture and a one-conv one
+    for s in result["students"]:
+        assert s["relative_accuracy"] >= 0.98, s["name"]
+        assert 0.9 <= s["agreement"] <= 1.0 and s["params"] > 0
+        assert len(s["history"]) == 60 and {"test_accuracy", "test_loss"} <= s["history"][-1].keys()
+    assert "Student-B" in proc.stdout and "relative" in proc.stdout
