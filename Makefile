@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/deepmimic run search_spaces/quickstart.yaml --out runs/quickstart
+	$(VENV)/bin/deepmimic sweep search_spaces/quickstart.yaml --out runs/quickstart
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -6,6 +6,9 @@ these frozen objects (or plain values taken from them), never raw dicts.
 
 from __future__ import annotations
 
+import copy
+import itertools
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,11 +72,14 @@ class ModelConfig(Strict):
 
 class ResourcesConfig(Strict):
     """What each training run asks Ray for: `gpus_per_worker` may be fractional
-    (e.g. 0.25) so several small models share one GPU."""
+    (e.g. 0.25) so several small models share one GPU. `threads_per_worker`
+    sets PyTorch's threads (default: the CPUs reserved); reserving fewer CPUs
+    than a node has leaves one for Ray Data's reads, which would otherwise wait."""
 
     num_workers: int = Field(1, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0.0)
     gpus_per_worker: float = Field(0.0, ge=0.0)
+    threads_per_worker: int | None = Field(None, ge=1)
 
 
 class ExperimentConfig(Strict):
@@ -129,6 +135,48 @@ class ExperimentConfig(Strict):
                 raise UserError(f"{where}.architecture: {e}") from None
         if self.dataset.name != "digits" and READERS[self.dataset.name][1] is None and not self.dataset.root:
             raise ValueError(f"data set {self.dataset.name!r} needs dataset.root: the folder holding its files")
+        return self
+
+
+class OODConfig(Strict):
+    """Where out-of-domain images come from: classes of the data set held out
+    from everyone (`held_out`), or classes of another data set (`dataset`)."""
+
+    source: Literal["held_out", "dataset"] = "held_out"
+    classes: list[str] = Field(min_length=1)
+    dataset: DatasetConfig | None = None
+
+    @model_validator(mode="after")
+    def _dataset_given(self) -> "OODConfig":
+        if self.source == "dataset" and self.dataset is None:
+            raise ValueError("ood.source 'dataset' needs ood.dataset (name and root)")
+        return self
+
+
+class VariantConfig(Strict):
+    """The student pool's variant: Table 3's per-class removal and Table 4's out-of-domain images."""
+
+    removal_bound: float = Field(0.0, ge=0.0, lt=1.0)
+    ood_ratio: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class SweepConfig(ExperimentConfig):
+    """An experiment plus grid axes. Each axis is a dotted config path (as for
+    `--set`) with a list of values; `student` selects students by name."""
+
+    variant: VariantConfig = VariantConfig()
+    ood: OODConfig | None = None
+    grid: dict[str, list[Any]] = {}
+    trial_cpus: float = Field(0.25, gt=0.0, description="CPUs a Tune trial's driver holds, beside its workers")
+    paper: Literal["table1", "table2", "fig1", "table3", "table4", "table5", "table6"] | None = None
+
+    @model_validator(mode="after")
+    def _ood_source_given(self) -> "SweepConfig":
+        if (self.variant.ood_ratio > 0 or any(v for v in self.grid.get("variant.ood_ratio", []))) and self.ood is None:
+            raise ValueError("variant.ood_ratio > 0 needs an `ood` section naming the out-of-domain images")
+        for axis, values in self.grid.items():
+            if not values:
+                raise UserError(f"grid.{axis}: empty list of values")
         return self
 
 
@@ -189,10 +237,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def parse_experiment(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
-    """Validate a raw mapping into an ExperimentConfig, or raise a one-line UserError."""
+def parse_experiment(raw: dict[str, Any], source: str = "config", kind: type[ExperimentConfig] = ExperimentConfig) -> Any:
+    """Validate a raw mapping into `kind`, or raise a one-line UserError."""
     try:
-        return ExperimentConfig.model_validate(raw)
+        return kind.model_validate(raw)
     except ValidationError as e:
         raise UserError(f"{source}: {_describe(e)}") from None
     except UserError as e:  # an architecture that does not fit its data set
@@ -200,6 +248,37 @@ def parse_experiment(raw: dict[str, Any], source: str = "config") -> ExperimentC
 
 
 def load_experiment(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:  # type: ignore[assignment]
-    """Read, override and validate an experiment file."""
+    """Read, override and validate an experiment file (a search space's grid is ignored)."""
     raw = apply_overrides(read_yaml(path), list(overrides))
+    for key in SweepConfig.model_fields.keys() - ExperimentConfig.model_fields.keys():
+        raw.pop(key, None)
     return parse_experiment(raw, str(path))
+
+
+def load_sweep(path: str | Path, overrides: list[str] = ()) -> tuple[SweepConfig, list[tuple[dict[str, Any], SweepConfig]]]:  # type: ignore[assignment]
+    """Read a search space; return it and its grid expanded into (axis values, validated config) per point.
+
+    A `student: [names]` axis keeps only the named students at each point.
+    """
+    raw = apply_overrides(read_yaml(path), list(overrides))
+    base = parse_experiment(raw, str(path), SweepConfig)
+    axes = list(base.grid.items())
+    points = []
+    for combo in itertools.product(*(values for _, values in axes)):
+        point = copy.deepcopy(raw)
+        point.pop("grid", None)
+        chosen = None
+        for (axis, _), value in zip(axes, combo):
+            if axis == "student":
+                chosen = value if isinstance(value, list) else [value]
+            else:
+                apply_overrides(point, [f"{axis}={json.dumps(value)}"])
+        if chosen is not None:
+            known = {s.get("name") for s in point.get("students", [])}
+            missing = [c for c in chosen if c not in known]
+            if missing:
+                raise UserError(f"{path}: grid.student: no student named {missing[0]!r}")
+            point["students"] = [s for s in point["students"] if s.get("name") in chosen]
+        values = dict(zip([a for a, _ in axes], combo))
+        points.append((values, parse_experiment(point, f"{path} (grid point {values})", SweepConfig)))
+    return base, points

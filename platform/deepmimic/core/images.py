@@ -52,3 +52,33 @@ class Dataset:
     name: str
     train: ImageSet
     test: ImageSet
+
+
+def hold_out_classes(dataset: Dataset, names: list[str]) -> tuple[Dataset, ImageSet]:
+    """Remove classes `names` from train and test (labels renumbered) and return
+    them apart: their training images become out-of-domain candidates."""
+    all_names = dataset.train.class_names
+    missing = [n for n in names if n not in all_names]
+    if missing:
+        raise ValueError(f"no class {missing[0]!r} in {dataset.name} (classes: {', '.join(all_names)})")
+    held = np.array([all_names.index(n) for n in names])
+    kept_names = tuple(n for n in all_names if n not in names)
+    remap = np.full(len(all_names), -1, np.int64)
+    remap[[all_names.index(n) for n in kept_names]] = np.arange(len(kept_names))
+
+    def keep(part: ImageSet) -> ImageSet:
+        mask = ~np.isin(part.labels, held)
+        sub = part.subset(np.flatnonzero(mask))
+        return ImageSet(sub.images, remap[sub.labels], kept_names, sub.ids)
+
+    out = dataset.train.subset(np.flatnonzero(np.isin(dataset.train.labels, held)))
+    return Dataset(dataset.name, keep(dataset.train), keep(dataset.test)), out
+
+
+def select_classes(images: ImageSet, names: list[str]) -> ImageSet:
+    """The samples of the named classes (e.g. CIFAR-100 classes used as out-of-domain images)."""
+    missing = [n for n in names if n not in images.class_names]
+    if missing:
+        raise ValueError(f"no class {missing[0]!r} (classes: {', '.join(images.class_names[:10])}, …)")
+    wanted = [images.class_names.index(n) for n in names]
+    return images.subset(np.flatnonzero(np.isin(images.labels, wanted)))

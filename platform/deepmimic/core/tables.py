@@ -105,3 +105,30 @@ def decode_soft_labels(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         column = column.combine_chunks()
     k = column.type.list_size
     return column.flatten().to_numpy().reshape(-1, k).astype(np.float32)
+
+
+def label_table(ids: np.ndarray, labels: np.ndarray) -> pa.Table:
+    """True labels by sample id (the experimenter's; never a student's input)."""
+    return pa.table({"id": pa.array(ids, pa.int64()), "label": pa.array(labels, pa.int64())})
+
+
+def write_json(obj: object, uri: str) -> None:
+    """Write JSON atomically: a reader sees the old file or the whole new one."""
+    fs, path = filesystem(uri)
+    fs.create_dir(os.path.dirname(path), recursive=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with fs.open_output_stream(tmp) as f:
+        f.write(json.dumps(obj, indent=1, default=_plain).encode())
+    fs.move(tmp, path)
+
+
+def read_json(uri: str) -> object:
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read())
+
+
+def _plain(obj: object) -> object:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")

@@ -73,17 +73,30 @@ def write_split(dataset: Dataset, split: Split, folder: str) -> SplitTables:
 
 
 def read_dataset(uri: str) -> ray.data.Dataset:
-    """A Ray Dataset over one of our Parquet tables."""
+    """A Ray Dataset over one of our Parquet tables.
+
+    Its read tasks reserve no CPU: training workers may hold every CPU of a
+    node, and a read that waits for one of them would wait forever.
+    """
     fs, path = tables.filesystem(uri)
-    return ray.data.read_parquet(path, filesystem=fs)
+    return ray.data.read_parquet(path, filesystem=fs, num_cpus=0)
 
 
-def materialize(batches: list[pa.Table], info: TableInfo, target: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decode a worker's shard into images and its target column (`label` or `soft_label`)."""
-    table = pa.concat_tables(batches) if batches else None
-    if table is None or table.num_rows == 0:
-        raise RuntimeError(f"{info.uri}: this worker's shard is empty")
+def read_shard(info: TableInfo, target: str, rank: int, world: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rank `rank`'s equal share of a table: images and its target column (`label` or `soft_label`).
+
+    Workers read their rows straight from the Parquet file on shared storage and
+    keep them in memory. (Streaming the shards through Ray Data deadlocked when
+    several trials shared a 2-CPU node: see the README's notes.) Every rank gets
+    the same number of rows, so DDP ranks take the same number of steps.
+    """
+    table = tables.read(info.uri, ["image", target])
+    per_rank = table.num_rows // world
+    if per_rank == 0:
+        raise RuntimeError(f"{info.uri}: {table.num_rows} rows cannot feed {world} workers")
+    rows = np.arange(rank, per_rank * world, world)
+    table = table.take(pa.array(rows))
     images = tables.decode_images(table.column("image"), info.shape)
     if target == "label":
         return images, table.column("label").to_numpy().astype(np.int64)
-    return images, tables.decode_soft_labels(table.column("soft_label"))
+    return images, tables.decode_soft_labels(table.column(target))

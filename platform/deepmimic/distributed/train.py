@@ -17,14 +17,14 @@ import numpy as np
 import ray.train
 import ray.train.torch
 import torch
-from ray.train import Checkpoint, DataConfig, RunConfig, ScalingConfig
+from ray.train import Checkpoint, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from ..core import tables
 from ..core.architectures import ModelSpec, count_parameters
 from ..core.evaluation import accuracy_and_loss, confusion_matrix, inference_time, predict_logits
 from ..core.training import Hyper, train
-from .data import TableInfo, materialize, read_dataset
+from .data import TableInfo, read_shard
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,11 @@ class Resources:
     num_workers: int = 1
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
+    threads_per_worker: int | None = None
+
+    @property
+    def threads(self) -> int:
+        return self.threads_per_worker or max(1, int(self.cpus_per_worker))
 
     def scaling(self) -> ScalingConfig:
         per_worker = {"CPU": self.cpus_per_worker}
@@ -65,9 +70,8 @@ def _worker(cfg: dict[str, Any]) -> None:
     train_info, test_info = TableInfo(**cfg["train"]), TableInfo(**cfg["test"])
     rank = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
-    torch.set_num_threads(max(1, int(cfg["threads"])))
-    shard = ray.train.get_dataset_shard("train")
-    images, targets = materialize(list(shard.iter_batches(batch_size=None, batch_format="pyarrow")), train_info, cfg["target"])
+    torch.set_num_threads(cfg["threads"])
+    images, targets = read_shard(train_info, cfg["target"], rank, ray.train.get_context().get_world_size())
     x, y = torch.from_numpy(images).to(device), torch.from_numpy(targets).to(device)
 
     hyper, spec = Hyper(**cfg["hyper"]), ModelSpec(**cfg["spec"])
@@ -138,14 +142,12 @@ def fit(
     cfg = {
         "spec": asdict(spec), "hyper": asdict(hyper), "train": asdict(train_info), "test": asdict(test_info),
         "target": target, "num_classes": num_classes, "inference_repeats": inference_repeats,
-        "threads": resources.cpus_per_worker, "report_every": report_every,
+        "threads": resources.threads, "report_every": report_every,
     }
     trainer = TorchTrainer(
         _worker,
         train_loop_config=cfg,
         scaling_config=resources.scaling(),
-        datasets={"train": read_dataset(train_info.uri)},
-        dataset_config=DataConfig(datasets_to_split=["train"]),
         run_config=RunConfig(name=name, storage_path=storage_path),
     )
     result = trainer.fit()

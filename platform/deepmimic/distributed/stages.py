@@ -1,0 +1,164 @@
+"""The two stages of every experiment: a mentor (trained once, cached by the
+hash of what determines it) and the students that learn from its soft labels."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ..config import ExperimentConfig, ModelConfig, SweepConfig
+from ..core import tables
+from ..core.datasets import load_dataset
+from ..core.evaluation import agreement
+from ..core.images import Dataset, hold_out_classes, select_classes
+from ..core.splits import Split, out_of_domain, stratified_split, unbalanced
+from ..errors import UserError
+from .data import TableInfo, table_info, write_image_table, write_split
+from .soft_labeling import label_images, student_table
+from .train import Resources, Trained, fit, load_model  # noqa: F401  (load_model: for users of checkpoints)
+
+OOD_ID_OFFSET = 1 << 40  # out-of-domain ids never collide with the data set's own
+
+
+def digest(obj: Any) -> str:
+    """A short stable hash of a JSON-able object."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def mentor_key(cfg: ExperimentConfig) -> str:
+    """What determines a mentor and its soft labels: data, split, seed, mentor, out-of-domain source."""
+    ood = cfg.ood.model_dump() if isinstance(cfg, SweepConfig) and cfg.ood else None
+    return digest({"dataset": cfg.dataset.model_dump(), "split": cfg.split.model_dump(), "seed": cfg.seed,
+                   "mentor": cfg.mentor.model_dump(), "ood": ood})
+
+
+def student_key(cfg: ExperimentConfig, student: ModelConfig) -> str:
+    variant = cfg.variant.model_dump() if isinstance(cfg, SweepConfig) else None
+    return digest({"mentor": mentor_key(cfg), "student": student.model_dump(), "variant": variant})
+
+
+@dataclass(frozen=True)
+class MentorOutcome:
+    """Everything a student trial needs from its mentor, all on shared storage."""
+
+    folder: str
+    result: dict[str, Any]          # the mentor's row of result.json
+    test_predictions: list[int]
+    student: TableInfo              # the pool: id, image (no label)
+    test: TableInfo
+    ood: TableInfo | None
+    num_classes: int
+    trained: bool                   # False when it came from the cache
+
+    @property
+    def soft_labels(self) -> str:
+        return f"{self.folder}/soft_labels.parquet"
+
+    @property
+    def pool_labels(self) -> str:
+        """The pool's true labels: read only to build Table 3's variants, never by a student."""
+        return f"{self.folder}/data/pool_labels.parquet"
+
+
+def model_result(model: ModelConfig, trained: Trained) -> dict[str, Any]:
+    s = trained.summary
+    return {
+        "name": model.name, "architecture": model.architecture, "params": s["params"],
+        "test_accuracy": s["test_accuracy"], "test_loss": s["test_loss"],
+        "inference_time_s": s["inference_time_s"], "device": s["device"],
+        "confusion_matrix": s["confusion"], "checkpoint": trained.checkpoint.path, "history": s["history"],
+    }
+
+
+def _resources(cfg: ExperimentConfig) -> Resources:
+    return Resources(**cfg.resources.model_dump())
+
+
+def _load(cfg: ExperimentConfig) -> tuple[Dataset, Any]:
+    """The data set, and the out-of-domain candidates where the config names some."""
+    dataset = load_dataset(cfg.dataset.name, cfg.dataset.root)
+    ood = cfg.ood if isinstance(cfg, SweepConfig) else None
+    if ood is None:
+        return dataset, None
+    try:
+        if ood.source == "held_out":
+            return hold_out_classes(dataset, ood.classes)
+        other = load_dataset(ood.dataset.name, ood.dataset.root)
+        images = select_classes(other.train, ood.classes)
+    except ValueError as e:
+        raise UserError(f"ood.classes: {e}") from None
+    if images.shape != dataset.train.shape:
+        raise UserError(f"ood.dataset: images are {images.shape}, but {dataset.name}'s are {dataset.train.shape}")
+    return dataset, images
+
+
+def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = None, split: Split | None = None) -> MentorOutcome:
+    """Train the mentor and label its pool, or load both from `folder` if done before.
+
+    `mentor.json`, written last, marks a finished mentor stage.
+    """
+    done = f"{folder}/mentor.json"
+    if tables.exists(done):
+        saved = tables.read_json(done)
+        return MentorOutcome(**{**saved, "student": TableInfo(**saved["student"]), "test": TableInfo(**saved["test"]),
+                                "ood": TableInfo(**saved["ood"]) if saved["ood"] else None, "trained": False})
+    clock = [time.perf_counter()]
+    times: dict[str, float] = {}
+
+    def lap(stage: str) -> None:
+        now = time.perf_counter()
+        times[stage] = round(now - clock[0], 3)
+        clock[0] = now
+
+    ood_images = None
+    if dataset is None:
+        dataset, ood_images = _load(cfg)
+    split = split or stratified_split(dataset.train.labels, cfg.split.mentor_ratio, cfg.seed)
+    data = write_split(dataset, split, f"{folder}/data")
+    tables.write_atomic(tables.label_table(dataset.train.ids[split.student], dataset.train.labels[split.student]),
+                        f"{folder}/data/pool_labels.parquet")
+    ood = None
+    if ood_images is not None:
+        ood = write_image_table(f"{folder}/data/ood.parquet", ood_images.images, OOD_ID_OFFSET + np.arange(len(ood_images)),
+                                dataset.train.class_names)
+    lap("load_and_split")
+    res = _resources(cfg)
+    trained = fit(f"mentor-{cfg.mentor.name}-{os.path.basename(folder)}", cfg.mentor.spec(), cfg.mentor.training.hyper(cfg.seed),
+                  data.mentor, "label", data.test, dataset.train.num_classes, res, f"{folder}/ray", cfg.inference_repeats)
+    lap("train_mentor")
+    label_images(trained.checkpoint, [data.student] + ([ood] if ood else []), f"{folder}/soft_labels.parquet", res)
+    lap("soft_labels")
+    outcome = MentorOutcome(folder, {**model_result(cfg.mentor, trained), "stage_times_s": times}, trained.test_predictions.tolist(), data.student,
+                            data.test, ood, dataset.train.num_classes, True)
+    tables.write_json({k: v for k, v in asdict(outcome).items() if k != "trained"}, done)
+    return outcome
+
+
+def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOutcome, folder: str) -> dict[str, Any]:
+    """Build the student's pool variant, train the student on soft labels, compare it with its mentor."""
+    variant = cfg.variant if isinstance(cfg, SweepConfig) else None
+    pool = tables.read(mentor.pool_labels)
+    pool_ids, pool_labels = pool.column("id").to_numpy(), pool.column("label").to_numpy()
+    keep = np.arange(len(pool_ids))
+    if variant and variant.removal_bound > 0:
+        keep = unbalanced(pool_labels, variant.removal_bound, cfg.seed)
+    sources, ids = [mentor.student], [pool_ids[keep]]
+    if variant and variant.ood_ratio > 0 and mentor.ood is not None:
+        picked = out_of_domain(pool_labels[keep], mentor.ood.rows, variant.ood_ratio, cfg.seed)
+        sources.append(mentor.ood)
+        ids.append(OOD_ID_OFFSET + picked)
+    data = student_table(sources, ids, mentor.soft_labels, f"{folder}/student_train.parquet")
+    trained = fit(f"student-{student.name}-{os.path.basename(folder)}", student.spec(), student.training.hyper(cfg.seed),
+                  data, "soft_label", mentor.test, mentor.num_classes, _resources(cfg), f"{folder}/ray",
+                  cfg.inference_repeats)
+    row = model_result(student, trained)
+    row["relative_accuracy"] = row["test_accuracy"] / mentor.result["test_accuracy"]
+    row["agreement"] = agreement(trained.test_predictions, np.asarray(mentor.test_predictions))
+    row["train_size"] = {"pool": int(len(ids[0])), "ood": int(len(ids[1])) if len(ids) > 1 else 0}
+    return row

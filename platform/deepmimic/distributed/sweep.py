@@ -1,0 +1,125 @@
+"""A sweep on Ray Tune, in two stages: every distinct mentor once, then every student trial.
+
+Mentors and their soft labels live in a cache addressed by the hash of what
+determines them, so students of this sweep and of later sweeps reuse them.
+A finished trial leaves `trials/KEY/trial.json`; a rerun skips it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ray import tune
+
+from ..config import ModelConfig, SweepConfig
+from ..core import tables
+from ..errors import UserError
+from .stages import mentor_key, student_key, train_mentor, train_student
+
+
+@dataclass(frozen=True)
+class Trial:
+    key: str
+    cfg: SweepConfig
+    student: ModelConfig
+    grid: dict[str, Any]      # this trial's axis values
+
+
+def plan(points: list[tuple[dict[str, Any], SweepConfig]]) -> tuple[dict[str, SweepConfig], dict[str, Trial]]:
+    """Distinct mentors by key, and student trials by key, in grid order."""
+    mentors: dict[str, SweepConfig] = {}
+    trials: dict[str, Trial] = {}
+    for values, cfg in points:
+        mentors.setdefault(mentor_key(cfg), cfg)
+        for student in cfg.students:
+            key = student_key(cfg, student)
+            trials[key] = Trial(key, cfg, student, {**values, "student": student.name})
+    return mentors, trials
+
+
+def mentor_folder(cache: str, key: str) -> str:
+    return f"{cache}/mentors/{key}"
+
+
+def trial_file(out: str, key: str) -> str:
+    return f"{out}/trials/{key}/trial.json"
+
+
+def _mentor_trial(config: dict[str, Any], mentors: dict[str, SweepConfig], cache: str) -> None:
+    key = config["mentor"]
+    outcome = train_mentor(mentors[key], mentor_folder(cache, key))
+    tune.report({"mentor": key, "trained": outcome.trained, "test_accuracy": outcome.result["test_accuracy"]})
+
+
+def _student_trial(config: dict[str, Any], trials: dict[str, Trial], cache: str, out: str) -> None:
+    trial = trials[config["trial"]]
+    mentor = train_mentor(trial.cfg, mentor_folder(cache, mentor_key(trial.cfg)))  # from the cache
+    row = train_student(trial.cfg, trial.student, mentor, os.path.dirname(trial_file(out, trial.key)))
+    record = {"key": trial.key, "mentor_key": mentor_key(trial.cfg), "grid": trial.grid, "seed": trial.cfg.seed,
+              "split_ratio": trial.cfg.split.mentor_ratio, "variant": trial.cfg.variant.model_dump(),
+              "mentor": mentor.result, "student": row}
+    tables.write_json(record, trial_file(out, trial.key))
+    tune.report({"trial": trial.key, "student": trial.student.name, "test_accuracy": row["test_accuracy"],
+                 "relative_accuracy": row["relative_accuracy"]})
+
+
+class _OnComplete(tune.Callback):
+    """Calls `fn(result)` in the driver as each trial finishes (MLflow logging hangs here)."""
+
+    def __init__(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        self.fn = fn
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.last_result:
+            self.fn(trial.last_result)
+
+
+def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig, storage: str,
+          on_complete: Callable[[dict[str, Any]], None], max_failures: int) -> None:
+    cpus = base.trial_cpus
+    tuner = tune.Tuner(
+        tune.with_resources(fn, {"cpu": cpus}),
+        param_space={axis: tune.grid_search(keys)},
+        tune_config=tune.TuneConfig(reuse_actors=False),
+        run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[_OnComplete(on_complete)],
+                                  failure_config=tune.FailureConfig(max_failures=max_failures), verbose=1),
+    )
+    grid = tuner.fit()
+    failed = [r for r in grid if r.error]
+    if failed:
+        err = failed[0].error
+        cause = getattr(err, "cause", None) or err
+        if isinstance(cause, UserError):
+            raise cause
+        raise RuntimeError(f"{len(failed)} {name} trial(s) failed; first: {err}")
+
+
+def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], out: str, cache: str,
+              on_mentor: Callable[[str, SweepConfig, dict[str, Any]], None] = lambda *a: None,
+              on_trial: Callable[[dict[str, Any]], None] = lambda r: None,
+              max_failures: int = 0) -> dict[str, Any]:
+    """Run every mentor and student trial not yet finished; return counts of what ran."""
+    mentors, trials = plan(points)
+    pending = [k for k in trials if not tables.exists(trial_file(out, k))]
+    needed = sorted({mentor_key(trials[k].cfg) for k in pending})
+    to_train = [k for k in needed if not tables.exists(f"{mentor_folder(cache, k)}/mentor.json")]
+    storage = f"{out}/tune"
+
+    def mentor_done(result: dict[str, Any]) -> None:
+        key = result["mentor"]
+        on_mentor(key, mentors[key], tables.read_json(f"{mentor_folder(cache, key)}/mentor.json")["result"])
+
+    def trial_done(result: dict[str, Any]) -> None:
+        on_trial(tables.read_json(trial_file(out, result["trial"])))
+
+    if needed:
+        _tune("mentors", tune.with_parameters(_mentor_trial, mentors=mentors, cache=cache), "mentor", needed,
+              base, storage, mentor_done, max_failures)
+    if pending:
+        _tune("students", tune.with_parameters(_student_trial, trials=trials, cache=cache, out=out), "trial",
+              pending, base, storage, trial_done, max_failures)
+    return {"mentors": len(mentors), "mentors_trained": len(to_train), "mentors_reused": len(mentors) - len(to_train),
+            "trials": len(trials), "trials_run": len(pending), "trials_reused": len(trials) - len(pending),
+            "trial_keys": list(trials)}

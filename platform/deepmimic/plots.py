@@ -1,0 +1,58 @@
+"""Figures: learning curves (Figs. 2, 4, 5), confusion matrices (Fig. 3), accuracy by split ratio (Fig. 1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def learning_curves(models: list[dict[str, Any]], path: str) -> None:
+    """Test loss and accuracy per epoch for each model (each a result row with `history`)."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for m in models:
+        epochs = [h["epoch"] for h in m["history"]]
+        ax_loss.plot(epochs, [h["test_loss"] for h in m["history"]], label=m["name"])
+        ax_acc.plot(epochs, [h["test_accuracy"] for h in m["history"]], label=m["name"])
+    for ax, title in ((ax_loss, "test loss"), (ax_acc, "test accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def confusion_matrices(models: list[dict[str, Any]], path: str) -> None:
+    """Row-normalised confusion matrices side by side (mentor first)."""
+    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4), squeeze=False)
+    for ax, m in zip(axes[0], models):
+        cm = np.asarray(m["confusion_matrix"], dtype=float)
+        cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(f"{m['name']} ({m['test_accuracy']:.3f})")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def accuracy_by(x_label: str, series: dict[str, list[tuple[float, float]]], path: str) -> None:
+    """Accuracy against one grid axis, a line per model (Fig. 1 for the split ratio)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, points in series.items():
+        xs, ys = zip(*sorted(points))
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

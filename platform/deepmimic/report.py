@@ -1,0 +1,163 @@
+"""`results.csv`, `report.md` and plots for a sweep folder, shaped like the paper's tables."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+from collections import defaultdict
+from statistics import mean, pstdev
+from typing import Any
+
+from . import paper, plots
+from .core import tables
+from .errors import UserError
+
+SWEEP_FILE = "sweep.json"
+
+
+def load_records(sweep_dir: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The sweep's description and its finished trials, in grid order."""
+    if not os.path.isfile(os.path.join(sweep_dir, SWEEP_FILE)):
+        raise UserError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
+    sweep = tables.read_json(os.path.join(sweep_dir, SWEEP_FILE))
+    order = {k: i for i, k in enumerate(sweep["trial_keys"])}
+    records = [tables.read_json(p) for p in glob.glob(os.path.join(sweep_dir, "trials", "*", "trial.json"))]
+    return sweep, sorted(records, key=lambda r: order.get(r["key"], len(order)))
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def _mean_sd(xs: list[float]) -> str:
+    return _pct(mean(xs)) + (f" ± {_pct(pstdev(xs))}" if len(xs) > 1 else "")
+
+
+def results_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for r in records:
+        s, m = r["student"], r["mentor"]
+        rows.append({**{k: v for k, v in r["grid"].items()}, "seed": r["seed"], "split_ratio": r["split_ratio"],
+                     "removal_bound": r["variant"]["removal_bound"], "ood_ratio": r["variant"]["ood_ratio"],
+                     "student": s["name"], "architecture": s["architecture"], "mentor_accuracy": m["test_accuracy"],
+                     "student_accuracy": s["test_accuracy"], "relative_accuracy": s["relative_accuracy"],
+                     "agreement": s["agreement"], "student_params": s["params"], "mentor_params": m["params"],
+                     "mentor_inference_s": m["inference_time_s"], "student_inference_s": s["inference_time_s"],
+                     "train_pool": s["train_size"]["pool"], "train_ood": s["train_size"]["ood"]})
+    return rows
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _by_axis(rows: list[dict[str, Any]], axis: str, paper_values: dict | None, title: str) -> str:
+    """Tables 3, 4 and Fig. 1: student accuracy per value of one axis, a column per student."""
+    students = list(dict.fromkeys(r["student"] for r in rows))
+    cells: dict[tuple[float, str], list[float]] = defaultdict(list)
+    mentor: dict[float, list[float]] = defaultdict(list)
+    for r in rows:
+        cells[(r[axis], r["student"])].append(r["student_accuracy"])
+        mentor[r[axis]].append(r["mentor_accuracy"])
+    header = [axis, "mentor"] + students + ([f"paper {s}" for s in students] if paper_values else [])
+    body = []
+    for v in sorted(mentor):
+        row = [f"{v:g}", _mean_sd(sorted(set(mentor[v])))] + [_mean_sd(cells[(v, s)]) if cells[(v, s)] else "–" for s in students]
+        if paper_values:
+            row += [paper_values.get(round(v, 2), {}).get(s, "–") for s in students]
+        body.append(row)
+    return f"## {title}\n\n{_table(header, body)}\n"
+
+
+def _architectures(rows: list[dict[str, Any]], paper_rows: dict | None, title: str) -> str:
+    """Tables 1, 2, 5: mentor and each student, accuracy and relative accuracy."""
+    mentor = [r["mentor_accuracy"] for r in {(r["seed"], r["split_ratio"]): r for r in rows}.values()]
+    arch = {r["student"]: r["architecture"] for r in rows}
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[r["student"]].append(r)
+    header = ["model", "architecture", "params", "accuracy %", "relative %", "agreement %"]
+    if paper_rows:
+        header += ["paper accuracy %", "paper relative %"]
+    first = rows[0]
+    body = [["Mentor", first.get("mentor_architecture", "(mentor)"), first["mentor_params"], _mean_sd(mentor), "–", "–"]]
+    for name, rs in groups.items():
+        body.append([name, arch[name], rs[0]["student_params"], _mean_sd([r["student_accuracy"] for r in rs]),
+                     _mean_sd([r["relative_accuracy"] for r in rs]), _mean_sd([r["agreement"] for r in rs])])
+    if paper_rows:
+        for row in body:
+            p = paper_rows.get(row[0])
+            row += [p[1], p[2] if p[2] else "–"] if p else ["–", "–"]
+    return f"## {title}\n\n{_table(header, body)}\n"
+
+
+def _inference(rows: list[dict[str, Any]], dataset: str) -> str:
+    """Table 6: test-set inference time of mentor and students, and their ratio."""
+    mentor_t = mean(r["mentor_inference_s"] for r in rows)
+    body = [["Mentor", f"{mentor_t:.4f}", "1.00", _paper6(dataset, "Mentor")]]
+    for name in dict.fromkeys(r["student"] for r in rows):
+        t = mean(r["student_inference_s"] for r in rows if r["student"] == name)
+        body.append([name, f"{t:.4f}", f"{t / mentor_t:.2f}", _paper6(dataset, name)])
+    return "## Inference time on the whole test set (Table 6)\n\n" + _table(
+        ["model", "seconds", "ratio to mentor", "paper s (1050 Ti / 1070)"], body) + "\n"
+
+
+def _paper6(dataset: str, model: str) -> str:
+    key = {"fashion_mnist": "mnist"}.get(dataset, dataset)
+    p = paper.TABLE6.get((key, model))
+    return f"{p[0]} / {p[1]}" if p else "–"
+
+
+def write_report(sweep_dir: str) -> str:
+    """(Re)write results.csv, report.md and the plots of a sweep folder; return the report's text."""
+    sweep, records = load_records(sweep_dir)
+    if not records:
+        raise UserError(f"{sweep_dir}: no finished trials yet")
+    rows = results_rows(records)
+    for row, rec in zip(rows, records):
+        row["mentor_architecture"] = rec["mentor"]["architecture"]
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    tmp = os.path.join(sweep_dir, "results.csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, os.path.join(sweep_dir, "results.csv"))
+
+    axes = set(sweep["grid_axes"])
+    key, dataset = sweep.get("paper"), sweep["dataset"]
+    parts = [f"# {sweep['name']}: {dataset}, {len(records)} student trials, {sweep['counts']['mentors']} mentor(s)\n"]
+    if "variant.removal_bound" in axes:
+        parts.append(_by_axis(rows, "removal_bound", paper.TABLE3 if key == "table3" else None,
+                              "Accuracy % per removal bound (Table 3)"))
+    if "variant.ood_ratio" in axes:
+        parts.append(_by_axis(rows, "ood_ratio", paper.TABLE4 if key == "table4" else None,
+                              "Accuracy % per out-of-domain ratio (Table 4)"))
+    if "split.mentor_ratio" in axes:
+        parts.append(_by_axis(rows, "split_ratio", None, "Accuracy % per mentor split ratio (Fig. 1)"))
+        series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for r in rows:
+            series[r["student"]].append((r["split_ratio"], r["student_accuracy"]))
+        series["Mentor"] = sorted({(r["split_ratio"], r["mentor_accuracy"]) for r in rows})
+        plots.accuracy_by("mentor split ratio", series, os.path.join(sweep_dir, "accuracy_vs_split.png"))
+        parts.append("![accuracy vs split](accuracy_vs_split.png)\n")
+    if not axes & {"variant.removal_bound", "variant.ood_ratio", "split.mentor_ratio"}:
+        parts.append(_architectures(rows, paper.ARCHITECTURE_TABLES.get(key), "Accuracy per architecture (Tables 1, 2, 5)"))
+    parts.append(_inference(rows, dataset))
+
+    first = records[0]
+    same_point = [r for r in records if r["mentor_key"] == first["mentor_key"] and r["variant"] == first["variant"]]
+    models = [first["mentor"]] + [r["student"] for r in same_point]
+    plots.learning_curves(models, os.path.join(sweep_dir, "learning_curves.png"))
+    plots.confusion_matrices(models[:2], os.path.join(sweep_dir, "confusion_matrices.png"))
+    parts.append("## Learning curves (Figs. 2, 4, 5) and confusion matrices (Fig. 3)\n\n"
+                 "![learning curves](learning_curves.png)\n\n![confusion matrices](confusion_matrices.png)\n")
+    text = "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
+    tmp = os.path.join(sweep_dir, "report.md.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, os.path.join(sweep_dir, "report.md"))
+    return text

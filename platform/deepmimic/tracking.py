@@ -1,0 +1,89 @@
+"""MLflow tracking: a parent run per sweep, nested runs per mentor and student.
+
+All logging happens in the sweep's driver as trials finish, so workers need no
+MLflow and a resumed sweep finds its runs by tag instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from . import plots
+from .errors import UserError
+
+KEY_TAG = "deepmimic.key"
+
+
+def default_uri(out: str) -> str:
+    """A local store under the sweep's folder, which `mlflow ui` opens."""
+    return f"sqlite:///{os.path.abspath(out)}/mlflow.db"
+
+
+class Tracker:
+    """One sweep's MLflow runs."""
+
+    def __init__(self, uri: str, experiment: str, sweep_dir: str, artifact_root: str | None = None) -> None:
+        self.client = MlflowClient(tracking_uri=uri)
+        self.uri = uri
+        try:
+            exp = self.client.get_experiment_by_name(experiment)
+        except Exception as e:  # an unreachable server or a broken store: the user's to fix
+            raise UserError(f"MLflow tracking URI {uri}: unreachable ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
+            experiment, artifact_location=artifact_root)
+        self.parent = self._run(f"sweep:{os.path.abspath(sweep_dir)}", experiment, None, {"deepmimic.sweep_dir": sweep_dir})
+
+    def _find(self, key: str) -> str | None:
+        found = self.client.search_runs([self.experiment_id], f"tags.`{KEY_TAG}` = '{key}'", max_results=1)
+        return found[0].info.run_id if found else None
+
+    def _run(self, key: str, name: str, parent: str | None, tags: dict[str, str]) -> str:
+        existing = self._find(key)
+        if existing:
+            return existing
+        tags = {KEY_TAG: key, **tags, **({"mlflow.parentRunId": parent} if parent else {})}
+        return self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
+
+    def _log_model_run(self, key: str, name: str, params: dict[str, Any], row: dict[str, Any],
+                       extra_metrics: dict[str, float], plots_of: list[dict[str, Any]]) -> str | None:
+        if self._find(key):
+            return None  # logged by an earlier run of this sweep
+        run = self._run(key, name, self.parent, {"deepmimic.role": name.split(":")[0]})
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"epoch_{k}", h[k], now, h["epoch"]) for h in row["history"] for k in ("test_accuracy", "test_loss", "train_loss") if k in h]
+        finals = {"test_accuracy": row["test_accuracy"], "test_loss": row["test_loss"], "params": row["params"],
+                  "inference_time_s": row["inference_time_s"], **extra_metrics}
+        metrics += [Metric(k, float(v), now, 0) for k, v in finals.items()]
+        self.client.log_batch(run, metrics=metrics, params=[Param(k, str(v)[:500]) for k, v in params.items()])
+        with tempfile.TemporaryDirectory() as d:
+            plots.learning_curves(plots_of, os.path.join(d, "learning_curves.png"))
+            plots.confusion_matrices(plots_of, os.path.join(d, "confusion_matrices.png"))
+            self.client.log_artifacts(run, d, "plots")
+        if row.get("checkpoint") and os.path.isdir(row["checkpoint"]):
+            self.client.log_artifacts(run, row["checkpoint"], "model")
+        self.client.set_terminated(run)
+        return run
+
+    def log_mentor(self, key: str, params: dict[str, Any], result: dict[str, Any]) -> None:
+        self._log_model_run(f"mentor:{key}", f"mentor:{result['name']}", params, result, {}, [result])
+
+    def log_student(self, record: dict[str, Any]) -> None:
+        s, m = record["student"], record["mentor"]
+        params = {**record["grid"], "architecture": s["architecture"], "mentor_key": record["mentor_key"],
+                  "seed": record["seed"], "split_ratio": record["split_ratio"], **record["variant"]}
+        extra = {"relative_accuracy": s["relative_accuracy"], "agreement": s["agreement"],
+                 "mentor_test_accuracy": m["test_accuracy"]}
+        self._log_model_run(f"student:{record['key']}", f"student:{s['name']}", params, s, extra, [m, s])
+
+    def finish(self, params: dict[str, Any], files: list[str]) -> None:
+        """Attach the sweep's params and result files to the parent run and close it."""
+        self.client.log_batch(self.parent, params=[Param(k, str(v)[:500]) for k, v in params.items()])
+        for f in files:
+            self.client.log_artifact(self.parent, f)
+        self.client.set_terminated(self.parent)
