@@ -70,7 +70,7 @@ def _sweep(args: argparse.Namespace) -> None:
     print(write_report(out))
     files = [os.path.join(out, f) for f in ("results.csv", "report.md", "learning_curves.png",
                                             "confusion_matrices.png", "accuracy_vs_split.png")]
-    tracker.finish({"grid_axes": ",".join(base.grid), "dataset": base.dataset.name, **sweep["counts"]},
+    tracker.finish({"grid_axes": ",".join(base.grid), "dataset": base.dataset.name}, sweep["counts"],
                    [f for f in files if os.path.exists(f)])
     c = sweep["counts"]
     print(f"mentors: {c['mentors']} ({c['mentors_trained']} trained, {c['mentors_reused']} reused); "

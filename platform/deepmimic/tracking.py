@@ -81,9 +81,11 @@ class Tracker:
                  "mentor_test_accuracy": m["test_accuracy"]}
         self._log_model_run(f"student:{record['key']}", f"student:{s['name']}", params, s, extra, [m, s])
 
-    def finish(self, params: dict[str, Any], files: list[str]) -> None:
-        """Attach the sweep's params and result files to the parent run and close it."""
-        self.client.log_batch(self.parent, params=[Param(k, str(v)[:500]) for k, v in params.items()])
+    def finish(self, params: dict[str, Any], status: dict[str, Any], files: list[str]) -> None:
+        """Attach the sweep's params, this invocation's `status` (as tags: a resumed
+        sweep overwrites them) and the result files to the parent run, and close it."""
+        self.client.log_batch(self.parent, params=[Param(k, str(v)[:500]) for k, v in params.items()],
+                              tags=[RunTag(f"deepmimic.{k}", str(v)) for k, v in status.items()])
         for f in files:
             self.client.log_artifact(self.parent, f)
         self.client.set_terminated(self.parent)

@@ -1,0 +1,132 @@
+"""Sweeps through the real CLI on the session's Ray: mentor reuse and MLflow tracking."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from .conftest import DEEPMIMIC
+
+EPOCHS = 3
+SIX_STUDENTS = {
+    "name": "six",
+    "dataset": {"name": "digits"},
+    "training": {"epochs": EPOCHS, "batch_size": 64},
+    "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8},
+    "students": [{"name": f"S{w}", "architecture": "c-fc", "width": w} for w in (2, 3, 4, 5, 6, 7)],
+    "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
+    "grid": {"student": [f"S{w}" for w in (2, 3, 4, 5, 6, 7)]},
+}
+
+
+def sweep(ray_local, tmp_path: Path, space: dict, out: str, cache: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    path = tmp_path / f"{space['name']}.yaml"
+    path.write_text(yaml.safe_dump(space))
+    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address, **(env or {})}
+    proc = subprocess.run([*DEEPMIMIC, "sweep", str(path), "--out", out, "--cache", cache],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def mentor_trainings(cache: Path) -> int:
+    """Ray Train runs of mentors ever started under the cache."""
+    return len(list(cache.glob("mentors/*/ray/mentor-*")))
+
+
+@pytest.fixture(scope="module")
+def six(ray_local, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("six")
+    proc = sweep(ray_local, tmp, SIX_STUDENTS, str(tmp / "a"), str(tmp / "cache"))
+    return tmp, proc
+
+
+def test_one_mentor_is_trained_once_for_six_students(six):
+    tmp, proc = six
+    counts = json.loads((tmp / "a" / "sweep.json").read_text())["counts"]
+    assert counts["mentors"] == 1 and counts["mentors_trained"] == 1 and counts["trials_run"] == 6
+    assert mentor_trainings(tmp / "cache") == 1
+    rows = (tmp / "a" / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 7 and "student_accuracy" in rows[0]
+    assert (tmp / "a" / "report.md").read_text().count("| S") >= 6
+
+
+def test_a_second_sweep_trains_no_mentor(ray_local, six):
+    tmp, _ = six
+    proc = sweep(ray_local, tmp, SIX_STUDENTS, str(tmp / "b"), str(tmp / "cache"))
+    counts = json.loads((tmp / "b" / "sweep.json").read_text())["counts"]
+    assert counts["mentors_trained"] == 0 and counts["trials_run"] == 6
+    assert mentor_trainings(tmp / "cache") == 1
+    assert "0 trained, 1 reused" in proc.stdout
+
+
+def test_rerun_on_the_same_folder_runs_nothing(ray_local, six):
+    tmp, _ = six
+    proc = sweep(ray_local, tmp, SIX_STUDENTS, str(tmp / "a"), str(tmp / "cache"))
+    assert "student trials: 6 (0 run, 6 already done)" in proc.stdout
+    assert mentor_trainings(tmp / "cache") == 1
+
+
+def test_mlflow_store_holds_parent_nested_runs_metrics_and_plots(six):
+    tmp, proc = six
+    uri = f"sqlite:///{tmp / 'a' / 'mlflow.db'}"
+    assert f"mlflow ui --backend-store-uri {uri}" in proc.stdout
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("six")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1  # the rerun above continued it, no duplicate
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    roles = sorted(r.data.tags["deepmimic.role"] for r in children)
+    assert roles == ["mentor"] + ["student"] * 6
+    student = next(r for r in children if r.data.tags["deepmimic.role"] == "student")
+    history = client.get_metric_history(student.info.run_id, "epoch_test_accuracy")
+    assert [m.step for m in history] == list(range(1, EPOCHS + 1))
+    assert {"relative_accuracy", "agreement"} <= student.data.metrics.keys()
+    plots = {a.path for a in client.list_artifacts(student.info.run_id, "plots")}
+    assert plots == {"plots/learning_curves.png", "plots/confusion_matrices.png"}
+    assert any(a.path == "model/model.pt" for a in client.list_artifacts(student.info.run_id, "model"))
+    assert "results.csv" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sweep_tracks_to_a_real_mlflow_server_over_http(ray_local, tmp_path):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "art")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        client = MlflowClient(tracking_uri=uri)
+        for _ in range(120):
+            try:
+                client.search_experiments()
+                break
+            except Exception:
+                time.sleep(0.5)
+        space = {**SIX_STUDENTS, "name": "http", "grid": {"student": ["S2"]}}
+        proc = sweep(ray_local, tmp_path, space, str(tmp_path / "out"), str(tmp_path / "cache"),
+                     {"MLFLOW_TRACKING_URI": uri})
+        assert f"tracked at {uri}" in proc.stdout
+        exp = client.get_experiment_by_name("http")
+        runs = client.search_runs([exp.experiment_id])
+        assert sorted(r.data.tags.get("deepmimic.role", "sweep") for r in runs) == ["mentor", "student", "sweep"]
+        assert not (tmp_path / "out" / "mlflow.db").exists()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
