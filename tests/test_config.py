@@ -1,6 +1,6 @@
 import pytest
 
-from deepmimic.config import apply_overrides, load_experiment, parse_experiment
+from deepmimic.config import apply_overrides, load_experiment, load_sweep, parse_experiment
 from deepmimic.errors import UserError
 
 from .conftest import ROOT
@@ -56,3 +56,9 @@ def test_malformed_yaml_names_the_line(tmp_path):
 def test_shipped_quickstart_validates():
     cfg = load_experiment(ROOT / "search_spaces" / "quickstart.yaml")
     assert cfg.dataset.name == "digits" and len(cfg.students) >= 2
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_search_space_validates(path):
+    base, points = load_sweep(path)
+    assert points and all(p.students for _, p in points)
