@@ -43,8 +43,9 @@ def test_student_never_sees_a_true_label(ray_local, digits, tmp_path):
     a = run_experiment(cfg, str(tmp_path / "a"), digits, split)
     b = run_experiment(cfg, str(tmp_path / "b"), scrambled, split)
 
-    assert pq.read_schema(tmp_path / "a" / "data" / "student.parquet").names == ["id", "image"]
-    assert "label" not in pq.read_schema(tmp_path / "a" / "data" / "student_train.parquet").names
+    (pool,) = (tmp_path / "a").glob("mentors/*/data/student.parquet")
+    assert pq.read_schema(pool).names == ["id", "image"]
+    assert pq.read_schema(tmp_path / "a" / "students" / "Student-B" / "student_train.parquet").names == ["id", "image", "soft_label"]
     sa, sb = a["students"][0], b["students"][0]
     for key in ("test_accuracy", "test_loss", "agreement", "relative_accuracy", "history", "confusion_matrix"):
         assert sa[key] == sb[key], key
