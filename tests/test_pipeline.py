@@ -8,7 +8,6 @@ import subprocess
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 import torch
 
 from deepmimic.config import parse_experiment

@@ -19,9 +19,9 @@ from ..core.evaluation import agreement
 from ..core.images import Dataset, hold_out_classes, select_classes
 from ..core.splits import Split, out_of_domain, stratified_split, unbalanced
 from ..errors import UserError
-from .data import TableInfo, table_info, write_image_table, write_split
+from .data import TableInfo, write_image_table, write_split
 from .soft_labeling import label_images, student_table
-from .train import Resources, Trained, fit, load_model  # noqa: F401  (load_model: for users of checkpoints)
+from .train import Resources, Trained, fit
 
 OOD_ID_OFFSET = 1 << 40  # out-of-domain ids never collide with the data set's own
 
