@@ -12,17 +12,17 @@ ROOT = Path(__file__).resolve().parents[1]
 DEEPMIMIC = [sys.executable, "-m", "deepmimic.cli"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def ray_local():
-    """A real local Ray instance shared by the tests that need one."""
+    """A real local Ray, started once and shared by the tests that need one
+    (a test that shuts it down gets a fresh one for the next)."""
     os.environ.pop("RAY_ADDRESS", None)
     import ray
 
     from deepmimic.distributed.cluster import connect
 
     connect()
-    yield ray
-    ray.shutdown()
+    return ray
 
 
 @pytest.fixture(scope="session")

@@ -44,9 +44,14 @@ def mentor_trainings(cache: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def six(ray_local, tmp_path_factory):
+def six(tmp_path_factory):
+    import ray
+
+    from deepmimic.distributed.cluster import connect
+
+    connect()
     tmp = tmp_path_factory.mktemp("six")
-    proc = sweep(ray_local, tmp, SIX_STUDENTS, str(tmp / "a"), str(tmp / "cache"))
+    proc = sweep(ray, tmp, SIX_STUDENTS, str(tmp / "a"), str(tmp / "cache"))
     return tmp, proc
 
 

@@ -46,32 +46,35 @@ def _sweep(args: argparse.Namespace) -> None:
     from .config import load_sweep
 
     base, points = load_sweep(args.search_space, args.set)
-    out = os.path.abspath(args.out or os.path.join("runs", base.name))
-    cache = args.cache or os.environ.get("DEEPMIMIC_CACHE") or os.path.join(os.path.dirname(out), "cache")
+    storage = _local_or_uri(args.storage or "runs")
+    out = _local_or_uri(args.out or f"{storage}/{base.name}")
+    cache = _local_or_uri(args.cache or os.environ.get("DEEPMIMIC_CACHE") or f"{storage}/cache")
     from .core import tables
     from .distributed.cluster import connect
     from .distributed.sweep import plan, run_sweep
     from .report import SWEEP_FILE, write_report
     from .tracking import Tracker, default_uri
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_uri(out)
-    os.makedirs(out, exist_ok=True)
-    tracker = Tracker(uri, base.name, out, None if os.environ.get("MLFLOW_TRACKING_URI") else f"{out}/mlartifacts")
+    server = os.environ.get("MLFLOW_TRACKING_URI")
+    if not server and "://" in out:
+        raise UserError(f"--storage {storage}: a sweep on remote storage needs MLFLOW_TRACKING_URI (a tracking server)")
+    uri = server or default_uri(out)
+    if "://" not in out:
+        os.makedirs(out, exist_ok=True)
+    tracker = Tracker(uri, base.name, out, None if server else f"{out}/mlartifacts")
     _, trials = plan(points)
     sweep = {"name": base.name, "dataset": base.dataset.name, "paper": base.paper, "grid_axes": list(base.grid),
              "trial_keys": list(trials), "config": base.model_dump(), "counts": {"mentors": 0}}
-    tables.write_json(sweep, os.path.join(out, SWEEP_FILE))
+    tables.write_json(sweep, f"{out}/{SWEEP_FILE}")
     connect()
     counts = run_sweep(base, points, out, cache,
                        on_mentor=lambda key, cfg, result: tracker.log_mentor(key, _mentor_params(cfg), result),
                        on_trial=tracker.log_student)
     sweep["counts"] = {k: v for k, v in counts.items() if k != "trial_keys"}
-    tables.write_json(sweep, os.path.join(out, SWEEP_FILE))
-    print(write_report(out))
-    files = [os.path.join(out, f) for f in ("results.csv", "report.md", "learning_curves.png",
-                                            "confusion_matrices.png", "accuracy_vs_split.png")]
-    tracker.finish({"grid_axes": ",".join(base.grid), "dataset": base.dataset.name}, sweep["counts"],
-                   [f for f in files if os.path.exists(f)])
+    tables.write_json(sweep, f"{out}/{SWEEP_FILE}")
+    text, files = write_report(out)
+    print(text)
+    tracker.finish({"grid_axes": ",".join(base.grid), "dataset": base.dataset.name}, sweep["counts"], files)
     c = sweep["counts"]
     print(f"mentors: {c['mentors']} ({c['mentors_trained']} trained, {c['mentors_reused']} reused); "
           f"student trials: {c['trials']} ({c['trials_run']} run, {c['trials_reused']} already done)")
@@ -82,6 +85,11 @@ def _sweep(args: argparse.Namespace) -> None:
         print(f"tracked at {uri}")
 
 
+def _local_or_uri(path: str) -> str:
+    """Absolute local paths (every process agrees on them); URIs (s3://, gs://, …) as given."""
+    return path.rstrip("/") if "://" in path else os.path.abspath(path)
+
+
 def _mentor_params(cfg: Any) -> dict[str, Any]:
     return {"dataset": cfg.dataset.name, "split_ratio": cfg.split.mentor_ratio, "seed": cfg.seed,
             "architecture": cfg.mentor.architecture, **cfg.mentor.training.model_dump()}
@@ -90,7 +98,7 @@ def _mentor_params(cfg: Any) -> dict[str, Any]:
 def _report(args: argparse.Namespace) -> None:
     from .report import write_report
 
-    print(write_report(args.sweep_dir))
+    print(write_report(_local_or_uri(args.sweep_dir))[0])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
     sweep = sub.add_parser("sweep", help="run a search space's grid on Ray Tune, tracked in MLflow")
     sweep.add_argument("search_space", help="search-space YAML file")
-    sweep.add_argument("--out", help="sweep folder (default runs/NAME); rerunning on it skips finished trials")
-    sweep.add_argument("--cache", help="mentor cache shared between sweeps (default: OUT/../cache, or $DEEPMIMIC_CACHE)")
+    sweep.add_argument("--storage", help="root every node reaches: a local or NFS folder, s3://…, gs://… (default runs)")
+    sweep.add_argument("--out", help="sweep folder (default STORAGE/NAME); rerunning on it skips finished trials")
+    sweep.add_argument("--cache", help="mentor cache shared between sweeps (default $DEEPMIMIC_CACHE or STORAGE/cache)")
     sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out (also the default behaviour)")
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     sweep.set_defaults(func=_sweep)

@@ -80,6 +80,7 @@ class ResourcesConfig(Strict):
     cpus_per_worker: float = Field(1.0, gt=0.0)
     gpus_per_worker: float = Field(0.0, ge=0.0)
     threads_per_worker: int | None = Field(None, ge=1)
+    custom_per_worker: dict[str, float] = Field({}, description="other Ray resources per worker, e.g. {accelerator_type:A100: 0.01}")
 
 
 class ExperimentConfig(Strict):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
-import glob
 import os
+import tempfile
 from collections import defaultdict
 from statistics import mean, pstdev
 from typing import Any
+
+import pyarrow.fs as pafs
 
 from . import paper, plots
 from .core import tables
@@ -17,13 +19,20 @@ SWEEP_FILE = "sweep.json"
 
 
 def load_records(sweep_dir: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The sweep's description and its finished trials, in grid order."""
-    if not os.path.isfile(os.path.join(sweep_dir, SWEEP_FILE)):
+    """The sweep's description and its finished trials, in grid order (local folder or storage URI)."""
+    if not tables.exists(f"{sweep_dir}/{SWEEP_FILE}"):
         raise UserError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
-    sweep = tables.read_json(os.path.join(sweep_dir, SWEEP_FILE))
+    sweep = tables.read_json(f"{sweep_dir}/{SWEEP_FILE}")
     order = {k: i for i, k in enumerate(sweep["trial_keys"])}
-    records = [tables.read_json(p) for p in glob.glob(os.path.join(sweep_dir, "trials", "*", "trial.json"))]
+    fs, path = tables.filesystem(f"{sweep_dir}/trials")
+    found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
+    records = [tables.read_json(_uri(sweep_dir, f.path, path)) for f in found if f.base_name == "trial.json"]
     return sweep, sorted(records, key=lambda r: order.get(r["key"], len(order)))
+
+
+def _uri(sweep_dir: str, found: str, base: str) -> str:
+    """Turn a path found under `base` back into a URI under `sweep_dir`'s scheme."""
+    return f"{sweep_dir}/trials{found[len(base):]}"
 
 
 def _pct(x: float) -> str:
@@ -111,11 +120,26 @@ def _paper6(dataset: str, model: str) -> str:
     return f"{p[0]} / {p[1]}" if p else "–"
 
 
-def write_report(sweep_dir: str) -> str:
-    """(Re)write results.csv, report.md and the plots of a sweep folder; return the report's text."""
+def write_report(sweep_dir: str) -> tuple[str, list[str]]:
+    """(Re)write results.csv, report.md and the plots of a sweep folder (local or a storage URI).
+
+    Returns the report's text and local copies of the files written.
+    """
     sweep, records = load_records(sweep_dir)
     if not records:
         raise UserError(f"{sweep_dir}: no finished trials yet")
+    local = sweep_dir if "://" not in sweep_dir else tempfile.mkdtemp(prefix="deepmimic-report-")
+    files = _write(local, sweep, records)
+    if local != sweep_dir:
+        fs, path = tables.filesystem(sweep_dir)
+        for f in files:
+            pafs.copy_files(f, f"{path}/{os.path.basename(f)}", destination_filesystem=fs)
+    with open(os.path.join(local, "report.md")) as f:
+        return f.read(), files
+
+
+def _write(sweep_dir: str, sweep: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
+    """Write the report's files into the local folder `sweep_dir`; return their paths."""
     rows = results_rows(records)
     for row, rec in zip(rows, records):
         row["mentor_architecture"] = rec["mentor"]["architecture"]
@@ -160,4 +184,5 @@ def write_report(sweep_dir: str) -> str:
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, os.path.join(sweep_dir, "report.md"))
-    return text
+    names = ("results.csv", "report.md", "learning_curves.png", "confusion_matrices.png", "accuracy_vs_split.png")
+    return [os.path.join(sweep_dir, n) for n in names if os.path.exists(os.path.join(sweep_dir, n))]

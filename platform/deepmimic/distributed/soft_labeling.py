@@ -34,7 +34,7 @@ def label_images(checkpoint: Checkpoint, sources: list[TableInfo], uri: str, res
     """Write the mentor's soft labels (columns id, soft_label) for every image of `sources` to `uri`."""
     # DEFAULT scheduling: inside a Tune trial, a task would otherwise be held to the trial's own small bundle.
     task = ray.remote(_label).options(num_cpus=resources.cpus_per_worker, num_gpus=resources.gpus_per_worker,
-                                      scheduling_strategy="DEFAULT")
+                                      resources=resources.custom_per_worker or None, scheduling_strategy="DEFAULT")
     return ray.get(task.remote(checkpoint, sources, uri, temperature))
 
 

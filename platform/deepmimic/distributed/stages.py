@@ -71,7 +71,7 @@ def model_result(model: ModelConfig, trained: Trained) -> dict[str, Any]:
     return {
         "name": model.name, "architecture": model.architecture, "params": s["params"],
         "test_accuracy": s["test_accuracy"], "test_loss": s["test_loss"],
-        "inference_time_s": s["inference_time_s"], "device": s["device"],
+        "inference_time_s": s["inference_time_s"], "device": s["device"], "node_id": s.get("node_id"),
         "confusion_matrix": s["confusion"], "checkpoint": trained.checkpoint.path, "history": s["history"],
     }
 

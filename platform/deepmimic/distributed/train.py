@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import ray
 import ray.train
 import ray.train.torch
 import torch
@@ -33,13 +34,14 @@ class Resources:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     threads_per_worker: int | None = None
+    custom_per_worker: dict[str, float] = field(default_factory=dict)
 
     @property
     def threads(self) -> int:
         return self.threads_per_worker or max(1, int(self.cpus_per_worker))
 
     def scaling(self) -> ScalingConfig:
-        per_worker = {"CPU": self.cpus_per_worker}
+        per_worker = {"CPU": self.cpus_per_worker, **self.custom_per_worker}
         if self.gpus_per_worker:
             per_worker["GPU"] = self.gpus_per_worker
         return ScalingConfig(num_workers=self.num_workers, use_gpu=self.gpus_per_worker > 0,
@@ -106,6 +108,7 @@ def _worker(cfg: dict[str, Any]) -> None:
         "test_loss": loss,
         "inference_time_s": inference_time(net, test_x, cfg["inference_repeats"]),
         "device": str(device),
+        "node_id": ray.get_runtime_context().get_node_id(),
         "confusion": confusion_matrix(test.labels, preds, cfg["num_classes"]).tolist(),
         "history": history,
     }

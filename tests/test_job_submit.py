@@ -1,0 +1,85 @@
+"""A sweep submitted with the real `ray job submit` to a real head with token authentication."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import yaml
+from mlflow.tracking import MlflowClient
+
+from .conftest import ROOT
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sweep_runs_under_ray_job_submit(tmp_path):
+    token = tmp_path / "auth_token"
+    token.write_text(uuid.uuid4().hex)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    env.pop("RAY_ADDRESS", None)
+    gcs, dash = free_port(), free_port()
+    head = subprocess.Popen(
+        [RAY, "start", "--head", "--block", f"--port={gcs}", "--node-ip-address=127.0.0.1",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
+         f"--ray-client-server-port={free_port()}", "--include-dashboard=true"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address = f"http://127.0.0.1:{dash}"
+    out, space = tmp_path / "storage" / "sweep", tmp_path / "job.yaml"
+    space.write_text(yaml.safe_dump({
+        "name": "job", "dataset": {"name": "digits"}, "training": {"epochs": 2},
+        "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8},
+        "students": [{"name": "A", "architecture": "c-fc", "width": 4}],
+        "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
+        "grid": {"split.mentor_ratio": [0.2, 0.5]},
+    }))
+    try:
+        for _ in range(120):  # the job server answers once the dashboard is up
+            if subprocess.run([RAY, "job", "list", "--address", address], env=env, capture_output=True).returncode == 0:
+                break
+            time.sleep(1)
+        submit = subprocess.run(
+            [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--no-wait", "--",
+             sys.executable, "-m", "deepmimic.cli", "sweep", str(space), "--out", str(out)],
+            env=env, capture_output=True, text=True, timeout=300)
+        assert submit.returncode == 0, submit.stdout + submit.stderr
+        job_id = re.search(r"Job '([^']+)' submitted successfully", submit.stdout).group(1)
+        status = ""
+        for _ in range(600):
+            status = subprocess.run([RAY, "job", "status", "--address", address, job_id], env=env,
+                                    capture_output=True, text=True).stdout
+            if any(s in status for s in ("SUCCEEDED", "FAILED", "STOPPED")):
+                break
+            time.sleep(1)
+        logs = subprocess.run([RAY, "job", "logs", "--address", address, job_id], env=env,
+                              capture_output=True, text=True).stdout
+        assert "SUCCEEDED" in status, status + logs[-3000:]
+        assert "student trials: 2 (2 run, 0 already done)" in logs
+        rows = (out / "results.csv").read_text().strip().splitlines()
+        assert len(rows) == 3
+        client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+        runs = client.search_runs([client.get_experiment_by_name("job").experiment_id])
+        assert len(runs) == 1 + 2 + 2  # the sweep, two mentors, two students
+        assert json.loads((out / "sweep.json").read_text())["counts"]["mentors_trained"] == 2
+        wrong = tmp_path / "wrong_token"
+        wrong.write_text(uuid.uuid4().hex)
+        refused = subprocess.run([RAY, "job", "list", "--address", address],
+                                 env={**env, "RAY_AUTH_TOKEN_PATH": str(wrong)}, capture_output=True, text=True)
+        assert refused.returncode != 0  # the job server refuses a wrong token
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
