@@ -23,8 +23,8 @@ SPACE = {
 
 def test_trials_spread_over_two_nodes_and_share_storage(tmp_path):
     ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1.5, "resources": {"accel": 1}})
-    cluster.add_node(num_cpus=1.5, resources={"accel": 1})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"accel": 1}})
+    cluster.add_node(num_cpus=2, resources={"accel": 1})
     try:
         ray.init(address=cluster.address)
         cluster.wait_for_nodes()
