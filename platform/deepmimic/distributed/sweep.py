@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import ray
 from ray import tune
 
 from ..config import ModelConfig, SweepConfig
@@ -76,13 +77,27 @@ class _OnComplete(tune.Callback):
             self.fn(trial.last_result)
 
 
+def concurrency(base: SweepConfig, cluster: dict[str, float]) -> int:
+    """How many trials fit the cluster at once, each with its own process and its training workers.
+
+    Tune reserves only the trial's own `trial_cpus`; the Ray Train workers a trial
+    starts ask for theirs later, so without this bound trials could hold every CPU
+    while their workers wait forever. A resource the cluster lacks today (GPUs on
+    an autoscaling cluster at zero workers) sets no bound: the autoscaler adds it.
+    """
+    r = base.resources
+    need = {"CPU": base.trial_cpus + r.num_workers * r.cpus_per_worker, "GPU": r.num_workers * r.gpus_per_worker,
+            **{k: r.num_workers * v for k, v in r.custom_per_worker.items()}}
+    fits = [int(cluster[k] // v) for k, v in need.items() if v > 0 and cluster.get(k, 0) > 0]
+    return max(1, min(fits)) if fits else 1
+
+
 def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig, storage: str,
           on_complete: Callable[[dict[str, Any]], None], max_failures: int) -> None:
-    cpus = base.trial_cpus
     tuner = tune.Tuner(
-        tune.with_resources(fn, {"cpu": cpus}),
+        tune.with_resources(fn, {"cpu": base.trial_cpus}),
         param_space={axis: tune.grid_search(keys)},
-        tune_config=tune.TuneConfig(reuse_actors=False),
+        tune_config=tune.TuneConfig(reuse_actors=False, max_concurrent_trials=concurrency(base, ray.cluster_resources())),
         run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[_OnComplete(on_complete)],
                                   failure_config=tune.FailureConfig(max_failures=max_failures), verbose=1),
     )
