@@ -71,7 +71,7 @@ def _by_axis(rows: list[dict[str, Any]], axis: str, paper_values: dict | None, t
     for r in rows:
         cells[(r[axis], r["student"])].append(r["student_accuracy"])
         mentor[r[axis]].append(r["mentor_accuracy"])
-    header = [axis, "mentor"] + students + ([f"paper {s}" for s in students] if paper_values else [])
+    header = [axis, "mentor"] + students + ([f"paper {s} (CIFAR-10)" for s in students] if paper_values else [])
     body = []
     for v in sorted(mentor):
         row = [f"{v:g}", _mean_sd(sorted(set(mentor[v])))] + [_mean_sd(cells[(v, s)]) if cells[(v, s)] else "–" for s in students]
