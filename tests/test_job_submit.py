@@ -39,7 +39,8 @@ def test_sweep_runs_under_ray_job_submit(tmp_path):
          f"--ray-client-server-port={free_port()}", "--include-dashboard=true"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
-    out, space = tmp_path / "storage" / "sweep", tmp_path / "job.yaml"
+    storage, space = tmp_path / "storage", tmp_path / "job.yaml"
+    out = storage / "job"  # STORAGE/NAME
     space.write_text(yaml.safe_dump({
         "name": "job", "dataset": {"name": "digits"}, "training": {"epochs": 2},
         "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8},
@@ -54,7 +55,7 @@ def test_sweep_runs_under_ray_job_submit(tmp_path):
             time.sleep(1)
         submit = subprocess.run(
             [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--no-wait", "--",
-             sys.executable, "-m", "deepmimic.cli", "sweep", str(space), "--out", str(out)],
+             sys.executable, "-m", "deepmimic.cli", "sweep", str(space), "--storage", str(storage)],
             env=env, capture_output=True, text=True, timeout=300)
         assert submit.returncode == 0, submit.stdout + submit.stderr
         job_id = re.search(r"Job '([^']+)' submitted successfully", submit.stdout).group(1)
@@ -75,6 +76,7 @@ def test_sweep_runs_under_ray_job_submit(tmp_path):
         runs = client.search_runs([client.get_experiment_by_name("job").experiment_id])
         assert len(runs) == 1 + 2 + 2  # the sweep, two mentors, two students
         assert json.loads((out / "sweep.json").read_text())["counts"]["mentors_trained"] == 2
+        assert len(list(storage.glob("cache/mentors/*/mentor.json"))) == 2
         wrong = tmp_path / "wrong_token"
         wrong.write_text(uuid.uuid4().hex)
         refused = subprocess.run([RAY, "job", "list", "--address", address],
