@@ -66,10 +66,12 @@ def test_one_mentor_is_trained_once_for_six_students(six):
 
 
 def test_a_second_sweep_trains_no_mentor(ray_local, six):
+    """Another sweep (another folder, another grid) that needs the same mentor takes it from the cache."""
     tmp, _ = six
-    proc = sweep(ray_local, tmp, SIX_STUDENTS, str(tmp / "b"), str(tmp / "cache"))
+    space = {**SIX_STUDENTS, "name": "other", "grid": {"student": ["S7"]}}
+    proc = sweep(ray_local, tmp, space, str(tmp / "b"), str(tmp / "cache"))
     counts = json.loads((tmp / "b" / "sweep.json").read_text())["counts"]
-    assert counts["mentors_trained"] == 0 and counts["trials_run"] == 6
+    assert counts["mentors_trained"] == 0 and counts["trials_run"] == 1
     assert mentor_trainings(tmp / "cache") == 1
     assert "0 trained, 1 reused" in proc.stdout
 
