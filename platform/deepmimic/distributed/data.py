@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
-import ray.data
 
 from ..core import tables
 from ..core.architectures import channel_stats
@@ -43,17 +41,6 @@ def write_image_table(uri: str, images: np.ndarray, ids: np.ndarray, names: tupl
     return TableInfo(uri, len(images), tuple(images.shape[1:]), names, mean, std)  # type: ignore[arg-type]
 
 
-def table_info(uri: str) -> TableInfo:
-    """Read a table's TableInfo from its Parquet footer alone."""
-    fs, path = tables.filesystem(uri)
-    with fs.open_input_file(path) as f:
-        meta = pq.ParquetFile(f).metadata
-    schema = meta.schema.to_arrow_schema()
-    shape = tables.image_shape(schema)
-    mean, std = np.frombuffer(schema.metadata[STATS_KEY], dtype=np.float64).reshape(2, -1).tolist()
-    return TableInfo(uri, meta.num_rows, shape, tables.class_names(schema), mean, std)
-
-
 @dataclass(frozen=True)
 class SplitTables:
     mentor: TableInfo   # id, image, label
@@ -70,16 +57,6 @@ def write_split(dataset: Dataset, split: Split, folder: str) -> SplitTables:
         student=write_image_table(f"{folder}/student.parquet", s.images, s.ids, names),
         test=write_image_table(f"{folder}/test.parquet", dataset.test.images, dataset.test.ids, names, dataset.test.labels),
     )
-
-
-def read_dataset(uri: str) -> ray.data.Dataset:
-    """A Ray Dataset over one of our Parquet tables.
-
-    Its read tasks reserve no CPU: training workers may hold every CPU of a
-    node, and a read that waits for one of them would wait forever.
-    """
-    fs, path = tables.filesystem(uri)
-    return ray.data.read_parquet(path, filesystem=fs, num_cpus=0)
 
 
 def read_shard(info: TableInfo, target: str, rank: int, world: int) -> tuple[np.ndarray, np.ndarray]:
