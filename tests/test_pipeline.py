@@ -44,7 +44,9 @@ def test_student_never_sees_a_true_label(ray_local, digits, tmp_path):
 
     (pool,) = (tmp_path / "a").glob("mentors/*/data/student.parquet")
     assert pq.read_schema(pool).names == ["id", "image"]
-    assert pq.read_schema(tmp_path / "a" / "students" / "Student-B" / "student_train.parquet").names == ["id", "image", "soft_label"]
+    (manifest,) = (tmp_path / "a").glob("mentors/*/student_sets/*/manifest.json")
+    student_set = json.loads(manifest.read_text())["table"]["uri"]
+    assert pq.read_table(student_set).column_names == ["id", "image", "soft_label"]
     sa, sb = a["students"][0], b["students"][0]
     for key in ("test_accuracy", "test_loss", "agreement", "relative_accuracy", "history", "confusion_matrix"):
         assert sa[key] == sb[key], key

@@ -28,6 +28,9 @@ class Hyper:
     weight_decay: float = 5e-4
     seed: int = 0
     shift: int = 0  # augmentation: random translation by up to this many pixels
+    bf16: bool = False           # autocast to bfloat16 (GPUs, and CPUs with AVX-512 BF16 or AMX)
+    channels_last: bool = False  # NHWC activations: faster convolutions on tensor cores and oneDNN
+    compile: bool = False        # torch.compile the model (pays a compile on first use)
 
 
 def random_shift(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -64,6 +67,10 @@ def train(
                           weight_decay=hyper.weight_decay, nesterov=hyper.momentum > 0)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
+    if hyper.channels_last:
+        model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if hyper.compile else model
+    memory_format = torch.channels_last if hyper.channels_last else torch.contiguous_format
     lr_at = lambda step: 0.5 * hyper.lr * (1 + math.cos(math.pi * step / total))  # noqa: E731
     for epoch in range(start_epoch, hyper.epochs):
         torch.manual_seed(hyper.seed * 100_003 + epoch)  # dropout and shuffle depend only on (seed, epoch)
@@ -75,7 +82,9 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + step)
             x = random_shift(images[idx], hyper.shift) if hyper.shift else images[idx]
-            loss = F.cross_entropy(model(x), targets[idx])
+            with torch.autocast(images.device.type, torch.bfloat16, enabled=hyper.bf16):
+                logits = forward(x.contiguous(memory_format=memory_format))
+            loss = F.cross_entropy(logits.float(), targets[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

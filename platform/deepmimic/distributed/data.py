@@ -30,6 +30,10 @@ class TableInfo:
     mean: list[float]
     std: list[float]
 
+    @classmethod
+    def from_json(cls, saved: dict) -> "TableInfo":
+        return cls(**{**saved, "shape": tuple(saved["shape"]), "class_names": tuple(saved["class_names"])})
+
 
 def write_image_table(uri: str, images: np.ndarray, ids: np.ndarray, names: tuple[str, ...],
                       labels: np.ndarray | None = None) -> TableInfo:
@@ -62,12 +66,13 @@ def write_split(dataset: Dataset, split: Split, folder: str) -> SplitTables:
 def read_shard(info: TableInfo, target: str, rank: int, world: int) -> tuple[np.ndarray, np.ndarray]:
     """Rank `rank`'s equal share of a table: images and its target column (`label` or `soft_label`).
 
-    Workers read their rows straight from the Parquet file on shared storage and
-    keep them in memory. (Streaming the shards through Ray Data deadlocked when
-    several trials shared a 2-CPU node: see the README's notes.) Every rank gets
-    the same number of rows, so DDP ranks take the same number of steps.
+    Workers read their rows straight from Parquet on shared storage and keep
+    them in memory, in id order whatever order a writer left the files in.
+    (Streaming the shards through Ray Data deadlocked when several trials shared
+    a 2-CPU node: see the README's notes.) Every rank gets the same number of
+    rows, so DDP ranks take the same number of steps.
     """
-    table = tables.read(info.uri, ["image", target])
+    table = tables.read(info.uri, ["id", "image", target]).sort_by("id")
     per_rank = table.num_rows // world
     if per_rank == 0:
         raise RuntimeError(f"{info.uri}: {table.num_rows} rows cannot feed {world} workers")

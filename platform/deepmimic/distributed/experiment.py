@@ -10,7 +10,7 @@ from ..config import ExperimentConfig
 from ..core import tables
 from ..core.images import Dataset
 from ..core.splits import Split
-from .stages import mentor_key, train_mentor, train_student
+from .stages import mentor_key, student_set, train_mentor, train_student
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str, dataset: Dataset | None = None,
@@ -22,10 +22,13 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str, dataset: Dataset | None 
     out_dir = out_dir if "://" in out_dir else os.path.abspath(out_dir)
     mentor = train_mentor(cfg, f"{out_dir}/mentors/{mentor_key(cfg)}", dataset, split)
     timings = dict(mentor.result.get("stage_times_s", {}))
+    start = time.perf_counter()
+    data = student_set(cfg, mentor)
+    timings["student_set"] = round(time.perf_counter() - start, 3)
     students = []
     for model in cfg.students:
         start = time.perf_counter()
-        students.append(train_student(cfg, model, mentor, f"{out_dir}/students/{model.name}"))
+        students.append(train_student(cfg, model, mentor, data, f"{out_dir}/students/{model.name}"))
         timings[f"student:{model.name}"] = round(time.perf_counter() - start, 3)
     result = {
         "name": cfg.name,

@@ -17,13 +17,12 @@ from ..core import tables
 from ..core.datasets import load_dataset
 from ..core.evaluation import agreement
 from ..core.images import Dataset, hold_out_classes, select_classes
-from ..core.splits import Split, out_of_domain, stratified_split, unbalanced
+from ..core.splits import Split, stratified_split
 from ..errors import UserError
 from .data import TableInfo, write_image_table, write_split
-from .soft_labeling import label_images, student_table
+from .soft_labeling import label_images
+from .student_sets import OOD_ID_OFFSET, StudentSet, build_student_set
 from .train import Resources, Trained, fit
-
-OOD_ID_OFFSET = 1 << 40  # out-of-domain ids never collide with the data set's own
 
 
 def digest(obj: Any) -> str:
@@ -106,8 +105,9 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
     done = f"{folder}/mentor.json"
     if tables.exists(done):
         saved = tables.read_json(done)
-        return MentorOutcome(**{**saved, "student": TableInfo(**saved["student"]), "test": TableInfo(**saved["test"]),
-                                "ood": TableInfo(**saved["ood"]) if saved["ood"] else None, "trained": False})
+        return MentorOutcome(**{**saved, "student": TableInfo.from_json(saved["student"]),
+                                "test": TableInfo.from_json(saved["test"]),
+                                "ood": TableInfo.from_json(saved["ood"]) if saved["ood"] else None, "trained": False})
     clock = [time.perf_counter()]
     times: dict[str, float] = {}
 
@@ -140,25 +140,21 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
     return outcome
 
 
-def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOutcome, folder: str) -> dict[str, Any]:
-    """Build the student's pool variant, train the student on soft labels, compare it with its mentor."""
+def student_set(cfg: ExperimentConfig, mentor: MentorOutcome) -> StudentSet:
+    """The student pool variant `cfg` asks for, labelled by `mentor`; built once, kept beside the mentor."""
     variant = cfg.variant if isinstance(cfg, SweepConfig) else None
-    pool = tables.read(mentor.pool_labels)
-    pool_ids, pool_labels = pool.column("id").to_numpy(), pool.column("label").to_numpy()
-    keep = np.arange(len(pool_ids))
-    if variant and variant.removal_bound > 0:
-        keep = unbalanced(pool_labels, variant.removal_bound, cfg.seed)
-    sources, ids = [mentor.student], [pool_ids[keep]]
-    if variant and variant.ood_ratio > 0 and mentor.ood is not None:
-        picked = out_of_domain(pool_labels[keep], mentor.ood.rows, variant.ood_ratio, cfg.seed)
-        sources.append(mentor.ood)
-        ids.append(OOD_ID_OFFSET + picked)
-    data = student_table(sources, ids, mentor.soft_labels, f"{folder}/student_train.parquet")
+    folder = f"{mentor.folder}/student_sets/{digest(variant.model_dump() if variant else None)}"
+    return build_student_set(mentor.student, mentor.ood, mentor.pool_labels, mentor.soft_labels, variant, cfg.seed, folder)
+
+
+def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOutcome, data: StudentSet,
+                  folder: str) -> dict[str, Any]:
+    """Train the student on its set's soft labels and compare it with its mentor."""
     trained = fit(f"student-{student.name}-{os.path.basename(folder)}", student.spec(), student.training.hyper(cfg.seed),
-                  data, "soft_label", mentor.test, mentor.num_classes, _resources(cfg), f"{folder}/ray",
+                  data.table, "soft_label", mentor.test, mentor.num_classes, _resources(cfg), f"{folder}/ray",
                   cfg.inference_repeats)
     row = model_result(student, trained)
     row["relative_accuracy"] = row["test_accuracy"] / mentor.result["test_accuracy"]
     row["agreement"] = agreement(trained.test_predictions, np.asarray(mentor.test_predictions))
-    row["train_size"] = {"pool": int(len(ids[0])), "ood": int(len(ids[1])) if len(ids) > 1 else 0}
+    row["train_size"] = {"pool": data.pool, "ood": data.ood}
     return row

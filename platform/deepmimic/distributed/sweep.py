@@ -17,7 +17,8 @@ from ray import tune
 from ..config import ModelConfig, SweepConfig
 from ..core import tables
 from ..errors import UserError
-from .stages import mentor_key, student_key, train_mentor, train_student
+from .stages import mentor_key, student_key, student_set, train_mentor, train_student
+from .student_sets import StudentSet
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,20 @@ def _mentor_trial(config: dict[str, Any], mentors: dict[str, SweepConfig], cache
     tune.report({"mentor": key, "trained": outcome.trained, "test_accuracy": outcome.result["test_accuracy"]})
 
 
-def _student_trial(config: dict[str, Any], trials: dict[str, Trial], cache: str, out: str) -> None:
+def _student_sets(trials: list[Trial], cache: str) -> dict[str, StudentSet]:
+    """Every pending trial's student set, built (once per mentor and variant) by Ray Data in the driver.
+
+    Built here, between the Tune stages, Ray Data has the cluster to itself
+    instead of competing with trials that hold its CPUs.
+    """
+    return {t.key: student_set(t.cfg, train_mentor(t.cfg, mentor_folder(cache, mentor_key(t.cfg)))) for t in trials}
+
+
+def _student_trial(config: dict[str, Any], trials: dict[str, Trial], sets: dict[str, StudentSet], cache: str,
+                   out: str) -> None:
     trial = trials[config["trial"]]
     mentor = train_mentor(trial.cfg, mentor_folder(cache, mentor_key(trial.cfg)))  # from the cache
-    row = train_student(trial.cfg, trial.student, mentor, os.path.dirname(trial_file(out, trial.key)))
+    row = train_student(trial.cfg, trial.student, mentor, sets[trial.key], os.path.dirname(trial_file(out, trial.key)))
     record = {"key": trial.key, "mentor_key": mentor_key(trial.cfg), "grid": trial.grid, "seed": trial.cfg.seed,
               "split_ratio": trial.cfg.split.mentor_ratio, "variant": trial.cfg.variant.model_dump(),
               "mentor": mentor.result, "student": row}
@@ -133,7 +144,8 @@ def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]
         _tune("mentors", tune.with_parameters(_mentor_trial, mentors=mentors, cache=cache), "mentor", needed,
               base, storage, mentor_done, max_failures)
     if pending:
-        _tune("students", tune.with_parameters(_student_trial, trials=trials, cache=cache, out=out), "trial",
+        sets = _student_sets([trials[k] for k in pending], cache)
+        _tune("students", tune.with_parameters(_student_trial, trials=trials, sets=sets, cache=cache, out=out), "trial",
               pending, base, storage, trial_done, max_failures)
     return {"mentors": len(mentors), "mentors_trained": len(to_train), "mentors_reused": len(mentors) - len(to_train),
             "trials": len(trials), "trials_run": len(pending), "trials_reused": len(trials) - len(pending),

@@ -1,0 +1,106 @@
+"""Benchmark 3: what Ray adds. Student-A (Table 1) trained for 5 epochs on the
+whole Fashion-MNIST student pool (48,000 images, soft labels) by Ray Train,
+against the core loop alone doing the same work in this process: read the
+Parquet set, train with a test evaluation after every epoch, evaluate, time
+inference. Ray is started before the clock runs; the worker group's start-up
+is inside the Ray figure. Also: the start-up of an empty Tune trial and of a
+Ray Train run on 128 images for one epoch.
+
+    python benchmarks/ray_overhead.py [--epochs 5] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+import torch
+from ray import tune
+
+from common import TABLE1, build, fashion_split, machine, print_table, seconds
+
+from deepmimic.core import tables
+from deepmimic.core.architectures import ModelSpec
+from deepmimic.core.evaluation import accuracy_and_loss, inference_time, predict_logits
+from deepmimic.core.soft_labels import soft_labels
+from deepmimic.core.training import Hyper, train
+from deepmimic.distributed.cluster import connect
+from deepmimic.distributed.data import TableInfo, read_shard, write_image_table
+from deepmimic.distributed.train import Resources, fit
+
+
+def student_set(folder: str, epochs: int) -> tuple[TableInfo, TableInfo]:
+    """The pool with a briefly trained mentor's soft labels, and the test set, as the platform stores them."""
+    data = fashion_split()
+    mentor = build(TABLE1["Mentor"], (1, 28, 28), 10, data.mean, data.std)
+    train(mentor, data.mentor_x, data.mentor_y, Hyper(epochs=1, batch_size=128))
+    names = tuple(str(i) for i in range(10))
+    ids = np.arange(len(data.pool_x))
+    pool = write_image_table(f"{folder}/pool.parquet", data.pool_x.numpy(), ids, names)
+    table = tables.read(pool.uri).append_column("soft_label", tables.soft_label_table(ids, soft_labels(mentor, data.pool_x)).column("soft_label"))
+    tables.write_atomic(table, f"{folder}/set.parquet")
+    test = write_image_table(f"{folder}/test.parquet", data.test_x.numpy(), np.arange(len(data.test_x)), names,
+                             data.test_y.numpy())
+    return TableInfo(f"{folder}/set.parquet", len(ids), pool.shape, names, pool.mean, pool.std), test
+
+
+def core_alone(info: TableInfo, test: TableInfo, spec: ModelSpec, hyper: Hyper) -> float:
+    """The Ray worker's work without Ray; returns the final test accuracy."""
+    x, y = (torch.from_numpy(a) for a in read_shard(info, "soft_label", 0, 1))
+    t = tables.to_image_set(tables.read(test.uri), test.shape, test.class_names)
+    tx, ty = torch.from_numpy(t.images), torch.from_numpy(t.labels)
+    torch.manual_seed(hyper.seed)
+    model = spec.build(info.shape, 10, info.mean, info.std)
+    train(model, x, y, hyper, lambda epoch, loss: accuracy_and_loss(predict_logits(model, tx), ty))
+    acc, _ = accuracy_and_loss(predict_logits(model, tx), ty)
+    inference_time(model, tx)
+    return acc
+
+
+def empty_trial(config: dict) -> None:
+    tune.report({"done": 1})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(machine(torch.device("cpu")))
+    spec, hyper = ModelSpec(TABLE1["Student-A"]), Hyper(epochs=args.epochs, batch_size=128, lr=0.05)
+    resources = Resources(num_workers=1, cpus_per_worker=args.threads, threads_per_worker=args.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        info, test = student_set(folder, args.epochs)
+        print(f"sizes: {info.rows} student images with soft labels, {test.rows} test images; Student-A {spec.architecture}, "
+              f"{args.epochs} epochs, batch 128, {args.threads} threads; Ray worker: {args.threads} CPUs")
+        connect()
+        accs = {}
+        t_core = seconds(lambda: accs.__setitem__("core", core_alone(info, test, spec, hyper)), torch.device("cpu"))
+        start = time.perf_counter()
+        trained = fit("bench-student-a", spec, hyper, info, "soft_label", test, 10, resources, f"{folder}/ray")
+        t_ray = time.perf_counter() - start
+        accs["ray"] = trained.summary["test_accuracy"]
+
+        small = TableInfo(f"{folder}/small.parquet", 128, info.shape, info.class_names, info.mean, info.std)
+        tables.write_atomic(tables.read(info.uri).slice(0, 128), small.uri)
+        start = time.perf_counter()
+        fit("bench-startup", spec, Hyper(epochs=1, batch_size=128), small, "soft_label", test, 10, resources, f"{folder}/ray")
+        t_startup = time.perf_counter() - start
+        start = time.perf_counter()
+        tune.Tuner(tune.with_resources(empty_trial, {"cpu": 0.25}),
+                   run_config=tune.RunConfig(storage_path=f"{folder}/tune", verbose=0)).fit()
+        t_trial = time.perf_counter() - start
+
+    print_table("Ray overhead", ["run", "seconds", "test acc", "ratio to core alone"], [
+        ["core loop alone (same process)", round(t_core, 2), accs["core"], 1.0],
+        ["Ray Train (worker group start-up included)", round(t_ray, 2), accs["ray"], round(t_ray / t_core, 3)],
+        ["Ray Train start-up: 128 images, 1 epoch", round(t_startup, 2), "", ""],
+        ["Tune: one empty trial", round(t_trial, 2), "", ""],
+    ])
+
+
+if __name__ == "__main__":
+    main()

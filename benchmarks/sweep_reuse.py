@@ -1,0 +1,103 @@
+"""Benchmark 4: a whole sweep (1 mentor, 4 students on Fashion-MNIST) against
+its own stages run one after another with the core loop alone in this
+process, and against the no-reuse baseline (the mentor trained again, and the
+pool labelled again, for every student).
+
+The sweep runs through `run_sweep` on a local Ray started before the clock,
+with a fresh cache, so its mentor is trained once. The core stages do the same
+work: load and split, train the mentor, label the pool, train each student,
+each run evaluating the test set after every epoch. The no-reuse figure is
+those measured stage times with the mentor and labelling counted once per student.
+
+    python benchmarks/sweep_reuse.py [--epochs 2] [--cpus-per-worker 0.75 --threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+import yaml
+
+from common import FASHION, TABLE1, build, fashion_split, machine, print_table
+
+from deepmimic.config import load_sweep
+from deepmimic.core.evaluation import accuracy_and_loss, predict_logits
+from deepmimic.core.soft_labels import soft_labels
+from deepmimic.core.training import Hyper, train
+from deepmimic.distributed.cluster import connect
+from deepmimic.distributed.sweep import run_sweep
+
+STUDENTS = {"Student-A": TABLE1["Student-A"], "Student-B": TABLE1["Student-B"],
+            "Student-C": "c-mp-c-mp-fc", "Student-D": "c-mp-c-fc2"}
+
+
+def core_stages(epochs: int) -> dict[str, float]:
+    """Every stage of the sweep, one after another, with the core loop alone."""
+    times, clock = {}, time.perf_counter()
+    data = fashion_split()
+    times["load and split"], clock = time.perf_counter() - clock, time.perf_counter()
+    hyper = Hyper(epochs=epochs, batch_size=128, lr=0.05)
+
+    def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+        train(model, x, y, hyper, lambda epoch, loss: accuracy_and_loss(predict_logits(model, data.test_x), data.test_y))
+
+    mentor = build(TABLE1["Mentor"], (1, 28, 28), 10, data.mean, data.std)
+    fit(mentor, data.mentor_x, data.mentor_y)
+    times["mentor"], clock = time.perf_counter() - clock, time.perf_counter()
+    soft = torch.from_numpy(soft_labels(mentor, data.pool_x))
+    times["soft labels"], clock = time.perf_counter() - clock, time.perf_counter()
+    for name, arch in STUDENTS.items():
+        fit(build(arch, (1, 28, 28), 10, data.mean, data.std), data.pool_x, soft)
+        times[name], clock = time.perf_counter() - clock, time.perf_counter()
+    return times
+
+
+def search_space(epochs: int, cpus: float, threads: int) -> dict:
+    return {
+        "name": "bench_sweep", "seed": 0, "dataset": {"name": "fashion_mnist", "root": FASHION},
+        "split": {"mentor_ratio": 0.2}, "training": {"epochs": epochs, "batch_size": 128, "lr": 0.05},
+        "mentor": {"name": "Mentor", "architecture": TABLE1["Mentor"]},
+        "students": [{"name": n, "architecture": a} for n, a in STUDENTS.items()],
+        "resources": {"num_workers": 1, "cpus_per_worker": cpus, "threads_per_worker": threads},
+        "inference_repeats": 1, "grid": {"student": list(STUDENTS)},
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--cpus-per-worker", type=float, default=0.75)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per training worker")
+    args = p.parse_args()
+    print(machine(torch.device("cpu")))
+    print(f"sizes: mentor 12000 labelled, pool 48000, test 10000; {args.epochs} epochs, batch 128; "
+          f"sweep workers {args.cpus_per_worker} CPU / {args.threads} threads, core loop {torch.get_num_threads()} threads")
+    core = core_stages(args.epochs)
+    connect()
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/space.yaml"
+        with open(path, "w") as f:
+            yaml.safe_dump(search_space(args.epochs, args.cpus_per_worker, args.threads), f)
+        base, points = load_sweep(path)
+        start = time.perf_counter()
+        counts = run_sweep(base, points, f"{folder}/out", f"{folder}/out")
+        t_sweep = time.perf_counter() - start
+    summed = sum(core.values())
+    students = sum(v for k, v in core.items() if k.startswith("Student"))
+    no_reuse = core["load and split"] + len(STUDENTS) * (core["mentor"] + core["soft labels"]) + students
+    print_table("Core stages, one after another", ["stage", "seconds"], [[k, round(v, 2)] for k, v in core.items()])
+    print_table("Sweep against its stages and against no reuse", ["run", "seconds", "ratio to summed stages"], [
+        ["stages summed (core loop alone)", round(summed, 2), 1.0],
+        [f"sweep ({counts['mentors_trained']} mentor trained, {counts['trials_run']} student trials)", round(t_sweep, 2),
+         round(t_sweep / summed, 3)],
+        ["no-reuse baseline (mentor + labels per student, from the stage times)", round(no_reuse, 2),
+         round(no_reuse / summed, 3)],
+    ])
+    print(f"saving of the sweep against no reuse: {no_reuse - t_sweep:.1f} s ({1 - t_sweep / no_reuse:.1%})")
+
+
+if __name__ == "__main__":
+    main()

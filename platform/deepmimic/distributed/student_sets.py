@@ -1,0 +1,95 @@
+"""A student's training set as a Ray Dataset: the label-free pool, or an
+unbalanced or out-of-domain variant of it, beside the mentor's soft labels.
+
+Which ids a variant keeps is drawn from its seed in the driver (removal per
+class needs the pool's true labels, which only the experimenter holds); Ray
+Data then reads the images from Parquet, keeps those ids, attaches soft labels
+and writes the set. The set has columns id, image, soft_label: no true label.
+A set is built once per (mentor, variant, seed) and found again by its
+manifest, which is written last.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from ..config import VariantConfig
+from ..core import tables
+from ..core.splits import out_of_domain, unbalanced
+from .data import TableInfo
+
+OOD_ID_OFFSET = 1 << 40  # out-of-domain ids never collide with the data set's own
+
+
+@dataclass(frozen=True)
+class StudentSet:
+    table: TableInfo   # a folder of Parquet files: id, image, soft_label
+    pool: int          # images kept from the student pool
+    ood: int           # out-of-domain images added
+
+
+def choose_ids(pool_ids: np.ndarray, pool_labels: np.ndarray, ood_rows: int, variant: VariantConfig | None,
+               seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pool ids a variant keeps and the out-of-domain ids it adds, drawn from `seed`."""
+    keep = np.arange(len(pool_ids))
+    if variant and variant.removal_bound > 0:
+        keep = unbalanced(pool_labels, variant.removal_bound, seed)
+    ood = np.zeros(0, np.int64)
+    if variant and variant.ood_ratio > 0 and ood_rows:
+        ood = OOD_ID_OFFSET + out_of_domain(pool_labels[keep], ood_rows, variant.ood_ratio, seed)
+    return pool_ids[keep], ood
+
+
+def _keep(batch: pa.Table, ids: np.ndarray) -> pa.Table:
+    return batch.filter(pc.is_in(batch.column("id"), pa.array(ids, pa.int64())))
+
+
+def _attach(batch: pa.Table, soft_ids: np.ndarray, soft: pa.Table) -> pa.Table:
+    # Arrow's join cannot carry a fixed-size-list column, so match ids by binary search (soft_ids sorted).
+    want = batch.column("id").to_numpy()
+    at = np.clip(np.searchsorted(soft_ids, want), 0, max(len(soft_ids) - 1, 0))
+    if len(want) and not np.array_equal(soft_ids[at], want):
+        raise RuntimeError(f"soft labels missing for {int((soft_ids[at] != want).sum())} images")
+    return batch.append_column("soft_label", soft.column("soft_label").take(pa.array(at)))
+
+
+def student_dataset(sources: list[TableInfo], keep: list[np.ndarray], soft_uri: str) -> ray.data.Dataset:
+    """The kept images of each source with their soft labels, as a lazy Ray Dataset."""
+    soft = tables.read(soft_uri).sort_by("id")
+    parts = [ray.data.read_parquet(info.uri).select_columns(["id", "image"])
+             .map_batches(_keep, fn_kwargs={"ids": ids}, batch_format="pyarrow", zero_copy_batch=True)
+             for info, ids in zip(sources, keep) if len(ids)]
+    data = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    return data.map_batches(_attach, fn_kwargs={"soft_ids": soft.column("id").to_numpy(), "soft": soft},
+                            batch_format="pyarrow", zero_copy_batch=True)
+
+
+def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str, soft_uri: str,
+                      variant: VariantConfig | None, seed: int, folder: str) -> StudentSet:
+    """Write (or find) the student set of one variant under `folder`.
+
+    Ray Data writes into a fresh sub-folder and the manifest naming it comes
+    last, so a set interrupted half-way is never mistaken for a finished one.
+    """
+    manifest = f"{folder}/manifest.json"
+    if tables.exists(manifest):
+        saved = tables.read_json(manifest)
+        return StudentSet(TableInfo.from_json(saved["table"]), saved["pool"], saved["ood"])
+    labels = tables.read(pool_labels_uri)
+    pool_ids, ood_ids = choose_ids(labels.column("id").to_numpy(), labels.column("label").to_numpy(),
+                                   ood.rows if ood else 0, variant, seed)
+    sources = [pool] + ([ood] if ood else [])
+    uri = f"{folder}/{uuid.uuid4().hex}"
+    student_dataset(sources, [pool_ids, ood_ids], soft_uri).write_parquet(uri)
+    rows = tables.read(uri, ["id"]).num_rows
+    if rows != len(pool_ids) + len(ood_ids):
+        raise RuntimeError(f"{uri}: Ray Data wrote {rows} rows, expected {len(pool_ids) + len(ood_ids)}")
+    built = StudentSet(TableInfo(uri, rows, pool.shape, pool.class_names, pool.mean, pool.std), len(pool_ids), len(ood_ids))
+    tables.write_json(asdict(built), manifest)
+    return built

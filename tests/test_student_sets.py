@@ -1,0 +1,59 @@
+"""Student sets built by Ray Data: the variants keep what they should, reproducibly, and carry no true label."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from deepmimic.config import VariantConfig
+from deepmimic.core import tables
+from deepmimic.distributed.data import write_image_table
+from deepmimic.distributed.student_sets import OOD_ID_OFFSET, build_student_set
+
+CLASSES = ("a", "b", "c", "d")
+
+
+def pool_files(tmp_path, digits):
+    """A 400-image label-free pool, its true labels (experimenter's), 50 out-of-domain images, and soft labels for all."""
+    images, labels = digits.train.images[:400], np.repeat(np.arange(4), 100)
+    ids = np.arange(1000, 1400)
+    pool = write_image_table(str(tmp_path / "pool.parquet"), images, ids, CLASSES)
+    ood_ids = OOD_ID_OFFSET + np.arange(50)
+    ood = write_image_table(str(tmp_path / "ood.parquet"), digits.train.images[400:450], ood_ids, CLASSES)
+    tables.write_atomic(tables.label_table(ids, labels), str(tmp_path / "labels.parquet"))
+    all_ids = np.concatenate([ids, ood_ids])
+    probs = np.random.default_rng(0).dirichlet(np.ones(4), len(all_ids)).astype(np.float32)
+    tables.write_atomic(tables.soft_label_table(all_ids[::-1], probs[::-1]), str(tmp_path / "soft.parquet"))
+    return pool, ood, dict(zip(all_ids.tolist(), probs))
+
+
+def build(tmp_path, pool, ood, variant, name, seed=0):
+    return build_student_set(pool, ood, str(tmp_path / "labels.parquet"), str(tmp_path / "soft.parquet"),
+                             variant, seed, str(tmp_path / name))
+
+
+def test_unbalanced_set_keeps_each_class_above_its_bound_with_no_label(ray_local, digits, tmp_path):
+    pool, ood, probs = pool_files(tmp_path, digits)
+    built = build(tmp_path, pool, ood, VariantConfig(removal_bound=0.6), "unbalanced")
+    table = pq.read_table(built.table.uri)
+    assert table.column_names == ["id", "image", "soft_label"]
+    per_class = np.bincount((table.column("id").to_numpy() - 1000) // 100, minlength=4)
+    assert np.all(per_class >= 40) and per_class.sum() == built.pool < 400 and built.ood == 0
+    for row_id, soft in zip(table.column("id").to_pylist()[:20], tables.decode_soft_labels(table.column("soft_label"))):
+        assert np.array_equal(soft, probs[row_id])  # each image beside its own soft label
+
+
+def test_out_of_domain_set_adds_candidates_and_is_reproducible(ray_local, digits, tmp_path):
+    pool, ood, _ = pool_files(tmp_path, digits)
+    variant = VariantConfig(ood_ratio=0.3)
+    a, b = (build(tmp_path, pool, ood, variant, name) for name in ("a", "b"))
+    c = build(tmp_path, pool, ood, variant, "c", seed=1)
+    ids = [np.sort(pq.read_table(s.table.uri).column("id").to_numpy()) for s in (a, b, c)]
+    assert a.pool == 400 and 0 < a.ood <= 50 and (ids[0] >= OOD_ID_OFFSET).sum() == a.ood
+    assert np.array_equal(ids[0], ids[1]) and not np.array_equal(ids[0], ids[2])
+
+
+def test_a_finished_set_is_found_by_its_manifest(ray_local, digits, tmp_path):
+    pool, ood, _ = pool_files(tmp_path, digits)
+    first = build(tmp_path, pool, None, None, "plain")
+    assert build(tmp_path, pool, None, None, "plain") == first and first.pool == 400
