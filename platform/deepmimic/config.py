@@ -53,7 +53,7 @@ class TrainingConfig(Strict):
     weight_decay: float = Field(5e-4, ge=0.0)
     shift: int = Field(0, ge=0, le=8, description="augmentation: random translation in pixels")
     bf16: bool = Field(False, description="bfloat16 autocast (GPUs; CPUs with AVX-512 BF16 or AMX)")
-    channels_last: bool = False
+    channels_last: bool = Field(True, description="NHWC activations (1.8x on this CPU; see benchmarks/)")
     compile: bool = Field(False, description="torch.compile the model")
 
     def hyper(self, seed: int) -> Hyper:
