@@ -73,7 +73,8 @@ def build(architecture: str, shape: tuple[int, int, int], num_classes: int, mean
     return ModelSpec(architecture).build(shape, num_classes, mean, std)
 
 
-def plain_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hyper: Hyper, device: torch.device) -> None:
+def plain_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hyper: Hyper, device: torch.device,
+                on_epoch: Callable[[int, float], None] | None = None) -> None:
     """The baseline a practitioner writes first: TensorDataset + DataLoader(shuffle=True),
     the same SGD (Nesterov), cosine schedule and cross-entropy as the core loop."""
     loader = DataLoader(TensorDataset(x, y), batch_size=hyper.batch_size, shuffle=True)
@@ -83,7 +84,7 @@ def plain_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hyper: Hyper
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
     torch.manual_seed(hyper.seed)
     model.train()
-    for _ in range(hyper.epochs):
+    for epoch in range(hyper.epochs):
         for xb, yb in loader:
             xb, yb = xb.to(device), yb.to(device)
             loss = F.cross_entropy(model(xb), yb)
@@ -91,6 +92,8 @@ def plain_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hyper: Hyper
             loss.backward()
             opt.step()
             sched.step()
+        if on_epoch is not None:
+            on_epoch(epoch + 1, loss.item())
 
 
 @torch.no_grad()
@@ -108,6 +111,25 @@ def seconds(fn: Callable[[], object], device: torch.device) -> float:
     fn()
     sync()
     return time.perf_counter() - start
+
+
+class EpochClock:
+    """Per-epoch wall times from an `on_epoch` callback; the median resists a noisy
+    (shared, virtual) machine better than the total."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        self.times: list[float] = []
+        self.last = time.perf_counter()
+
+    def __call__(self, epoch: int, loss: float) -> None:
+        self.sync()
+        now = time.perf_counter()
+        self.times.append(now - self.last)
+        self.last = now
+
+    def median(self) -> float:
+        return float(np.median(self.times))
 
 
 def print_table(title: str, header: list[str], rows: list[list[object]]) -> None:
