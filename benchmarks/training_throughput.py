@@ -6,13 +6,14 @@ keeps the data on the device and draws batches by index. Fashion-MNIST with
 Table 1's architectures by default; `--tiny` uses Table 5's Tiny ImageNet
 mentor on random 64×64 images (the GPU target).
 
-    python benchmarks/training_throughput.py [--epochs 3] [--device cuda] [--bf16] [--channels-last]
+    python benchmarks/training_throughput.py [--epochs 5] [--seeds 3] [--device cuda] [--bf16] [--no-channels-last]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import torch
 
@@ -25,33 +26,46 @@ from deepmimic.core.training import Hyper, train
 TABLE5_MENTOR = ModelSpec("(c-bn-d)9-fc-bn-d-s", width=32, width_growth=1, dropout=0.1)
 
 
-def compare(name: str, make, x, y, test, hyper: Hyper, device: torch.device) -> list[list[object]]:
-    """Train a fresh copy of the model with each loop; one row per loop and a ratio."""
-    rows, rates = [], {}
+def compare(name: str, make, x, y, test, hyper: Hyper, device: torch.device, seeds: int) -> list[list[object]]:
+    """Train fresh models with each loop, `seeds` times (seeds 0, 1, ...; the plain
+    and the core run of one seed start from the same weights); one row per loop
+    and the ratio of throughputs. Accuracy is the mean over seeds, since a single
+    run's order of batches moves it by a few tenths of a percent."""
+    rows = []
     warm = Hyper(epochs=1, batch_size=hyper.batch_size, bf16=hyper.bf16, channels_last=hyper.channels_last)
-    plain_train(make().to(device), x[:1024], y[:1024], warm, device)  # first-use costs (oneDNN kernels, caches)
-    train(make().to(device), x[:1024].to(device), y[:1024].to(device), warm)
+    plain_train(make(0).to(device), x[:1024], y[:1024], warm, device)  # first-use costs (oneDNN kernels, caches)
+    train(make(0).to(device), x[:1024].to(device), y[:1024].to(device), warm)
+    rates: dict[str, float] = {}
     for loop in ("plain", "core"):
-        model, clock = make().to(device), EpochClock(device)
-        if loop == "plain":
-            plain_train(model, x, y, hyper, device, clock)
-            per_epoch = len(x)
-        else:
-            xd, yd = x.to(device), y.to(device)
-            clock.last = time.perf_counter()
-            train(model, xd, yd, hyper, clock)
-            per_epoch = (len(x) // hyper.batch_size) * hyper.batch_size  # the core loop drops the ragged tail
+        clock, accs = EpochClock(device), []
+        for seed in range(seeds):
+            model, run = make(seed).to(device), replace(hyper, seed=seed)
+            if loop == "plain":
+                clock.last = time.perf_counter()
+                plain_train(model, x, y, run, device, clock)
+            else:
+                xd, yd = x.to(device), y.to(device)
+                clock.last = time.perf_counter()
+                train(model, xd, yd, run, clock)
+            accs.append(accuracy(predict_logits(model, test[0].to(device)), test[1]) if test else float("nan"))
+        per_epoch = len(x) if loop == "plain" else (len(x) // hyper.batch_size) * hyper.batch_size  # core drops the tail
         rates[loop] = per_epoch / clock.median()
-        acc = accuracy(predict_logits(model, test[0].to(device)), test[1]) if test else float("nan")
-        rows.append([name, count_parameters(model), loop, hyper.epochs, round(sum(clock.times), 2),
-                     round(clock.median(), 3), round(rates[loop]), acc, ""])
+        rows.append([name, count_parameters(model), loop, f"{hyper.epochs} × {seeds}", round(sum(clock.times), 2),
+                     round(clock.median(), 3), round(rates[loop]), round(sum(accs) / seeds, 4),
+                     " ".join(f"{a:.4f}" for a in accs), ""])
     rows[-1][-1] = round(rates["core"] / rates["plain"], 2)
     return rows
 
 
+def build_spec(spec: ModelSpec, shape: tuple[int, int, int], classes: int, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return spec.build(shape, classes, [0.5] * shape[0], [0.25] * shape[0])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--bf16", action="store_true", help="core loop: bfloat16 autocast")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="core loop: NCHW")
@@ -62,20 +76,26 @@ def main() -> None:
     fast = Hyper(epochs=args.epochs, batch_size=128, lr=0.05, bf16=args.bf16, channels_last=args.channels_last, compile=args.compile)
     print(machine(device))
     print(f"core loop options: bf16={args.bf16} channels_last={args.channels_last} compile={args.compile}")
-    header = ["model", "params", "loop", "epochs", "seconds", "median epoch s", "images/s", "test acc", "core/plain"]
+    header = ["model", "params", "loop", "epochs × seeds", "seconds", "median epoch s", "images/s", "mean test acc",
+              "test acc per seed", "core/plain"]
     rows: list[list[object]] = []
     if args.tiny:
         x = torch.randint(0, 256, (args.tiny, 3, 64, 64), dtype=torch.uint8)
         y = torch.randint(0, 200, (args.tiny,))
-        make = lambda: TABLE5_MENTOR.build((3, 64, 64), 200, [0.5] * 3, [0.25] * 3)  # noqa: E731
-        rows += compare(f"Table 5 mentor {TABLE5_MENTOR.architecture}", make, x, y, None, fast, device)
+        make = lambda seed: build_spec(TABLE5_MENTOR, (3, 64, 64), 200, seed)  # noqa: E731
+        rows += compare(f"Table 5 mentor {TABLE5_MENTOR.architecture}", make, x, y, None, fast, device, args.seeds)
         print(f"sizes: {args.tiny} random images 3×64×64, 200 classes, batch 128")
     else:
         data = fashion_split()
         print(f"sizes: Fashion-MNIST mentor part {len(data.mentor_x)} images (true labels), test {len(data.test_x)}, batch 128")
-        for name, arch in TABLE1.items():
-            make = lambda arch=arch: build(arch, (1, 28, 28), 10, data.mean, data.std)  # noqa: E731
-            rows += compare(f"{name} {arch}", make, data.mentor_x, data.mentor_y, (data.test_x, data.test_y), fast, device)
+        by_arch: dict[str, list[str]] = {}
+        for name, arch in TABLE1.items():  # Student-A is the mentor's architecture: one row for both
+            by_arch.setdefault(arch, []).append(name)
+        for arch, names in by_arch.items():
+            name = " / ".join(names)
+            make = lambda seed, arch=arch: build(arch, (1, 28, 28), 10, data.mean, data.std, seed)  # noqa: E731
+            rows += compare(f"{name} {arch}", make, data.mentor_x, data.mentor_y, (data.test_x, data.test_y), fast, device,
+                            args.seeds)
     print_table("Training throughput: core loop vs plain DataLoader loop", header, rows)
 
 

@@ -44,7 +44,7 @@ def test_student_never_sees_a_true_label(ray_local, digits, tmp_path):
 
     (pool,) = (tmp_path / "a").glob("mentors/*/data/student.parquet")
     assert pq.read_schema(pool).names == ["id", "image"]
-    (manifest,) = (tmp_path / "a").glob("mentors/*/student_sets/*/manifest.json")
+    (manifest,) = (tmp_path / "a").glob("mentors/*/student_sets/*/set.json")
     student_set = json.loads(manifest.read_text())["table"]["uri"]
     assert pq.read_table(student_set).column_names == ["id", "image", "soft_label"]
     sa, sb = a["students"][0], b["students"][0]

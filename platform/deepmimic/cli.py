@@ -51,7 +51,7 @@ def _sweep(args: argparse.Namespace) -> None:
     cache = _local_or_uri(args.cache or os.environ.get("DEEPMIMIC_CACHE") or f"{storage}/cache")
     from .core import tables
     from .distributed.cluster import connect
-    from .distributed.sweep import plan, run_sweep
+    from .distributed.sweep import mentor_folder, plan, run_sweep, trial_file
     from .report import SWEEP_FILE, write_report
     from .tracking import Tracker, default_uri
 
@@ -62,7 +62,7 @@ def _sweep(args: argparse.Namespace) -> None:
     if "://" not in out:
         os.makedirs(out, exist_ok=True)
     tracker = Tracker(uri, base.name, out, None if server else f"{out}/mlartifacts")
-    _, trials = plan(points)
+    mentors, trials = plan(points)
     sweep = {"name": base.name, "dataset": base.dataset.name, "paper": base.paper, "grid_axes": list(base.grid),
              "trial_keys": list(trials), "config": base.model_dump(), "counts": {"mentors": 0}}
     tables.write_json(sweep, f"{out}/{SWEEP_FILE}")
@@ -70,6 +70,12 @@ def _sweep(args: argparse.Namespace) -> None:
     counts = run_sweep(base, points, out, cache,
                        on_mentor=lambda key, cfg, result: tracker.log_mentor(key, _mentor_params(cfg), result),
                        on_trial=tracker.log_student)
+    # What finished without being logged (the driver of an interrupted sweep died first) is logged now;
+    # runs logged before are skipped, so MLflow holds each mentor and trial once.
+    for key, cfg in mentors.items():
+        tracker.log_mentor(key, _mentor_params(cfg), tables.read_json(f"{mentor_folder(cache, key)}/mentor.json")["result"])
+    for key in trials:
+        tracker.log_student(tables.read_json(trial_file(out, key)))
     sweep["counts"] = {k: v for k, v in counts.items() if k != "trial_keys"}
     tables.write_json(sweep, f"{out}/{SWEEP_FILE}")
     text, files = write_report(out)

@@ -86,6 +86,15 @@ class ResourcesConfig(Strict):
     custom_per_worker: dict[str, float] = Field({}, description="other Ray resources per worker, e.g. {accelerator_type:A100: 0.01}")
 
 
+class FaultToleranceConfig(Strict):
+    """How runs survive failures. A checkpoint is a barrier across workers
+    (about 2 s on a small CPU node), so it is taken every few epochs, not every one."""
+
+    checkpoint_every: int = Field(10, ge=0, description="epochs between checkpoints (0: only the final one)")
+    worker_restarts: int = Field(2, ge=0, description="Ray Train restarts of a failed worker group, from its last checkpoint")
+    trial_retries: int = Field(1, ge=0, description="Ray Tune retries of a failed trial")
+
+
 class ExperimentConfig(Strict):
     name: str = "experiment"
     seed: int = Field(0, ge=0)
@@ -94,6 +103,7 @@ class ExperimentConfig(Strict):
     mentor: ModelConfig
     students: list[ModelConfig] = Field(min_length=1)
     resources: ResourcesConfig = ResourcesConfig()
+    fault_tolerance: FaultToleranceConfig = FaultToleranceConfig()
     inference_repeats: int = Field(5, ge=1)
 
     @model_validator(mode="before")

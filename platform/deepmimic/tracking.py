@@ -18,6 +18,7 @@ from . import plots
 from .errors import UserError
 
 KEY_TAG = "deepmimic.key"
+LOGGED_TAG = "deepmimic.logged"  # set last: a run without it was cut off half-way
 
 
 def default_uri(out: str) -> str:
@@ -52,8 +53,11 @@ class Tracker:
 
     def _log_model_run(self, key: str, name: str, params: dict[str, Any], row: dict[str, Any],
                        extra_metrics: dict[str, float], plots_of: list[dict[str, Any]]) -> str | None:
-        if self._find(key):
+        existing = self._find(key)
+        if existing and LOGGED_TAG in self.client.get_run(existing).data.tags:
             return None  # logged by an earlier run of this sweep
+        if existing:
+            self.client.delete_run(existing)  # its driver died while logging it: log it again, whole
         run = self._run(key, name, self.parent, {"deepmimic.role": name.split(":")[0]})
         now = int(time.time() * 1000)
         metrics = [Metric(f"epoch_{k}", h[k], now, h["epoch"]) for h in row["history"] for k in ("test_accuracy", "test_loss", "train_loss") if k in h]
@@ -67,6 +71,7 @@ class Tracker:
             self.client.log_artifacts(run, d, "plots")
         if row.get("checkpoint") and os.path.isdir(row["checkpoint"]):
             self.client.log_artifacts(run, row["checkpoint"], "model")
+        self.client.set_tag(run, LOGGED_TAG, "1")
         self.client.set_terminated(run)
         return run
 

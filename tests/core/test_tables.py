@@ -1,5 +1,6 @@
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from deepmimic.core import tables
 
@@ -27,5 +28,36 @@ def test_soft_label_table_round_trip(tmp_path):
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
     uri = str(tmp_path / "t.parquet")
     tables.write_atomic(tables.soft_label_table(np.arange(2), np.ones((2, 2), np.float32)), uri)
-    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet", "t.parquet.manifest.json"]
     assert pq.read_metadata(uri).num_rows == 2
+
+
+def soft_file(tmp_path, producer="mentor-1"):
+    uri = str(tmp_path / "soft.parquet")
+    tables.write_atomic(tables.soft_label_table(np.arange(100), np.ones((100, 3), np.float32)), uri, producer)
+    return uri
+
+
+def test_manifest_records_rows_hash_and_producer(tmp_path):
+    manifest = tables.verify(soft_file(tmp_path), "mentor-1")
+    assert manifest["rows"] == 100 and len(manifest["sha256"]) == 64
+
+
+def test_a_truncated_table_is_torn(tmp_path):
+    uri = soft_file(tmp_path)
+    with open(uri, "r+b") as f:
+        f.truncate(200)
+    with pytest.raises(tables.TornArtifact, match="soft.parquet"):
+        tables.verify(uri)
+
+
+def test_a_table_from_another_producer_is_torn(tmp_path):
+    with pytest.raises(tables.TornArtifact, match="expected mentor-2"):
+        tables.verify(soft_file(tmp_path), "mentor-2")
+
+
+def test_a_table_without_manifest_is_torn(tmp_path):
+    uri = soft_file(tmp_path)
+    (tmp_path / "soft.parquet.manifest.json").unlink()
+    with pytest.raises(tables.TornArtifact, match="no manifest"):
+        tables.verify(uri)

@@ -4,11 +4,13 @@ An image table has `id` (int64), `image` (fixed-size binary, C·H·W bytes) and,
 only where labels are allowed, `label` (int64). Its schema metadata records the
 image shape and class names. A soft-label table has `id` and `soft_label`
 (fixed-size list of float32). Paths may be local or any URI pyarrow's file
-systems understand (`s3://`, `gs://`, …); every write is atomic.
+systems understand (`s3://`, `gs://`, …); every write is atomic, and a table
+gets a manifest (content hash, rows, producer) that `verify` checks.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -37,13 +39,61 @@ def exists(uri: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
-def write_atomic(table: pa.Table, uri: str) -> None:
-    """Write to a temporary name beside `uri`, then rename: readers never see half a file."""
+class TornArtifact(Exception):
+    """An artifact whose manifest is missing or does not match its content."""
+
+
+def write_atomic(table: pa.Table, uri: str, producer: str = "") -> None:
+    """Write to a temporary name beside `uri`, then rename: readers never see half
+    a file. The manifest, written last, records its hash, rows and `producer`
+    (the hash of the config that made it)."""
     fs, path = filesystem(uri)
     fs.create_dir(os.path.dirname(path), recursive=True)
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     pq.write_table(table, tmp, filesystem=fs)
     fs.move(tmp, path)
+    write_manifest(uri, table.num_rows, producer)
+
+
+def write_manifest(uri: str, rows: int, producer: str = "") -> None:
+    """Record a finished artifact's content hash, rows and producer beside it."""
+    write_json({"sha256": content_hash(uri), "rows": rows, "producer": producer}, manifest_uri(uri))
+
+
+def manifest_uri(uri: str) -> str:
+    return f"{uri}.manifest.json"
+
+
+def content_hash(uri: str) -> str:
+    """SHA-256 of a file, or of a folder's files in name order (Ray Data writes folders)."""
+    fs, path = filesystem(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.Directory:
+        files = sorted(f.path for f in fs.get_file_info(pafs.FileSelector(path, recursive=True)) if f.type == pafs.FileType.File)
+    else:
+        files = [path]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(os.path.relpath(f, path).encode())
+        with fs.open_input_stream(f) as stream:
+            while chunk := stream.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(uri: str, producer: str | None = None) -> dict:
+    """The manifest of `uri` after checking it against the content; raises TornArtifact."""
+    if not exists(manifest_uri(uri)) or not exists(uri):
+        raise TornArtifact(f"{uri}: {'missing' if not exists(uri) else 'no manifest'}")
+    try:
+        manifest, rows = read_json(manifest_uri(uri)), read(uri, ["id"]).num_rows
+    except UserError as e:
+        raise TornArtifact(str(e)) from None
+    if manifest["sha256"] != content_hash(uri) or manifest["rows"] != rows:
+        raise TornArtifact(f"{uri}: content does not match its manifest")
+    if producer is not None and manifest["producer"] != producer:
+        raise TornArtifact(f"{uri}: made by {manifest['producer']}, expected {producer}")
+    return manifest
 
 
 def read(uri: str, columns: list[str] | None = None) -> pa.Table:
@@ -124,8 +174,11 @@ def write_json(obj: object, uri: str) -> None:
 
 def read_json(uri: str) -> object:
     fs, path = filesystem(uri)
-    with fs.open_input_stream(path) as f:
-        return json.loads(f.read())
+    try:
+        with fs.open_input_stream(path) as f:
+            return json.loads(f.read())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{uri}: unreadable JSON ({e})") from None
 
 
 def _plain(obj: object) -> object:

@@ -44,6 +44,12 @@ def random_shift(x: torch.Tensor, k: int) -> torch.Tensor:
     return padded[batch, chan, dy[:, None, :, None], dx[:, None, None, :]]
 
 
+def sgd(model: nn.Module, hyper: Hyper) -> torch.optim.SGD:
+    """The paper's optimiser: SGD, here with Nesterov momentum (the learning rate is set per step)."""
+    return torch.optim.SGD(model.parameters(), lr=hyper.lr, momentum=hyper.momentum,
+                           weight_decay=hyper.weight_decay, nesterov=hyper.momentum > 0)
+
+
 def train(
     model: nn.Module,
     images: torch.Tensor,
@@ -51,22 +57,19 @@ def train(
     hyper: Hyper,
     on_epoch: Callable[[int, float], None] | None = None,
     start_epoch: int = 0,
-    optimizer_state: dict | None = None,
+    opt: torch.optim.Optimizer | None = None,
 ) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum and a cosine learning rate, cross-entropy loss.
 
     `on_epoch(epoch, mean_train_loss)` runs after each epoch (1-based), e.g. to
     evaluate, report or checkpoint. Training may resume at `start_epoch` with
-    a saved `optimizer_state`; the shuffling order stays the same as an
-    uninterrupted run's, since it depends only on seed and epoch.
+    the optimiser `opt` restored from a checkpoint; the shuffling order stays
+    the same as an uninterrupted run's, since it depends only on seed and epoch.
     """
     n = len(images)
     steps_per_epoch = max(1, n // hyper.batch_size)  # the ragged tail is dropped; reshuffling covers it
     total = steps_per_epoch * hyper.epochs
-    opt = torch.optim.SGD(model.parameters(), lr=hyper.lr, momentum=hyper.momentum,
-                          weight_decay=hyper.weight_decay, nesterov=hyper.momentum > 0)
-    if optimizer_state is not None:
-        opt.load_state_dict(optimizer_state)
+    opt = opt or sgd(model, hyper)
     if hyper.channels_last:
         model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if hyper.compile else model

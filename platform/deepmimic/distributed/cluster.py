@@ -16,5 +16,6 @@ def connect() -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], **quiet)
     else:
-        ray.init(**quiet)  # the dashboard serves the state API that Train's cleanup polls
+        # "local": never join whatever cluster an earlier `ray start` left recorded in /tmp/ray.
+        ray.init(address="local", **quiet)  # the dashboard serves the state API that Train's cleanup polls
     ray.data.DataContext.get_current().enable_progress_bars = False

@@ -36,12 +36,12 @@ class TableInfo:
 
 
 def write_image_table(uri: str, images: np.ndarray, ids: np.ndarray, names: tuple[str, ...],
-                      labels: np.ndarray | None = None) -> TableInfo:
+                      labels: np.ndarray | None = None, producer: str = "") -> TableInfo:
     """Write images (and labels only where given) with their channel statistics."""
     mean, std = channel_stats(images)
     table = tables.image_table(images, ids, names, labels)
     meta = {**table.schema.metadata, STATS_KEY: np.array([mean, std]).tobytes()}
-    tables.write_atomic(table.replace_schema_metadata(meta), uri)
+    tables.write_atomic(table.replace_schema_metadata(meta), uri, producer)
     return TableInfo(uri, len(images), tuple(images.shape[1:]), names, mean, std)  # type: ignore[arg-type]
 
 
@@ -52,14 +52,14 @@ class SplitTables:
     test: TableInfo     # id, image, label
 
 
-def write_split(dataset: Dataset, split: Split, folder: str) -> SplitTables:
+def write_split(dataset: Dataset, split: Split, folder: str, producer: str = "") -> SplitTables:
     """Write the mentor part, the label-free student pool and the test set."""
-    train, names = dataset.train, dataset.train.class_names
+    train, names, test = dataset.train, dataset.train.class_names, dataset.test
     m, s = train.subset(split.mentor), train.subset(split.student)
     return SplitTables(
-        mentor=write_image_table(f"{folder}/mentor.parquet", m.images, m.ids, names, m.labels),
-        student=write_image_table(f"{folder}/student.parquet", s.images, s.ids, names),
-        test=write_image_table(f"{folder}/test.parquet", dataset.test.images, dataset.test.ids, names, dataset.test.labels),
+        mentor=write_image_table(f"{folder}/mentor.parquet", m.images, m.ids, names, m.labels, producer),
+        student=write_image_table(f"{folder}/student.parquet", s.images, s.ids, names, producer=producer),
+        test=write_image_table(f"{folder}/test.parquet", test.images, test.ids, names, test.labels, producer),
     )
 
 

@@ -64,6 +64,11 @@ class MentorOutcome:
         """The pool's true labels: read only to build Table 3's variants, never by a student."""
         return f"{self.folder}/data/pool_labels.parquet"
 
+    def artifacts(self) -> list[str]:
+        """Every table a student stage reads from this mentor's folder."""
+        tables_ = [self.student, self.test] + ([self.ood] if self.ood else [])
+        return [t.uri for t in tables_] + [self.soft_labels, self.pool_labels]
+
 
 def model_result(model: ModelConfig, trained: Trained) -> dict[str, Any]:
     s = trained.summary
@@ -72,7 +77,16 @@ def model_result(model: ModelConfig, trained: Trained) -> dict[str, Any]:
         "test_accuracy": s["test_accuracy"], "test_loss": s["test_loss"],
         "inference_time_s": s["inference_time_s"], "device": s["device"], "node_id": s.get("node_id"),
         "confusion_matrix": s["confusion"], "checkpoint": trained.checkpoint.path, "history": s["history"],
+        "resumed_from_epoch": s["resumed_from_epoch"],
     }
+
+
+def _fit(cfg: ExperimentConfig, name: str, model: ModelConfig, data: TableInfo, target: str, test: TableInfo,
+         num_classes: int, folder: str) -> Trained:
+    """One Ray Train run of `model` with the experiment's resources and fault tolerance."""
+    ft = cfg.fault_tolerance
+    return fit(f"{name}-{os.path.basename(folder)}", model.spec(), model.training.hyper(cfg.seed), data, target, test,
+               num_classes, _resources(cfg), f"{folder}/ray", cfg.inference_repeats, ft.checkpoint_every, ft.worker_restarts)
 
 
 def _resources(cfg: ExperimentConfig) -> Resources:
@@ -97,17 +111,35 @@ def _load(cfg: ExperimentConfig) -> tuple[Dataset, Any]:
     return dataset, images
 
 
+def _cached_mentor(done: str, key: str) -> MentorOutcome | None:
+    """The finished mentor stage recorded in `done`, if every table it wrote still matches its manifest."""
+    if not tables.exists(done):
+        return None
+    saved = tables.read_json(done)
+    outcome = MentorOutcome(**{**saved, "student": TableInfo.from_json(saved["student"]),
+                               "test": TableInfo.from_json(saved["test"]),
+                               "ood": TableInfo.from_json(saved["ood"]) if saved["ood"] else None, "trained": False})
+    try:
+        for uri in outcome.artifacts():
+            tables.verify(uri, key)
+    except tables.TornArtifact as e:
+        # Redo the stage: Ray Train finds the final checkpoint, so the mentor is not trained again.
+        print(f"mentor {key}: rebuilding its data and soft labels ({e})")
+        return None
+    return outcome
+
+
 def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = None, split: Split | None = None) -> MentorOutcome:
     """Train the mentor and label its pool, or load both from `folder` if done before.
 
-    `mentor.json`, written last, marks a finished mentor stage.
+    `mentor.json`, written last, marks a finished mentor stage; its tables are
+    checked against their manifests before they are used again.
     """
+    key = mentor_key(cfg)
     done = f"{folder}/mentor.json"
-    if tables.exists(done):
-        saved = tables.read_json(done)
-        return MentorOutcome(**{**saved, "student": TableInfo.from_json(saved["student"]),
-                                "test": TableInfo.from_json(saved["test"]),
-                                "ood": TableInfo.from_json(saved["ood"]) if saved["ood"] else None, "trained": False})
+    cached = _cached_mentor(done, key)
+    if cached:
+        return cached
     clock = [time.perf_counter()]
     times: dict[str, float] = {}
 
@@ -120,19 +152,19 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
     if dataset is None:
         dataset, ood_images = _load(cfg)
     split = split or stratified_split(dataset.train.labels, cfg.split.mentor_ratio, cfg.seed)
-    data = write_split(dataset, split, f"{folder}/data")
+    data = write_split(dataset, split, f"{folder}/data", key)
     tables.write_atomic(tables.label_table(dataset.train.ids[split.student], dataset.train.labels[split.student]),
-                        f"{folder}/data/pool_labels.parquet")
+                        f"{folder}/data/pool_labels.parquet", key)
     ood = None
     if ood_images is not None:
         ood = write_image_table(f"{folder}/data/ood.parquet", ood_images.images, OOD_ID_OFFSET + np.arange(len(ood_images)),
-                                dataset.train.class_names)
+                                dataset.train.class_names, producer=key)
     lap("load_and_split")
     res = _resources(cfg)
-    trained = fit(f"mentor-{cfg.mentor.name}-{os.path.basename(folder)}", cfg.mentor.spec(), cfg.mentor.training.hyper(cfg.seed),
-                  data.mentor, "label", data.test, dataset.train.num_classes, res, f"{folder}/ray", cfg.inference_repeats)
+    trained = _fit(cfg, f"mentor-{cfg.mentor.name}", cfg.mentor, data.mentor, "label", data.test,
+                   dataset.train.num_classes, folder)
     lap("train_mentor")
-    label_images(trained.checkpoint, [data.student] + ([ood] if ood else []), f"{folder}/soft_labels.parquet", res)
+    label_images(trained.checkpoint, [data.student] + ([ood] if ood else []), f"{folder}/soft_labels.parquet", res, key)
     lap("soft_labels")
     outcome = MentorOutcome(folder, {**model_result(cfg.mentor, trained), "stage_times_s": times}, trained.test_predictions.tolist(), data.student,
                             data.test, ood, dataset.train.num_classes, True)
@@ -143,16 +175,16 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
 def student_set(cfg: ExperimentConfig, mentor: MentorOutcome) -> StudentSet:
     """The student pool variant `cfg` asks for, labelled by `mentor`; built once, kept beside the mentor."""
     variant = cfg.variant if isinstance(cfg, SweepConfig) else None
-    folder = f"{mentor.folder}/student_sets/{digest(variant.model_dump() if variant else None)}"
+    labels = tables.read_json(tables.manifest_uri(mentor.soft_labels))["sha256"]  # new soft labels, new sets
+    folder = f"{mentor.folder}/student_sets/{digest({'variant': variant.model_dump() if variant else None, 'labels': labels})}"
     return build_student_set(mentor.student, mentor.ood, mentor.pool_labels, mentor.soft_labels, variant, cfg.seed, folder)
 
 
 def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOutcome, data: StudentSet,
                   folder: str) -> dict[str, Any]:
     """Train the student on its set's soft labels and compare it with its mentor."""
-    trained = fit(f"student-{student.name}-{os.path.basename(folder)}", student.spec(), student.training.hyper(cfg.seed),
-                  data.table, "soft_label", mentor.test, mentor.num_classes, _resources(cfg), f"{folder}/ray",
-                  cfg.inference_repeats)
+    trained = _fit(cfg, f"student-{student.name}", student, data.table, "soft_label", mentor.test, mentor.num_classes,
+                   folder)
     row = model_result(student, trained)
     row["relative_accuracy"] = row["test_accuracy"] / mentor.result["test_accuracy"]
     row["agreement"] = agreement(trained.test_predictions, np.asarray(mentor.test_predictions))

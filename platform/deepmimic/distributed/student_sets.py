@@ -5,8 +5,9 @@ Which ids a variant keeps is drawn from its seed in the driver (removal per
 class needs the pool's true labels, which only the experimenter holds); Ray
 Data then reads the images from Parquet, keeps those ids, attaches soft labels
 and writes the set. The set has columns id, image, soft_label: no true label.
-A set is built once per (mentor, variant, seed) and found again by its
-manifest, which is written last.
+A set is built once per (mentor's soft labels, variant, seed) and found again
+through `set.json`, written last; a set whose content no longer matches its
+manifest is built again.
 """
 
 from __future__ import annotations
@@ -74,13 +75,19 @@ def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: s
                       variant: VariantConfig | None, seed: int, folder: str) -> StudentSet:
     """Write (or find) the student set of one variant under `folder`.
 
-    Ray Data writes into a fresh sub-folder and the manifest naming it comes
-    last, so a set interrupted half-way is never mistaken for a finished one.
+    Ray Data writes into a fresh sub-folder; its manifest and then `set.json`
+    naming it come last, so a set interrupted half-way is never mistaken for a
+    finished one.
     """
-    manifest = f"{folder}/manifest.json"
-    if tables.exists(manifest):
-        saved = tables.read_json(manifest)
-        return StudentSet(TableInfo.from_json(saved["table"]), saved["pool"], saved["ood"])
+    pointer = f"{folder}/set.json"
+    if tables.exists(pointer):
+        saved = tables.read_json(pointer)
+        found = StudentSet(TableInfo.from_json(saved["table"]), saved["pool"], saved["ood"])
+        try:
+            tables.verify(found.table.uri)
+            return found
+        except tables.TornArtifact as e:
+            print(f"rebuilding a student set: {e}")
     labels = tables.read(pool_labels_uri)
     pool_ids, ood_ids = choose_ids(labels.column("id").to_numpy(), labels.column("label").to_numpy(),
                                    ood.rows if ood else 0, variant, seed)
@@ -90,6 +97,7 @@ def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: s
     rows = tables.read(uri, ["id"]).num_rows
     if rows != len(pool_ids) + len(ood_ids):
         raise RuntimeError(f"{uri}: Ray Data wrote {rows} rows, expected {len(pool_ids) + len(ood_ids)}")
+    tables.write_manifest(uri, rows)
     built = StudentSet(TableInfo(uri, rows, pool.shape, pool.class_names, pool.mean, pool.std), len(pool_ids), len(ood_ids))
-    tables.write_json(asdict(built), manifest)
+    tables.write_json(asdict(built), pointer)
     return built

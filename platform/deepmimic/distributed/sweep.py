@@ -104,13 +104,14 @@ def concurrency(base: SweepConfig, cluster: dict[str, float]) -> int:
 
 
 def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig, storage: str,
-          on_complete: Callable[[dict[str, Any]], None], max_failures: int) -> None:
+          on_complete: Callable[[dict[str, Any]], None]) -> None:
     tuner = tune.Tuner(
         tune.with_resources(fn, {"cpu": base.trial_cpus}),
         param_space={axis: tune.grid_search(keys)},
         tune_config=tune.TuneConfig(reuse_actors=False, max_concurrent_trials=concurrency(base, ray.cluster_resources())),
         run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[_OnComplete(on_complete)],
-                                  failure_config=tune.FailureConfig(max_failures=max_failures), verbose=1),
+                                  failure_config=tune.FailureConfig(max_failures=base.fault_tolerance.trial_retries),
+                                  verbose=1),
     )
     grid = tuner.fit()
     failed = [r for r in grid if r.error]
@@ -124,8 +125,7 @@ def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig
 
 def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], out: str, cache: str,
               on_mentor: Callable[[str, SweepConfig, dict[str, Any]], None] = lambda *a: None,
-              on_trial: Callable[[dict[str, Any]], None] = lambda r: None,
-              max_failures: int = 0) -> dict[str, Any]:
+              on_trial: Callable[[dict[str, Any]], None] = lambda r: None) -> dict[str, Any]:
     """Run every mentor and student trial not yet finished; return counts of what ran."""
     mentors, trials = plan(points)
     pending = [k for k in trials if not tables.exists(trial_file(out, k))]
@@ -142,11 +142,11 @@ def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]
 
     if needed:
         _tune("mentors", tune.with_parameters(_mentor_trial, mentors=mentors, cache=cache), "mentor", needed,
-              base, storage, mentor_done, max_failures)
+              base, storage, mentor_done)
     if pending:
         sets = _student_sets([trials[k] for k in pending], cache)
         _tune("students", tune.with_parameters(_student_trial, trials=trials, sets=sets, cache=cache, out=out), "trial",
-              pending, base, storage, trial_done, max_failures)
+              pending, base, storage, trial_done)
     return {"mentors": len(mentors), "mentors_trained": len(to_train), "mentors_reused": len(mentors) - len(to_train),
             "trials": len(trials), "trials_run": len(pending), "trials_reused": len(trials) - len(pending),
             "trial_keys": list(trials)}

@@ -18,13 +18,13 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
-from ray.train import Checkpoint, RunConfig, ScalingConfig
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from ..core import tables
 from ..core.architectures import ModelSpec, count_parameters
 from ..core.evaluation import accuracy_and_loss, confusion_matrix, inference_time, predict_logits
-from ..core.training import Hyper, train
+from ..core.training import Hyper, sgd, train
 from .data import TableInfo, read_shard
 
 
@@ -67,9 +67,32 @@ def load_model(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> to
     return model.to(device).eval()
 
 
+def _save(d: str, net: torch.nn.Module, opt: torch.optim.Optimizer, epoch: int, history: list, meta: dict) -> None:
+    """Everything a restarted worker group needs to go on from `epoch`."""
+    torch.save(net.state_dict(), os.path.join(d, "model.pt"))
+    torch.save(opt.state_dict(), os.path.join(d, "optimizer.pt"))
+    for name, obj in (("model.json", meta), ("progress.json", {"epoch": epoch, "history": history})):
+        with open(os.path.join(d, name), "w") as f:
+            json.dump(obj, f)
+
+
+def _restore(net: torch.nn.Module) -> tuple[int, list, dict | None]:
+    """Load the run's latest checkpoint, if Ray Train has one (after a failure or a
+    rerun of an interrupted run): the epoch reached, the history and the optimizer."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return 0, [], None
+    with checkpoint.as_directory() as d:
+        net.load_state_dict(torch.load(os.path.join(d, "model.pt"), map_location="cpu", weights_only=True))
+        opt = torch.load(os.path.join(d, "optimizer.pt"), map_location="cpu", weights_only=True)
+        with open(os.path.join(d, "progress.json")) as f:
+            progress = json.load(f)
+    return progress["epoch"], progress["history"], opt
+
+
 def _worker(cfg: dict[str, Any]) -> None:
     """Runs on every worker of the group."""
-    train_info, test_info = TableInfo(**cfg["train"]), TableInfo(**cfg["test"])
+    train_info, test_info = TableInfo.from_json(cfg["train"]), TableInfo.from_json(cfg["test"])
     rank = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
     torch.set_num_threads(cfg["threads"])
@@ -79,11 +102,16 @@ def _worker(cfg: dict[str, Any]) -> None:
     hyper, spec = Hyper(**cfg["hyper"]), ModelSpec(**cfg["spec"])
     torch.manual_seed(hyper.seed)
     net = spec.build(train_info.shape, cfg["num_classes"], train_info.mean, train_info.std)
+    start_epoch, history, opt_state = _restore(net)
     model = ray.train.torch.prepare_model(net)
     test = tables.to_image_set(tables.read(test_info.uri), test_info.shape, test_info.class_names) if rank == 0 else None
     test_x = torch.from_numpy(test.images).to(device) if test else None
     test_y = torch.from_numpy(test.labels).to(device) if test else None
-    history: list[dict[str, float]] = []
+    meta = {"spec": cfg["spec"], "shape": list(train_info.shape), "num_classes": cfg["num_classes"],
+            "mean": train_info.mean, "std": train_info.std}
+    optimizer = sgd(model, hyper)
+    if opt_state is not None:
+        optimizer.load_state_dict(opt_state)
 
     def on_epoch(epoch: int, train_loss: float) -> None:
         metrics = {"epoch": epoch, "train_loss": train_loss}
@@ -91,10 +119,14 @@ def _worker(cfg: dict[str, Any]) -> None:
             acc, loss = accuracy_and_loss(predict_logits(net, test_x), test_y)
             metrics |= {"test_accuracy": acc, "test_loss": loss}
             history.append(metrics)
-        if cfg["report_every"] and epoch % cfg["report_every"] == 0 and epoch < hyper.epochs:
-            ray.train.report(metrics)  # a barrier across ranks, and not free: every rank calls it
+        if cfg["checkpoint_every"] and epoch % cfg["checkpoint_every"] == 0 and epoch < hyper.epochs:
+            # A barrier across ranks; rank 0 alone writes the state every rank restores.
+            with tempfile.TemporaryDirectory() as d:
+                if rank == 0:
+                    _save(d, net, optimizer, epoch, history, meta)
+                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d) if rank == 0 else None)
 
-    train(model, x, y, hyper, on_epoch)
+    train(model, x, y, hyper, on_epoch, start_epoch, optimizer)
 
     if rank != 0:
         ray.train.report({"epoch": hyper.epochs}, checkpoint=None)
@@ -111,16 +143,14 @@ def _worker(cfg: dict[str, Any]) -> None:
         "node_id": ray.get_runtime_context().get_node_id(),
         "confusion": confusion_matrix(test.labels, preds, cfg["num_classes"]).tolist(),
         "history": history,
+        "resumed_from_epoch": start_epoch,
     }
     with tempfile.TemporaryDirectory() as d:
-        torch.save(net.state_dict(), os.path.join(d, "model.pt"))
+        _save(d, net, optimizer, hyper.epochs, history, meta)
         np.save(os.path.join(d, "test_predictions.npy"), preds)
-        meta = {"spec": cfg["spec"], "shape": list(train_info.shape), "num_classes": cfg["num_classes"],
-                "mean": train_info.mean, "std": train_info.std}
-        for name, obj in (("model.json", meta), ("summary.json", summary)):
-            with open(os.path.join(d, name), "w") as f:
-                json.dump(obj, f)
-        ray.train.report(history[-1], checkpoint=Checkpoint.from_directory(d))
+        with open(os.path.join(d, "summary.json"), "w") as f:
+            json.dump(summary, f)
+        ray.train.report(history[-1] if history else {"epoch": hyper.epochs}, checkpoint=Checkpoint.from_directory(d))
 
 
 def fit(
@@ -134,24 +164,28 @@ def fit(
     resources: Resources,
     storage_path: str,
     inference_repeats: int = 5,
-    report_every: int = 0,
+    checkpoint_every: int = 0,
+    worker_restarts: int = 0,
 ) -> Trained:
     """Train one model with Ray Train on `train_info`'s table against `target`
     (`label` for a mentor, `soft_label` for a student).
 
-    Every epoch's test metrics land in the summary's history; `report_every`
-    also sends them to Ray Train every that many epochs (0: only at the end).
+    Every epoch's test metrics land in the summary's history. A checkpoint every
+    `checkpoint_every` epochs (0: only the final one) lets Ray Train restart a
+    failed worker group up to `worker_restarts` times from where it was, and a
+    rerun of the same `name` under `storage_path` (an interrupted sweep) too.
     """
     cfg = {
         "spec": asdict(spec), "hyper": asdict(hyper), "train": asdict(train_info), "test": asdict(test_info),
         "target": target, "num_classes": num_classes, "inference_repeats": inference_repeats,
-        "threads": resources.threads, "report_every": report_every,
+        "threads": resources.threads, "checkpoint_every": checkpoint_every,
     }
     trainer = TorchTrainer(
         _worker,
         train_loop_config=cfg,
         scaling_config=resources.scaling(),
-        run_config=RunConfig(name=name, storage_path=storage_path),
+        run_config=RunConfig(name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=worker_restarts),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
     )
     result = trainer.fit()
     with result.checkpoint.as_directory() as d:
