@@ -124,7 +124,7 @@ def _cached_mentor(done: str, key: str) -> MentorOutcome | None:
             tables.verify(uri, key)
     except tables.TornArtifact as e:
         # Redo the stage: Ray Train finds the final checkpoint, so the mentor is not trained again.
-        print(f"mentor {key}: rebuilding its data and soft labels ({e})")
+        print(f"mentor {key}: rebuilding its data and soft labels ({e})", flush=True)
         return None
     return outcome
 

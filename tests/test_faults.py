@@ -1,0 +1,149 @@
+"""Faults met for real: a sweep driver killed with SIGKILL and run again, a cached
+soft-label file truncated, a Ray Train worker killed mid-training.
+
+The three tests share one cache in order: the first trains the mentor, the
+others reuse it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from deepmimic.core import tables
+
+from .conftest import DEEPMIMIC
+
+
+def space(name: str, students: list[str], epochs: int = 4, checkpoint_every: int = 0) -> dict:
+    return {
+        "name": name, "dataset": {"name": "digits"}, "training": {"epochs": epochs, "batch_size": 32},
+        "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8, "training": {"epochs": 4}},
+        "students": [{"name": s, "architecture": "c-fc", "width": 4 + i} for i, s in enumerate(students)],
+        # One run at a time (1 + 0.25 CPUs of 2), so the driver dies between trials.
+        "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
+        "fault_tolerance": {"checkpoint_every": checkpoint_every, "worker_restarts": 2, "trial_retries": 1},
+        "grid": {"student": students},
+    }
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    from deepmimic.distributed.cluster import connect
+
+    connect()
+    import ray
+
+    tmp = tmp_path_factory.mktemp("faults")
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    return tmp, env
+
+
+def start(shared, spec: dict) -> subprocess.Popen:
+    tmp, env = shared
+    path = tmp / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return subprocess.Popen([*DEEPMIMIC, "sweep", str(path), "--out", str(tmp / spec["name"]), "--cache", str(tmp / "cache")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen) -> str:
+    out, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def wait_for(what, timeout: float = 300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = what()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def results(out: Path) -> list[dict]:
+    with open(out / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_killed_driver_resumes_without_rerunning_or_duplicating(shared):
+    tmp, _ = shared
+    spec = space("killed", ["A", "B", "C"])
+    out = tmp / "killed"
+    proc = start(shared, spec)
+    first = wait_for(lambda: list(out.glob("trials/*/trial.json")))
+    os.kill(proc.pid, signal.SIGKILL)  # the driver only: Ray ends the trials it owned
+    proc.wait()
+    done_before = {p.parent.name for p in out.glob("trials/*/trial.json")}
+    stamps = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("trials/*/trial.json")}
+
+    log = finish(start(shared, spec))
+
+    counts = json.loads((out / "sweep.json").read_text())["counts"]
+    assert counts["mentors_trained"] == 0 and counts["trials_reused"] == len(done_before) >= len(first)
+    assert {p.parent.name: p.stat().st_mtime_ns for p in out.glob("trials/*/trial.json") if p.parent.name in done_before} == stamps
+    assert sorted(r["student"] for r in results(out)) == ["A", "B", "C"]  # every trial exactly once
+    assert len(list((tmp / "cache").glob("mentors/*/ray/mentor-*"))) == 1
+    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
+    keys = [r.data.tags["deepmimic.key"] for r in runs]
+    assert len(keys) == len(set(keys)) == 1 + 1 + 3, log[-2000:]  # sweep, mentor, three students
+
+
+def test_a_truncated_soft_label_file_is_rebuilt_not_trained_on(shared):
+    tmp, _ = shared
+    (soft,) = (tmp / "cache").glob("mentors/*/soft_labels.parquet")
+    with open(soft, "r+b") as f:
+        f.truncate(soft.stat().st_size // 2)
+    with pytest.raises(tables.TornArtifact):
+        tables.verify(str(soft))
+
+    finish(start(shared, space("after_truncation", ["D"])))
+
+    tables.verify(str(soft))  # whole again
+    assert len(list((tmp / "cache").glob("mentors/*/ray/mentor-*"))) == 1
+    mentor = json.loads((soft.parent / "mentor.json").read_text())["result"]
+    assert mentor["resumed_from_epoch"] == 4  # labelled again from its final checkpoint, not trained again
+    assert len(results(tmp / "after_truncation")) == 1
+
+
+def worker_pids() -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"RayTrainWorker" in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            pass
+    return pids
+
+
+def test_a_killed_training_worker_restarts_from_its_checkpoint(shared):
+    tmp, _ = shared
+    spec = space("worker", ["E"], epochs=20, checkpoint_every=2)
+    proc = start(shared, spec)
+    # Killed once Ray Train's controller has registered a checkpoint (it lags the folder on disk).
+    wait_for(lambda: any("checkpoint_dir_name" in p.read_text()
+                         for p in (tmp / "worker").glob("trials/*/ray/student-*/checkpoint_manager_snapshot.json")))
+    pids = worker_pids()
+    assert len(pids) == 1  # one student run, one worker
+    os.kill(pids[0], signal.SIGKILL)
+
+    finish(proc)
+
+    (trial,) = (tmp / "worker").glob("trials/*/trial.json")
+    student = json.loads(trial.read_text())["student"]
+    assert student["resumed_from_epoch"] >= 2  # not from scratch
+    assert [h["epoch"] for h in student["history"]] == list(range(1, 21))
+    assert len(results(tmp / "worker")) == 1
