@@ -25,5 +25,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# Benchmarks run on demand (never in `make test`): Fashion-MNIST comes from Debian.
+FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+$(FASHION):
+	apt-get install -y -q dataset-fashion-mnist || sudo apt-get install -y -q dataset-fashion-mnist
+
+bench: $(STAMP) $(FASHION)
+	for b in training_throughput inference ray_overhead sweep_reuse; do $(PY) benchmarks/$$b.py; done
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -53,10 +53,14 @@ def test_sweep_runs_under_ray_job_submit(tmp_path):
             if subprocess.run([RAY, "job", "list", "--address", address], env=env, capture_output=True).returncode == 0:
                 break
             time.sleep(1)
-        submit = subprocess.run(
-            [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--no-wait", "--",
-             sys.executable, "-m", "deepmimic.cli", "sweep", str(space), "--storage", str(storage)],
-            env=env, capture_output=True, text=True, timeout=300)
+        for _ in range(30):  # the job agent may come up a little after the job server
+            submit = subprocess.run(
+                [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--no-wait", "--",
+                 sys.executable, "-m", "deepmimic.cli", "sweep", str(space), "--storage", str(storage)],
+                env=env, capture_output=True, text=True, timeout=300)
+            if "No available agent" not in submit.stderr:
+                break
+            time.sleep(2)
         assert submit.returncode == 0, submit.stdout + submit.stderr
         job_id = re.search(r"Job '([^']+)' submitted successfully", submit.stdout).group(1)
         status = ""

@@ -111,7 +111,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_sweep_tracks_to_a_real_mlflow_server_over_http(ray_local, tmp_path):
+def test_sweep_tracks_to_a_real_mlflow_server_over_http(ray_local, six, tmp_path):
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -127,7 +127,7 @@ def test_sweep_tracks_to_a_real_mlflow_server_over_http(ray_local, tmp_path):
             except Exception:
                 time.sleep(0.5)
         space = {**SIX_STUDENTS, "name": "http", "grid": {"student": ["S2"]}}
-        proc = sweep(ray_local, tmp_path, space, str(tmp_path / "out"), str(tmp_path / "cache"),
+        proc = sweep(ray_local, tmp_path, space, str(tmp_path / "out"), str(six[0] / "cache"),  # mentor cached
                      {"MLFLOW_TRACKING_URI": uri})
         assert f"tracked at {uri}" in proc.stdout
         exp = client.get_experiment_by_name("http")

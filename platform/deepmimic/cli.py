@@ -28,10 +28,22 @@ def format_result(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _check_data(configs: list[Any]) -> None:
+    """Every data folder the configs name, checked in the driver before any Ray work."""
+    from .config import DATASET_SHAPES
+    from .core.datasets import check_dataset
+
+    wanted = {(c.dataset.name, c.dataset.root) for c in configs}
+    wanted |= {(c.ood.dataset.name, c.ood.dataset.root) for c in configs if getattr(c, "ood", None) and c.ood.dataset}
+    for name, root in sorted(wanted, key=str):
+        check_dataset(name, root, DATASET_SHAPES[name])
+
+
 def _run(args: argparse.Namespace) -> None:
     from .config import load_experiment
 
     cfg = load_experiment(args.experiment, args.set)
+    _check_data([cfg])
     from .distributed.cluster import connect
     from .distributed.experiment import run_experiment
 
@@ -46,6 +58,7 @@ def _sweep(args: argparse.Namespace) -> None:
     from .config import load_sweep
 
     base, points = load_sweep(args.search_space, args.set)
+    _check_data([cfg for _, cfg in points])
     storage = _local_or_uri(args.storage or "runs")
     out = _local_or_uri(args.out or f"{storage}/{base.name}")
     cache = _local_or_uri(args.cache or os.environ.get("DEEPMIMIC_CACHE") or f"{storage}/cache")
@@ -53,12 +66,14 @@ def _sweep(args: argparse.Namespace) -> None:
     from .distributed.cluster import connect
     from .distributed.sweep import mentor_folder, plan, run_sweep, trial_file
     from .report import SWEEP_FILE, write_report
-    from .tracking import Tracker, default_uri
+    from .tracking import Tracker, check_reachable, default_uri
 
     server = os.environ.get("MLFLOW_TRACKING_URI")
     if not server and "://" in out:
         raise UserError(f"--storage {storage}: a sweep on remote storage needs MLFLOW_TRACKING_URI (a tracking server)")
     uri = server or default_uri(out)
+    if uri.startswith(("http://", "https://")):
+        check_reachable(uri)  # before anything is written
     if "://" not in out:
         os.makedirs(out, exist_ok=True)
     tracker = Tracker(uri, base.name, out, None if server else f"{out}/mlartifacts")

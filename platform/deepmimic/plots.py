@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import matplotlib
@@ -9,6 +10,13 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str) -> None:
+    """Save under a temporary name, then rename: a reader never finds half a PNG."""
+    fig.savefig(f"{path}.tmp", dpi=100, format="png")
+    plt.close(fig)
+    os.replace(f"{path}.tmp", path)
 
 
 def learning_curves(models: list[dict[str, Any]], path: str) -> None:
@@ -24,8 +32,7 @@ def learning_curves(models: list[dict[str, Any]], path: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def confusion_matrices(models: list[dict[str, Any]], path: str) -> None:
@@ -39,8 +46,7 @@ def confusion_matrices(models: list[dict[str, Any]], path: str) -> None:
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def accuracy_by(x_label: str, series: dict[str, list[tuple[float, float]]], path: str) -> None:
@@ -54,5 +60,4 @@ def accuracy_by(x_label: str, series: dict[str, list[tuple[float, float]]], path
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)

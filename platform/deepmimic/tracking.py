@@ -26,6 +26,19 @@ def default_uri(out: str) -> str:
     return f"sqlite:///{os.path.abspath(out)}/mlflow.db"
 
 
+def check_reachable(uri: str) -> None:
+    """A tracking server answers its health check within seconds (MLflow's own client would retry for minutes)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10).close()
+    except urllib.error.HTTPError:
+        pass  # it answered (an auth proxy may refuse /health): reachable
+    except (urllib.error.URLError, OSError) as e:
+        raise UserError(f"MLflow tracking URI {uri}: unreachable ({getattr(e, 'reason', e)})") from None
+
+
 class Tracker:
     """One sweep's MLflow runs."""
 

@@ -10,7 +10,7 @@ from ..images import Dataset
 from .cifar import load_cifar10, load_cifar100
 from .digits import load_digits
 from .idx import DIGIT_CLASSES, FASHION_CLASSES, load_idx
-from .tiny_imagenet import load_tiny_imagenet
+from .tiny_imagenet import check_tiny_imagenet, load_tiny_imagenet
 
 # name -> (reader taking the root folder, default root or None when a root is required)
 READERS: dict[str, tuple[Callable[[Path], Dataset], str | None]] = {
@@ -23,16 +23,33 @@ READERS: dict[str, tuple[Callable[[Path], Dataset], str | None]] = {
 }
 
 
-def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
-    """Load a data set by name from `root` (or its default location)."""
+def _root(name: str, root: str | Path | None) -> Path:
     if name not in READERS:
         raise UserError(f"unknown data set {name!r}; known: {', '.join(READERS)}")
-    reader, default = READERS[name]
+    default = READERS[name][1]
     if root is None:
         if default is None:
             raise UserError(f"data set {name!r} needs dataset.root: the folder holding its files")
         root = default
-    root = Path(root).expanduser()
-    if name != "digits" and not root.is_dir():
-        raise UserError(f"data set {name!r}: root folder {root} does not exist")
-    return reader(root)
+    path = Path(root).expanduser()
+    if name != "digits" and not path.is_dir():
+        raise UserError(f"data set {name!r}: root folder {path} does not exist")
+    return path
+
+
+def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
+    """Load a data set by name from `root` (or its default location)."""
+    return READERS[name][0](_root(name, root))
+
+
+def check_dataset(name: str, root: str | Path | None, shape: tuple[int, int, int]) -> None:
+    """Fail fast on a missing or malformed data folder, or images not of `shape`,
+    before any cluster work starts (Tiny ImageNet: its layout and first images only)."""
+    path = _root(name, root)
+    if name == "tiny_imagenet":
+        check_tiny_imagenet(path)
+        return
+    found = load_dataset(name, path).train.shape
+    if found != shape:
+        raise UserError(f"data set {name!r} in {path}: images are {'×'.join(map(str, found))}, "
+                        f"expected {'×'.join(map(str, shape))}")

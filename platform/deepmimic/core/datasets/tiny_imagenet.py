@@ -43,8 +43,8 @@ def _required(path: Path) -> Path:
     return path
 
 
-def load_tiny_imagenet(root: Path) -> Dataset:
-    """200 classes of 64×64 colour images: 500 train and 50 val images each."""
+def _listing(root: Path) -> tuple[tuple[str, ...], list[Path], list[int], list[Path], list[int]]:
+    """Class names, and the train and val image paths with their labels."""
     folder = root if root.name == FOLDER else root / FOLDER
     wnids = _required(folder / "wnids.txt").read_text().split()
     if not wnids:
@@ -71,7 +71,21 @@ def load_tiny_imagenet(root: Path) -> Dataset:
             raise UserError(f"{annotations}:{n}: expected 'FILE<TAB>WNID<TAB>x<TAB>y<TAB>w<TAB>h' with a known wnid")
         val_paths.append(_required(folder / "val" / "images" / fields[0]))
         val_labels.append(index[fields[1]])
+    return names, train_paths, train_labels, val_paths, val_labels
 
+
+def load_tiny_imagenet(root: Path) -> Dataset:
+    """200 classes of 64×64 colour images: 500 train and 50 val images each."""
+    names, train_paths, train_labels, val_paths, val_labels = _listing(root)
     return Dataset(
         "tiny_imagenet", _stack(train_paths, train_labels, names), _stack(val_paths, val_labels, names)
     )
+
+
+def check_tiny_imagenet(root: Path) -> None:
+    """The layout, every listed file, and the first train and val image, without decoding 110,000 JPEGs."""
+    _, train_paths, _, val_paths, _ = _listing(root)
+    for paths in (train_paths, val_paths):
+        if not paths:
+            raise UserError(f"{root}: no images found; expected {LAYOUT}")
+        _read_jpeg(paths[0])

@@ -1,0 +1,152 @@
+"""User mistakes through the real CLI: exit code 2, one line naming the culprit, no traceback.
+
+Each case is a file, override or data folder a user could really get wrong;
+all of them are caught before any Ray or MLflow work starts.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from .conftest import DEEPMIMIC
+
+GOOD = {
+    "name": "bad", "dataset": {"name": "digits"}, "training": {"epochs": 1},
+    "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 4},
+    "students": [{"name": "A", "architecture": "c-fc", "width": 4}],
+}
+
+
+def with_(path: str, value) -> dict:
+    """GOOD with one dotted key set."""
+    raw = yaml.safe_load(yaml.safe_dump(GOOD))
+    *parents, last = path.split(".")
+    node = raw
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return raw
+
+
+def idx(path: Path, array: np.ndarray, magic: bytes = b"\x00\x00\x08") -> None:
+    header = magic + bytes([array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def mnist(root: Path, side: int = 28, magic: bytes = b"\x00\x00\x08", truncate: bool = False) -> Path:
+    root.mkdir(parents=True)
+    for split, n in (("train", 20), ("t10k", 10)):
+        idx(root / f"{split}-images-idx3-ubyte.gz", np.zeros((n, side, side)), magic)
+        idx(root / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    if truncate:
+        data = gzip.decompress((root / "train-images-idx3-ubyte.gz").read_bytes())
+        (root / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(data[: len(data) // 2]))
+    return root
+
+
+def cifar10(root: Path, row: int = 3072, corrupt: bool = False) -> Path:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    batch = {b"data": np.zeros((10, row), np.uint8), b"labels": list(range(10))}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(b"\x80\x04garbage" if corrupt else pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [str(i).encode() for i in range(10)]}))
+    return root
+
+
+def tiny_imagenet(root: Path, side: int) -> Path:
+    from PIL import Image
+
+    folder = root / "tiny-imagenet-200"
+    (folder / "train" / "n01" / "images").mkdir(parents=True)
+    (folder / "val" / "images").mkdir(parents=True)
+    (folder / "wnids.txt").write_text("n01\n")
+    Image.new("RGB", (side, side)).save(folder / "train" / "n01" / "images" / "a.JPEG")
+    Image.new("RGB", (side, side)).save(folder / "val" / "images" / "v.JPEG")
+    (folder / "val" / "val_annotations.txt").write_text("v.JPEG\tn01\t0\t0\t1\t1\n")
+    return root
+
+
+def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
+    """(id, CLI arguments, fragment the one error line must contain, extra environment)."""
+    def space(name: str, raw=None, text: str | None = None) -> str:
+        path = tmp / f"{name}.yaml"
+        path.write_text(text if text is not None else yaml.safe_dump(raw))
+        return str(path)
+
+    def data(name: str, dataset: str, root: Path) -> str:
+        return space(name, with_("dataset", {"name": dataset, "root": str(root)}))
+
+    good = space("good", GOOD)
+    sweep = lambda raw: with_("grid", raw)  # noqa: E731
+    return [
+        ("missing file", ["run", str(tmp / "nowhere.yaml")], "nowhere.yaml: no such file", {}),
+        ("malformed yaml", ["run", space("malformed", text="name: [unclosed\n")], "malformed.yaml", {}),
+        ("yaml not a mapping", ["run", space("list", text="- a\n- b\n")], "list.yaml", {}),
+        ("unknown key", ["run", space("unknown", with_("epochz", 3))], "epochz", {}),
+        ("unknown nested key", ["run", space("nested", with_("mentor.archtecture", "c-fc"))], "mentor.archtecture", {}),
+        ("ratio above 1", ["run", space("ratio", with_("split.mentor_ratio", 1.5))], "split.mentor_ratio", {}),
+        ("ratio negative via --set", ["run", good, "--set", "split.mentor_ratio=-0.1"], "split.mentor_ratio", {}),
+        ("removal bound 1.2", ["sweep", space("bound", sweep({"variant.removal_bound": [0.3, 1.2]}))], "variant.removal_bound", {}),
+        ("ood ratio negative", ["sweep", space("ood", with_("variant", {"ood_ratio": -0.1}))], "variant.ood_ratio", {}),
+        ("ood without source", ["sweep", space("nosource", with_("variant", {"ood_ratio": 0.2}))], "ood", {}),
+        ("unknown data set", ["run", space("dataset", with_("dataset.name", "imagenet"))], "dataset.name", {}),
+        ("bad architecture token", ["run", good, "--set", "mentor.architecture=c-xx-fc"], "unknown token 'xx'", {}),
+        ("unbalanced parenthesis", ["run", good, "--set", "students.0.architecture=(c-bn-fc"], "students.0.architecture", {}),
+        ("too many poolings", ["run", good, "--set", "mentor.architecture=c-mp-c-mp-c-mp-c-mp-fc"], "mentor.architecture", {}),
+        ("zero epochs", ["run", good, "--set", "training.epochs=0"], "epochs", {}),
+        ("batch size not a number", ["run", good, "--set", "training.batch_size=big"], "batch_size", {}),
+        ("no students", ["run", space("nostudents", with_("students", []))], "students", {}),
+        ("duplicate students", ["run", space("dup", with_("students", GOOD["students"] * 2))], "repeated: A", {}),
+        ("unknown grid axis", ["sweep", space("axis", sweep({"foo.bar": [1, 2]}))], "foo", {}),
+        ("grid names unknown student", ["sweep", space("who", sweep({"student": ["Z"]}))], "Z", {}),
+        ("empty grid axis", ["sweep", space("emptyaxis", sweep({"seed": []}))], "grid.seed", {}),
+        ("--set without =", ["run", good, "--set", "training.epochs"], "expected KEY=VALUE", {}),
+        ("--set unknown path", ["run", good, "--set", "training.epochz=3"], "epochz", {}),
+        ("--set bad yaml value", ["run", good, "--set", "training.epochs=[1,"], "not valid YAML", {}),
+        ("zero workers", ["run", good, "--set", "resources.num_workers=0"], "resources.num_workers", {}),
+        ("data folder missing", ["run", data("nofolder", "mnist", tmp / "absent")], "absent does not exist", {}),
+        ("mnist files missing", ["run", data("empty", "mnist", (tmp / "empty").resolve())], "missing train-images-idx3-ubyte", {}),
+        ("corrupt idx magic", ["run", data("magic", "mnist", mnist(tmp / "magic", magic=b"\x00\x00\x0d"))], "bad magic number", {}),
+        ("truncated idx", ["run", data("short", "mnist", mnist(tmp / "short", truncate=True))], "IDX header says", {}),
+        ("wrong image shape", ["run", data("shape", "mnist", mnist(tmp / "shape", side=32))], "images are 1×32×32, expected 1×28×28", {}),
+        ("corrupt cifar pickle", ["run", data("pickle", "cifar10", cifar10(tmp / "pickle", corrupt=True))], "corrupt CIFAR pickle", {}),
+        ("cifar rows of wrong length", ["run", data("rows", "cifar10", cifar10(tmp / "rows", row=1000))], "expected N×3072", {}),
+        ("tiny imagenet 32×32", ["run", data("tiny", "tiny_imagenet", tiny_imagenet(tmp / "tiny", 32))], "expected 64×64", {}),
+        ("unreachable tracking uri", ["sweep", good, "--out", str(tmp / "out")], "127.0.0.1:9: unreachable",
+         {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
+        ("report of no sweep", ["report", str(tmp)], str(tmp), {}),
+        ("unknown command", ["fly"], "invalid choice: 'fly'", {}),
+    ]
+
+
+def deepmimic(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    env = {**os.environ, **env}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.run([*DEEPMIMIC, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_every_user_mistake_gets_one_line_and_exit_2(tmp_path):
+    (tmp_path / "empty").mkdir()
+    table = cases(tmp_path)
+    assert len({name for name, *_ in table}) == len(table) >= 30
+    with ThreadPoolExecutor(4) as pool:
+        procs = list(pool.map(lambda case: deepmimic(case[1], case[3]), table))
+    wrong = []
+    for (name, _, fragment, _), proc in zip(table, procs):
+        lines = proc.stderr.strip().splitlines()
+        ok = (proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("deepmimic: error: ")
+              and fragment in lines[0] and "Traceback" not in proc.stderr)
+        if not ok:
+            wrong.append(f"{name}: exit {proc.returncode}, stderr {proc.stderr[-600:]!r}")
+    assert not wrong, "\n".join(wrong)
+    assert not (tmp_path / "out").exists()  # no half-written sweep folder for a refused sweep
