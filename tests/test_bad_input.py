@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 
 from .conftest import DEEPMIMIC
@@ -98,6 +97,9 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
         ("ratio negative via --set", ["run", good, "--set", "split.mentor_ratio=-0.1"], "split.mentor_ratio", {}),
         ("removal bound 1.2", ["sweep", space("bound", sweep({"variant.removal_bound": [0.3, 1.2]}))], "variant.removal_bound", {}),
         ("ood ratio negative", ["sweep", space("ood", with_("variant", {"ood_ratio": -0.1}))], "variant.ood_ratio", {}),
+        ("supervised with out-of-domain images", ["sweep", space("supervised", {**with_("variant", {"ood_ratio": 0.2}),
+         "method": "supervised", "ood": {"source": "held_out", "classes": ["9"]}})], "no true labels", {}),
+        ("unknown method", ["sweep", space("method", sweep({"method": ["deepmimic", "magic"]}))], "method", {}),
         ("ood without source", ["sweep", space("nosource", with_("variant", {"ood_ratio": 0.2}))], "ood", {}),
         ("unknown data set", ["run", space("dataset", with_("dataset.name", "imagenet"))], "dataset.name", {}),
         ("bad architecture token", ["run", good, "--set", "mentor.architecture=c-xx-fc"], "unknown token 'xx'", {}),

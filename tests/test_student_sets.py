@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 from deepmimic.config import VariantConfig
 from deepmimic.core import tables
 from deepmimic.distributed.data import write_image_table
-from deepmimic.distributed.student_sets import OOD_ID_OFFSET, build_student_set
+from deepmimic.distributed.student_sets import OOD_ID_OFFSET, build_student_set, targets
 
 CLASSES = ("a", "b", "c", "d")
 
@@ -57,3 +57,17 @@ def test_a_finished_set_is_found_by_its_manifest(ray_local, digits, tmp_path):
     pool, ood, _ = pool_files(tmp_path, digits)
     first = build(tmp_path, pool, None, None, "plain")
     assert build(tmp_path, pool, None, None, "plain") == first and first.pool == 400
+
+
+def test_targets_by_method():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], np.float32)
+    soft = tables.soft_label_table(np.array([5, 6]), probs)
+    labels = tables.label_table(np.array([5, 6]), np.array([1, 1]))
+    decode = lambda method, t=1.0: tables.decode_soft_labels(targets(method, soft, labels, t).column("soft_label"))  # noqa: E731
+    assert np.array_equal(decode("deepmimic"), probs)
+    assert np.allclose(decode("hinton", 1.0), probs)
+    softer = decode("hinton", 4.0)
+    assert np.allclose(softer.sum(1), 1) and np.all(softer.max(1) < probs.max(1))
+    assert np.array_equal(softer.argmax(1), probs.argmax(1))
+    assert decode("hard").tolist() == [[1, 0, 0], [0, 0, 1]]
+    assert decode("supervised").tolist() == [[0, 1, 0], [0, 1, 0]]  # the pool's true labels: the reference run only

@@ -174,11 +174,21 @@ class VariantConfig(Strict):
     ood_ratio: float = Field(0.0, ge=0.0, le=1.0)
 
 
+METHODS = ("deepmimic", "hinton", "hard", "supervised")
+
+
 class SweepConfig(ExperimentConfig):
     """An experiment plus grid axes. Each axis is a dotted config path (as for
-    `--set`) with a list of values; `student` selects students by name."""
+    `--set`) with a list of values; `student` selects students by name.
+
+    `method` is what the student learns from: the mentor's soft labels
+    (`deepmimic`, the paper), soft labels at `temperature` (`hinton`), the
+    mentor's argmax (`hard`), or the pool's true labels (`supervised`: the
+    upper reference of the paper's Section 4.2, the one case a student sees them)."""
 
     variant: VariantConfig = VariantConfig()
+    method: Literal[METHODS] = "deepmimic"  # type: ignore[valid-type]
+    temperature: float = Field(4.0, gt=0.0, description="hinton's temperature")
     ood: OODConfig | None = None
     grid: dict[str, list[Any]] = {}
     trial_cpus: float = Field(0.25, gt=0.0, description="CPUs a Tune trial's driver holds, beside its workers")
@@ -188,6 +198,8 @@ class SweepConfig(ExperimentConfig):
     def _ood_source_given(self) -> "SweepConfig":
         if (self.variant.ood_ratio > 0 or any(v for v in self.grid.get("variant.ood_ratio", []))) and self.ood is None:
             raise ValueError("variant.ood_ratio > 0 needs an `ood` section naming the out-of-domain images")
+        if self.method == "supervised" and self.variant.ood_ratio > 0:
+            raise ValueError("method 'supervised' cannot add out-of-domain images: they have no true labels")
         for axis, values in self.grid.items():
             if not values:
                 raise UserError(f"grid.{axis}: empty list of values")

@@ -53,7 +53,10 @@ def results_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "student_accuracy": s["test_accuracy"], "relative_accuracy": s["relative_accuracy"],
                      "agreement": s["agreement"], "student_params": s["params"], "mentor_params": m["params"],
                      "mentor_inference_s": m["inference_time_s"], "student_inference_s": s["inference_time_s"],
-                     "train_pool": s["train_size"]["pool"], "train_ood": s["train_size"]["ood"]})
+                     "train_pool": s["train_size"]["pool"], "train_ood": s["train_size"]["ood"],
+                     "method": s.get("method", "deepmimic"), "temperature": s.get("temperature", 1.0),
+                     "accuracy_where_mentor_wrong": s.get("accuracy_where_mentor_wrong"),
+                     "ood_agreement": s.get("ood_agreement")})
     return rows
 
 
@@ -101,6 +104,20 @@ def _architectures(rows: list[dict[str, Any]], paper_rows: dict | None, title: s
             p = paper_rows.get(row[0])
             row += [p[1], p[2] if p[2] else "–"] if p else ["–", "–"]
     return f"## {title}\n\n{_table(header, body)}\n"
+
+
+def _methods(rows: list[dict[str, Any]]) -> str:
+    """Methods side by side (beyond the paper): a row per student and method, with fidelity to the mentor."""
+    fmt = lambda x: _pct(x) if x is not None else "–"  # noqa: E731
+    body = []
+    for r in rows:
+        method = r["method"] + (f" (T={r['temperature']:g})" if r["method"] == "hinton" else "")
+        body.append([r["student"], method, _pct(r["mentor_accuracy"]), _pct(r["student_accuracy"]),
+                     _pct(r["relative_accuracy"]), _pct(r["agreement"]), fmt(r["accuracy_where_mentor_wrong"]),
+                     fmt(r["ood_agreement"])])
+    header = ["student", "method", "mentor %", "student %", "relative %", "agreement %",
+              "accuracy where mentor wrong %", "out-of-domain agreement %"]
+    return "## Methods: DeepMimic and the alternatives (beyond the paper)\n\n" + _table(header, body) + "\n"
 
 
 def _inference(rows: list[dict[str, Any]], dataset: str) -> str:
@@ -168,7 +185,9 @@ def _write(sweep_dir: str, sweep: dict[str, Any], records: list[dict[str, Any]])
         series["Mentor"] = sorted({(r["split_ratio"], r["mentor_accuracy"]) for r in rows})
         plots.accuracy_by("mentor split ratio", series, os.path.join(sweep_dir, "accuracy_vs_split.png"))
         parts.append("![accuracy vs split](accuracy_vs_split.png)\n")
-    if not axes & {"variant.removal_bound", "variant.ood_ratio", "split.mentor_ratio"}:
+    if axes & {"method", "temperature"}:
+        parts.append(_methods(rows))
+    elif not axes & {"variant.removal_bound", "variant.ood_ratio", "split.mentor_ratio"}:
         parts.append(_architectures(rows, paper.ARCHITECTURE_TABLES.get(key), "Accuracy per architecture (Tables 1, 2, 5)"))
     parts.append(_inference(rows, dataset))
 

@@ -74,3 +74,25 @@ def test_model_normalises_uint8_input_with_its_stored_statistics():
     model = build_model("fc", (1, 2, 2), 2, mean=[0.5], std=[0.5])
     x = torch.full((1, 1, 2, 2), 255, dtype=torch.uint8)
     assert torch.allclose(model[0](x), torch.ones(1, 1, 2, 2))
+
+
+def residual(cin: int, cout: int) -> int:
+    """Two bias-free 3×3 convolutions with batch norm, plus a 1×1 projection where the width changes."""
+    body = cin * cout * 9 + 2 * cout + cout * cout * 9 + 2 * cout
+    return body + (cin * cout + 2 * cout if cin != cout else 0)
+
+
+def test_residual_blocks_count_and_shape():
+    model = ModelSpec("c-bn-r-mp-r-gap-fc", width=16).build((3, 32, 32), 10)
+    expected = conv(3, 16) + 2 * 16 + residual(16, 16) + residual(16, 32) + fc(32, 10)
+    assert count_parameters(model) == expected
+    assert model(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).shape == (2, 10)
+
+
+def test_resnet18_like_mentor_builds_for_cifar10():
+    spec = ModelSpec("c-bn-r2-mp-r2-mp-r2-mp-r2-gap-fc", width=64)
+    model = spec.build((3, 32, 32), 10)
+    blocks = (2 * residual(64, 64) + residual(64, 128) + residual(128, 128) + residual(128, 256)
+              + residual(256, 256) + residual(256, 512) + residual(512, 512))
+    assert count_parameters(model) == conv(3, 64) + 2 * 64 + blocks + fc(512, 10)  # ~11.2M, ResNet-18's size
+    assert model(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).shape == (2, 10)

@@ -1,8 +1,12 @@
 """Networks from the paper's notation, e.g. `c2-mp-c2-mp-c2-mp-fc2` or `(c-bn-d)9-fc-bn-d`.
 
 Tokens: `c` 3×3 convolution + ReLU, `mp` 2×2 max pooling, `fc` fully connected,
-`bn` batch norm, `d` dropout, `gap` global average pooling (ours), `s` softmax
-(accepted at the end and implied: models return logits). `θn` repeats a token n
+`bn` batch norm, `d` dropout, `s` softmax (accepted at the end and implied:
+models return logits); ours, beyond the paper: `gap` global average pooling and
+`r` a residual block (ResNet's basic block: two 3×3 convolutions with batch
+norm around an identity shortcut, a 1×1 projection where the width changes),
+so `c-bn-r2-mp-r2-mp-r2-mp-r2-gap-fc` with width 64 is a ResNet-18-like
+network and `(c-bn)2-mp-(c-bn)2-mp-(c-bn)3-mp-fc2` a VGG-style stack. `θn` repeats a token n
 times and `(…)n` a group. Convolution widths start at `width` and grow by
 `width_growth` after each pooling; hidden `fc` layers have `fc_width` units.
 The last `fc` is the classifier when only `s` follows it; otherwise (`…-fc-bn-d`)
@@ -20,8 +24,8 @@ from torch import nn
 
 from ..errors import UserError
 
-TOKENS = ("c", "mp", "fc", "bn", "d", "gap", "s")
-_TOKEN = re.compile(r"(c|mp|fc|bn|d|gap|s)(\d*)$")
+TOKENS = ("c", "r", "mp", "fc", "bn", "d", "gap", "s")
+_TOKEN = re.compile(r"(c|r|mp|fc|bn|d|gap|s)(\d*)$")
 
 
 class ArchitectureError(UserError):
@@ -110,6 +114,22 @@ def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     return x.mean(axis=(0, 2, 3)).tolist(), np.maximum(std, 1e-3).tolist()
 
 
+class ResidualBlock(nn.Module):
+    """ResNet's basic block, stride 1 (downsampling is the notation's `mp`)."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(n_in, n_out, 3, padding=1, bias=False), nn.BatchNorm2d(n_out), nn.ReLU(inplace=True),
+            nn.Conv2d(n_out, n_out, 3, padding=1, bias=False), nn.BatchNorm2d(n_out),
+        )
+        self.shortcut = nn.Identity() if n_in == n_out else nn.Sequential(
+            nn.Conv2d(n_in, n_out, 1, bias=False), nn.BatchNorm2d(n_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
 def build_model(
     arch: str,
     input_shape: tuple[int, int, int],
@@ -140,11 +160,15 @@ def build_model(
 
     for i, layer in enumerate(layers):
         k = layer.kind
-        if k in ("c", "mp", "gap") and flat is not None:
+        if k in ("c", "r", "mp", "gap") and flat is not None:
             raise _bad(arch, f"'{k}' (token {layer.token_pos}) after the network was flattened")
         if k == "c":
             out = int(round(width * width_growth**pools))
             mods += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU(inplace=True)]
+            channels = out
+        elif k == "r":
+            out = int(round(width * width_growth**pools))
+            mods.append(ResidualBlock(channels, out))
             channels = out
         elif k == "mp":
             if h < 2 or w < 2:

@@ -31,6 +31,7 @@ class Hyper:
     bf16: bool = False           # autocast to bfloat16 (GPUs, and CPUs with AVX-512 BF16 or AMX)
     channels_last: bool = True   # NHWC activations: faster convolutions with oneDNN (CPU) and tensor cores
     compile: bool = False        # torch.compile the model (pays a compile on first use)
+    temperature: float = 1.0     # Hinton: logits / T against targets softened by T, loss × T²
 
 
 def random_shift(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -87,7 +88,8 @@ def train(
             x = random_shift(images[idx], hyper.shift) if hyper.shift else images[idx]
             with torch.autocast(images.device.type, torch.bfloat16, enabled=hyper.bf16):
                 logits = forward(x.contiguous(memory_format=memory_format))
-            loss = F.cross_entropy(logits.float(), targets[idx])
+            t = hyper.temperature
+            loss = F.cross_entropy(logits.float() / t, targets[idx]) * (t * t)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -7,22 +7,24 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
+import torch
 
 from ..config import ExperimentConfig, ModelConfig, SweepConfig
 from ..core import tables
 from ..core.datasets import load_dataset
-from ..core.evaluation import agreement
+from ..core.evaluation import agreement, predict_logits
 from ..core.images import Dataset, hold_out_classes, select_classes
 from ..core.splits import Split, stratified_split
 from ..errors import UserError
 from .data import TableInfo, write_image_table, write_split
 from .soft_labeling import label_images
 from .student_sets import OOD_ID_OFFSET, StudentSet, build_student_set
-from .train import Resources, Trained, fit
+from .train import Resources, Trained, fit, load_model
 
 
 def digest(obj: Any) -> str:
@@ -37,9 +39,19 @@ def mentor_key(cfg: ExperimentConfig) -> str:
                    "mentor": cfg.mentor.model_dump(), "ood": ood})
 
 
+def _method(cfg: ExperimentConfig) -> tuple[str, float]:
+    """The student's learning method and its temperature (1 unless hinton)."""
+    if not isinstance(cfg, SweepConfig):
+        return "deepmimic", 1.0
+    return cfg.method, cfg.temperature if cfg.method == "hinton" else 1.0
+
+
 def student_key(cfg: ExperimentConfig, student: ModelConfig) -> str:
     variant = cfg.variant.model_dump() if isinstance(cfg, SweepConfig) else None
-    return digest({"mentor": mentor_key(cfg), "student": student.model_dump(), "variant": variant})
+    parts = {"mentor": mentor_key(cfg), "student": student.model_dump(), "variant": variant}
+    if _method(cfg) != ("deepmimic", 1.0):  # keys of the paper's method stay as they were
+        parts["method"] = _method(cfg)
+    return digest(parts)
 
 
 @dataclass(frozen=True)
@@ -82,10 +94,11 @@ def model_result(model: ModelConfig, trained: Trained) -> dict[str, Any]:
 
 
 def _fit(cfg: ExperimentConfig, name: str, model: ModelConfig, data: TableInfo, target: str, test: TableInfo,
-         num_classes: int, folder: str) -> Trained:
+         num_classes: int, folder: str, temperature: float = 1.0) -> Trained:
     """One Ray Train run of `model` with the experiment's resources and fault tolerance."""
     ft = cfg.fault_tolerance
-    return fit(f"{name}-{os.path.basename(folder)}", model.spec(), model.training.hyper(cfg.seed), data, target, test,
+    hyper = replace(model.training.hyper(cfg.seed), temperature=temperature)
+    return fit(f"{name}-{os.path.basename(folder)}", model.spec(), hyper, data, target, test,
                num_classes, _resources(cfg), f"{folder}/ray", cfg.inference_repeats, ft.checkpoint_every, ft.worker_restarts)
 
 
@@ -176,17 +189,45 @@ def student_set(cfg: ExperimentConfig, mentor: MentorOutcome) -> StudentSet:
     """The student pool variant `cfg` asks for, labelled by `mentor`; built once, kept beside the mentor."""
     variant = cfg.variant if isinstance(cfg, SweepConfig) else None
     labels = tables.read_json(tables.manifest_uri(mentor.soft_labels))["sha256"]  # new soft labels, new sets
-    folder = f"{mentor.folder}/student_sets/{digest({'variant': variant.model_dump() if variant else None, 'labels': labels})}"
-    return build_student_set(mentor.student, mentor.ood, mentor.pool_labels, mentor.soft_labels, variant, cfg.seed, folder)
+    what = {"variant": variant.model_dump() if variant else None, "labels": labels}
+    if _method(cfg) != ("deepmimic", 1.0):
+        what["method"] = _method(cfg)
+    folder = f"{mentor.folder}/student_sets/{digest(what)}"
+    return build_student_set(mentor.student, mentor.ood, mentor.pool_labels, mentor.soft_labels, variant, cfg.seed,
+                             folder, *_method(cfg))
 
 
 def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOutcome, data: StudentSet,
                   folder: str) -> dict[str, Any]:
-    """Train the student on its set's soft labels and compare it with its mentor."""
+    """Train the student on its set's targets and compare it with its mentor."""
+    method, temperature = _method(cfg)
     trained = _fit(cfg, f"student-{student.name}", student, data.table, "soft_label", mentor.test, mentor.num_classes,
-                   folder)
+                   folder, temperature)
     row = model_result(student, trained)
+    row["method"], row["temperature"] = method, temperature
     row["relative_accuracy"] = row["test_accuracy"] / mentor.result["test_accuracy"]
-    row["agreement"] = agreement(trained.test_predictions, np.asarray(mentor.test_predictions))
+    row |= fidelity(trained, mentor)
     row["train_size"] = {"pool": data.pool, "ood": data.ood}
     return row
+
+
+def fidelity(trained: Trained, mentor: MentorOutcome) -> dict[str, float | None]:
+    """How closely a student follows its mentor: agreement on the test set and on
+    the out-of-domain candidates, and its accuracy on the test samples the mentor gets wrong."""
+    labels = tables.read(mentor.test.uri, ["label"]).column("label").to_numpy()
+    mentor_preds, preds = np.asarray(mentor.test_predictions), trained.test_predictions
+    wrong = mentor_preds != labels
+    out: dict[str, float | None] = {
+        "agreement": agreement(preds, mentor_preds),
+        "accuracy_where_mentor_wrong": float(np.mean(preds[wrong] == labels[wrong])) if wrong.any() else None,
+        "ood_agreement": None,
+    }
+    if mentor.ood is not None:
+        images = tables.read(mentor.ood.uri, ["id", "image"]).sort_by("id")
+        soft = tables.read(mentor.soft_labels).sort_by("id")
+        soft = soft.filter(pc.is_in(soft.column("id"), images.column("id")))
+        model = load_model(trained.checkpoint)
+        x = torch.from_numpy(tables.decode_images(images.column("image"), mentor.ood.shape))
+        student_ood = predict_logits(model, x).argmax(1).numpy()
+        out["ood_agreement"] = agreement(student_ood, tables.decode_soft_labels(soft.column("soft_label")).argmax(1))
+    return out

@@ -60,9 +60,31 @@ def _attach(batch: pa.Table, soft_ids: np.ndarray, soft: pa.Table) -> pa.Table:
     return batch.append_column("soft_label", soft.column("soft_label").take(pa.array(at)))
 
 
-def student_dataset(sources: list[TableInfo], keep: list[np.ndarray], soft_uri: str) -> ray.data.Dataset:
-    """The kept images of each source with their soft labels, as a lazy Ray Dataset."""
-    soft = tables.read(soft_uri).sort_by("id")
+def targets(method: str, soft: pa.Table, pool_labels: pa.Table, temperature: float) -> pa.Table:
+    """What a student learns from, by method (columns id, soft_label).
+
+    deepmimic: the mentor's probabilities; hinton: the same softened,
+    p^(1/T) renormalised = softmax(logits / T); hard: the mentor's argmax,
+    one-hot; supervised: the pool's true labels, one-hot (the reference run).
+    """
+    if method == "deepmimic":
+        return soft
+    if method == "supervised":
+        labels = pool_labels.column("label").to_numpy()
+        k = soft.column("soft_label").type.list_size
+        return tables.soft_label_table(pool_labels.column("id").to_numpy(), np.eye(k, dtype=np.float32)[labels])
+    p = tables.decode_soft_labels(soft.column("soft_label")).astype(np.float64)
+    if method == "hinton":
+        q = p ** (1.0 / temperature)
+        q /= q.sum(1, keepdims=True)
+    else:  # hard
+        q = np.eye(p.shape[1])[p.argmax(1)]
+    return tables.soft_label_table(soft.column("id").to_numpy(), q)
+
+
+def student_dataset(sources: list[TableInfo], keep: list[np.ndarray], target: pa.Table) -> ray.data.Dataset:
+    """The kept images of each source beside their targets, as a lazy Ray Dataset."""
+    soft = target.sort_by("id")
     parts = [ray.data.read_parquet(info.uri).select_columns(["id", "image"])
              .map_batches(_keep, fn_kwargs={"ids": ids}, batch_format="pyarrow", zero_copy_batch=True)
              for info, ids in zip(sources, keep) if len(ids)]
@@ -72,7 +94,8 @@ def student_dataset(sources: list[TableInfo], keep: list[np.ndarray], soft_uri: 
 
 
 def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str, soft_uri: str,
-                      variant: VariantConfig | None, seed: int, folder: str) -> StudentSet:
+                      variant: VariantConfig | None, seed: int, folder: str, method: str = "deepmimic",
+                      temperature: float = 1.0) -> StudentSet:
     """Write (or find) the student set of one variant under `folder`.
 
     Ray Data writes into a fresh sub-folder; its manifest and then `set.json`
@@ -93,7 +116,8 @@ def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: s
                                    ood.rows if ood else 0, variant, seed)
     sources = [pool] + ([ood] if ood else [])
     uri = f"{folder}/{uuid.uuid4().hex}"
-    student_dataset(sources, [pool_ids, ood_ids], soft_uri).write_parquet(uri)
+    target = targets(method, tables.read(soft_uri), labels, temperature)
+    student_dataset(sources, [pool_ids, ood_ids], target).write_parquet(uri)
     rows = tables.read(uri, ["id"]).num_rows
     if rows != len(pool_ids) + len(ood_ids):
         raise RuntimeError(f"{uri}: Ray Data wrote {rows} rows, expected {len(pool_ids) + len(ood_ids)}")
