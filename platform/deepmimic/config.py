@@ -52,7 +52,8 @@ class TrainingConfig(Strict):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0)
     shift: int = Field(0, ge=0, le=8, description="augmentation: random translation in pixels")
-    bf16: bool = Field(False, description="bfloat16 autocast (GPUs; CPUs with AVX-512 BF16 or AMX)")
+    bf16: bool | None = Field(None, description="bfloat16 autocast; unset: where the device computes it natively "
+                                                "(bf16 GPUs; CPUs with AVX-512 BF16 or AMX)")
     channels_last: bool = Field(True, description="NHWC activations (1.8x on this CPU; see benchmarks/)")
     compile: bool = Field(False, description="torch.compile the model")
 

@@ -11,10 +11,18 @@ from torch import nn
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-    """Logits for all `images`, in large batches, with the model in eval mode."""
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """Logits for all `images` with the model in eval mode, in batches of
+    `batch_size` (default: 256 on a CPU, where larger batches fall out of the
+    caches and ran 2.3× slower here; 2048 on a GPU).
+
+    The model runs channels-last, as in training: a model loaded from a
+    checkpoint comes back NCHW, and its convolutions ran 4× slower on this CPU.
+    """
+    batch_size = batch_size or (256 if images.device.type == "cpu" else 2048)
     was_training = model.training
     model.eval()
+    model.to(memory_format=torch.channels_last)
     out = torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
     model.train(was_training)
     return out.float()

@@ -28,10 +28,21 @@ class Hyper:
     weight_decay: float = 5e-4
     seed: int = 0
     shift: int = 0  # augmentation: random translation by up to this many pixels
-    bf16: bool = False           # autocast to bfloat16 (GPUs, and CPUs with AVX-512 BF16 or AMX)
+    bf16: bool | None = None     # autocast to bfloat16; None: where the device computes it natively
     channels_last: bool = True   # NHWC activations: faster convolutions with oneDNN (CPU) and tensor cores
     compile: bool = False        # torch.compile the model (pays a compile on first use)
     temperature: float = 1.0     # Hinton: logits / T against targets softened by T, loss × T²
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 natively, so autocasting to it pays:
+    bf16-capable GPUs, and CPUs with AVX-512 BF16 or AMX (elsewhere it is emulated, slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":  # torch's probes are private: fall back to "no" if they move
+        probes = (getattr(torch.cpu, name, lambda: False) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+        return any(bool(probe()) for probe in probes)
+    return False
 
 
 def random_shift(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -68,13 +79,14 @@ def train(
     the same as an uninterrupted run's, since it depends only on seed and epoch.
     """
     n = len(images)
-    steps_per_epoch = max(1, n // hyper.batch_size)  # the ragged tail is dropped; reshuffling covers it
+    steps_per_epoch = max(1, math.ceil(n / hyper.batch_size))  # the last batch may be smaller
     total = steps_per_epoch * hyper.epochs
     opt = opt or sgd(model, hyper)
     if hyper.channels_last:
         model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if hyper.compile else model
     memory_format = torch.channels_last if hyper.channels_last else torch.contiguous_format
+    bf16 = native_bf16(images.device) if hyper.bf16 is None else hyper.bf16
     lr_at = lambda step: 0.5 * hyper.lr * (1 + math.cos(math.pi * step / total))  # noqa: E731
     for epoch in range(start_epoch, hyper.epochs):
         torch.manual_seed(hyper.seed * 100_003 + epoch)  # dropout and shuffle depend only on (seed, epoch)
@@ -86,7 +98,7 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + step)
             x = random_shift(images[idx], hyper.shift) if hyper.shift else images[idx]
-            with torch.autocast(images.device.type, torch.bfloat16, enabled=hyper.bf16):
+            with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):
                 logits = forward(x.contiguous(memory_format=memory_format))
             t = hyper.temperature
             loss = F.cross_entropy(logits.float() / t, targets[idx]) * (t * t)

@@ -39,7 +39,8 @@ def _root(name: str, root: str | Path | None) -> Path:
 
 def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
     """Load a data set by name from `root` (or its default location)."""
-    return READERS[name][0](_root(name, root))
+    path = _root(name, root)
+    return READERS[name][0](path)
 
 
 def check_dataset(name: str, root: str | Path | None, shape: tuple[int, int, int]) -> None:
