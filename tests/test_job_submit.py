@@ -36,7 +36,10 @@ def test_sweep_runs_under_ray_job_submit(tmp_path):
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", f"--port={gcs}", "--node-ip-address=127.0.0.1",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
-         f"--ray-client-server-port={free_port()}", "--include-dashboard=true"],
+         f"--ray-client-server-port={free_port()}", "--include-dashboard=true",
+         # Own agent ports: the test session's local Ray already holds the default ones (52365, …).
+         f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+         f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     storage, space = tmp_path / "storage", tmp_path / "job.yaml"
@@ -53,7 +56,7 @@ def test_sweep_runs_under_ray_job_submit(tmp_path):
             if subprocess.run([RAY, "job", "list", "--address", address], env=env, capture_output=True).returncode == 0:
                 break
             time.sleep(1)
-        for _ in range(30):  # the job agent may come up a little after the job server
+        for _ in range(10):  # the job agent may come up a little after the job server
             submit = subprocess.run(
                 [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--no-wait", "--",
                  sys.executable, "-m", "deepmimic.cli", "sweep", str(space), "--storage", str(storage)],
