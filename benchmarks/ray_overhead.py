@@ -31,7 +31,7 @@ from deepmimic.distributed.data import TableInfo, read_shard, write_image_table
 from deepmimic.distributed.train import Resources, fit
 
 
-def student_set(folder: str, epochs: int) -> tuple[TableInfo, TableInfo]:
+def student_set(folder: str) -> tuple[TableInfo, TableInfo]:
     """The pool with a briefly trained mentor's soft labels, and the test set, as the platform stores them."""
     data = fashion_split()
     mentor = build(TABLE1["Mentor"], (1, 28, 28), 10, data.mean, data.std)
@@ -73,7 +73,7 @@ def main() -> None:
     spec, hyper = ModelSpec(TABLE1["Student-A"]), Hyper(epochs=args.epochs, batch_size=128, lr=0.05)
     resources = Resources(num_workers=1, cpus_per_worker=args.threads, threads_per_worker=args.threads)
     with tempfile.TemporaryDirectory() as folder:
-        info, test = student_set(folder, args.epochs)
+        info, test = student_set(folder)
         print(f"sizes: {info.rows} student images with soft labels, {test.rows} test images; Student-A {spec.architecture}, "
               f"{args.epochs} epochs, batch 128, {args.threads} threads; Ray worker: {args.threads} CPUs")
         connect()
