@@ -46,12 +46,15 @@ def _method(cfg: ExperimentConfig) -> tuple[str, float]:
     return cfg.method, cfg.temperature if cfg.method == "hinton" else 1.0
 
 
+def _with_method(parts: dict[str, Any], cfg: ExperimentConfig) -> dict[str, Any]:
+    """`parts` plus the method where it is not the paper's, so the paper's keys stay as they were."""
+    method = _method(cfg)
+    return parts if method == ("deepmimic", 1.0) else {**parts, "method": method}
+
+
 def student_key(cfg: ExperimentConfig, student: ModelConfig) -> str:
     variant = cfg.variant.model_dump() if isinstance(cfg, SweepConfig) else None
-    parts = {"mentor": mentor_key(cfg), "student": student.model_dump(), "variant": variant}
-    if _method(cfg) != ("deepmimic", 1.0):  # keys of the paper's method stay as they were
-        parts["method"] = _method(cfg)
-    return digest(parts)
+    return digest(_with_method({"mentor": mentor_key(cfg), "student": student.model_dump(), "variant": variant}, cfg))
 
 
 @dataclass(frozen=True)
@@ -189,9 +192,7 @@ def student_set(cfg: ExperimentConfig, mentor: MentorOutcome) -> StudentSet:
     """The student pool variant `cfg` asks for, labelled by `mentor`; built once, kept beside the mentor."""
     variant = cfg.variant if isinstance(cfg, SweepConfig) else None
     labels = tables.read_json(tables.manifest_uri(mentor.soft_labels))["sha256"]  # new soft labels, new sets
-    what = {"variant": variant.model_dump() if variant else None, "labels": labels}
-    if _method(cfg) != ("deepmimic", 1.0):
-        what["method"] = _method(cfg)
+    what = _with_method({"variant": variant.model_dump() if variant else None, "labels": labels}, cfg)
     folder = f"{mentor.folder}/student_sets/{digest(what)}"
     return build_student_set(mentor.student, mentor.ood, mentor.pool_labels, mentor.soft_labels, variant, cfg.seed,
                              folder, *_method(cfg))

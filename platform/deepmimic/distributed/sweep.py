@@ -17,7 +17,7 @@ from ray import tune
 from ..config import ModelConfig, SweepConfig
 from ..core import tables
 from ..errors import UserError
-from .stages import mentor_key, student_key, student_set, train_mentor, train_student
+from .stages import MentorOutcome, mentor_key, student_key, student_set, train_mentor, train_student
 from .student_sets import StudentSet
 
 
@@ -55,20 +55,26 @@ def _mentor_trial(config: dict[str, Any], mentors: dict[str, SweepConfig], cache
     tune.report({"mentor": key, "trained": outcome.trained, "test_accuracy": outcome.result["test_accuracy"]})
 
 
-def _student_sets(trials: list[Trial], cache: str) -> dict[str, StudentSet]:
-    """Every pending trial's student set, built (once per mentor and variant) by Ray Data in the driver.
+def _student_inputs(trials: list[Trial], cache: str) -> dict[str, tuple[MentorOutcome, StudentSet]]:
+    """Every pending trial's mentor (loaded and checked once per mentor) and student
+    set (built once per mentor and variant by Ray Data), in the driver.
 
     Built here, between the Tune stages, Ray Data has the cluster to itself
     instead of competing with trials that hold its CPUs.
     """
-    return {t.key: student_set(t.cfg, train_mentor(t.cfg, mentor_folder(cache, mentor_key(t.cfg)))) for t in trials}
+    mentors: dict[str, MentorOutcome] = {}
+    for t in trials:
+        key = mentor_key(t.cfg)
+        if key not in mentors:
+            mentors[key] = train_mentor(t.cfg, mentor_folder(cache, key))  # from the cache
+    return {t.key: (mentors[mentor_key(t.cfg)], student_set(t.cfg, mentors[mentor_key(t.cfg)])) for t in trials}
 
 
-def _student_trial(config: dict[str, Any], trials: dict[str, Trial], sets: dict[str, StudentSet], cache: str,
-                   out: str) -> None:
+def _student_trial(config: dict[str, Any], trials: dict[str, Trial],
+                   inputs: dict[str, tuple[MentorOutcome, StudentSet]], out: str) -> None:
     trial = trials[config["trial"]]
-    mentor = train_mentor(trial.cfg, mentor_folder(cache, mentor_key(trial.cfg)))  # from the cache
-    row = train_student(trial.cfg, trial.student, mentor, sets[trial.key], os.path.dirname(trial_file(out, trial.key)))
+    mentor, data = inputs[trial.key]
+    row = train_student(trial.cfg, trial.student, mentor, data, os.path.dirname(trial_file(out, trial.key)))
     record = {"key": trial.key, "mentor_key": mentor_key(trial.cfg), "grid": trial.grid, "seed": trial.cfg.seed,
               "split_ratio": trial.cfg.split.mentor_ratio, "variant": trial.cfg.variant.model_dump(),
               "mentor": mentor.result, "student": row}
@@ -144,8 +150,8 @@ def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]
         _tune("mentors", tune.with_parameters(_mentor_trial, mentors=mentors, cache=cache), "mentor", needed,
               base, storage, mentor_done)
     if pending:
-        sets = _student_sets([trials[k] for k in pending], cache)
-        _tune("students", tune.with_parameters(_student_trial, trials=trials, sets=sets, cache=cache, out=out), "trial",
+        inputs = _student_inputs([trials[k] for k in pending], cache)
+        _tune("students", tune.with_parameters(_student_trial, trials=trials, inputs=inputs, out=out), "trial",
               pending, base, storage, trial_done)
     return {"mentors": len(mentors), "mentors_trained": len(to_train), "mentors_reused": len(mentors) - len(to_train),
             "trials": len(trials), "trials_run": len(pending), "trials_reused": len(trials) - len(pending),
