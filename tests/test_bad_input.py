@@ -1,4 +1,4 @@
-"""User mistakes through the real CLI: exit code 2, one line naming the culprit, no traceback.
+"""User mistakes through the CLI: exit code 2, one line naming the culprit, no traceback.
 
 Each case is a file, override or data folder a user could really get wrong;
 all of them are caught before any Ray or MLflow work starts.
@@ -126,29 +126,65 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
         ("tiny imagenet 32×32", ["run", data("tiny", "tiny_imagenet", tiny_imagenet(tmp / "tiny", 32))], "expected 64×64", {}),
         ("unreachable tracking uri", ["sweep", good, "--out", str(tmp / "out")], "127.0.0.1:9: unreachable",
          {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
+        ("black-box file missing", ["sweep", space("nobox", with_("mentor", {"name": "M", "black_box": {
+            "kind": "onnx", "location": str(tmp / "none.onnx")}}))], "none.onnx: no such file", {}),
+        ("http black box with a file path", ["sweep", space("http", with_("mentor", {"name": "M", "black_box": {
+            "kind": "http", "location": "model.onnx"}}))], "expected an http(s):// URL", {}),
+        ("ensemble of one mentor", ["sweep", space("one", with_("mentor", {"name": "E", "members": [GOOD["mentor"]]}))],
+         "mentor.members", {}),
+        ("export of a folder that is no checkpoint", ["export", str(tmp), "--out", str(tmp / "m.onnx")],
+         "no readable manifest.json", {}),
         ("report of no sweep", ["report", str(tmp)], str(tmp), {}),
         ("unknown command", ["fly"], "invalid choice: 'fly'", {}),
     ]
 
 
-def deepmimic(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    env = {**os.environ, **env}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run([*DEEPMIMIC, *args], capture_output=True, text=True, env=env, timeout=120)
+def in_process(args: list[str], env: dict, monkeypatch) -> tuple[int, str]:
+    """The CLI's entry point (`deepmimic` is `sys.exit(main())`) in this process: (exit code, stderr)."""
+    import contextlib
+    import io
+
+    from deepmimic.cli import main
+
+    err = io.StringIO()
+    with monkeypatch.context() as m:
+        m.delenv("RAY_ADDRESS", raising=False)
+        for k, v in env.items():
+            m.setenv(k, v)
+        with contextlib.redirect_stderr(err):
+            try:
+                code = main(args)
+            except BaseException as e:  # a traceback is a failure of this test, not a crash of it
+                return -1, f"Traceback: {type(e).__name__}: {e}"
+    return code, err.getvalue()
 
 
-def test_every_user_mistake_gets_one_line_and_exit_2(tmp_path):
+def one_error_line(code: int, stderr: str, fragment: str) -> bool:
+    lines = stderr.strip().splitlines()
+    return (code == 2 and len(lines) == 1 and lines[0].startswith("deepmimic: error: ") and fragment in lines[0]
+            and "Traceback" not in stderr)
+
+
+def test_every_user_mistake_gets_one_line_and_exit_2(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     table = cases(tmp_path)
     assert len({name for name, *_ in table}) == len(table) >= 30
-    with ThreadPoolExecutor(4) as pool:
-        procs = list(pool.map(lambda case: deepmimic(case[1], case[3]), table))
     wrong = []
-    for (name, _, fragment, _), proc in zip(table, procs):
-        lines = proc.stderr.strip().splitlines()
-        ok = (proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("deepmimic: error: ")
-              and fragment in lines[0] and "Traceback" not in proc.stderr)
-        if not ok:
-            wrong.append(f"{name}: exit {proc.returncode}, stderr {proc.stderr[-600:]!r}")
+    for name, args, fragment, env in table:
+        code, stderr = in_process(args, env, monkeypatch)
+        if not one_error_line(code, stderr, fragment):
+            wrong.append(f"{name}: exit {code}, stderr {stderr[-600:]!r}")
     assert not wrong, "\n".join(wrong)
     assert not (tmp_path / "out").exists()  # no half-written sweep folder for a refused sweep
+
+
+def test_the_installed_command_exits_2_with_one_line(tmp_path):
+    """A few of the cases through a real `deepmimic` process: exit status and stderr as a shell sees them."""
+    (tmp_path / "empty").mkdir()
+    picked = [c for c in cases(tmp_path) if c[0] in ("malformed yaml", "bad architecture token", "unknown command")]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    with ThreadPoolExecutor(len(picked)) as pool:
+        procs = list(pool.map(lambda c: subprocess.run([*DEEPMIMIC, *c[1]], capture_output=True, text=True, env=env,
+                                                       timeout=120), picked))
+    for (name, _, fragment, _), proc in zip(picked, procs):
+        assert one_error_line(proc.returncode, proc.stderr, fragment), f"{name}: {proc.returncode} {proc.stderr[-600:]!r}"

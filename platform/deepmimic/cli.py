@@ -22,7 +22,7 @@ def format_result(result: dict[str, Any]) -> str:
     for m in [result["mentor"], *result["students"]]:
         rel = f"{m['relative_accuracy']:>9.4f}" if "relative_accuracy" in m else f"{'-':>9}"
         agr = f"{m['agreement']:>9.4f}" if "agreement" in m else f"{'-':>9}"
-        rows.append(f"{m['name']:<12} {m['architecture']:<28} {m['params']:>9} {m['test_accuracy']:>9.4f} "
+        rows.append(f"{m['name']:<12} {m['architecture']:<28} {m['params'] or '-':>9} {m['test_accuracy']:>9.4f} "
                     f"{m['test_loss']:>7.4f} {rel} {agr} {m['inference_time_s']:>8.4f}")
     rows.append("stage times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings_s"].items()))
     return "\n".join(rows)
@@ -30,13 +30,17 @@ def format_result(result: dict[str, Any]) -> str:
 
 def _check_data(configs: list[Any]) -> None:
     """Every data folder the configs name, checked in the driver before any Ray work."""
-    from .config import DATASET_SHAPES
+    from .config import DATASET_SHAPES, black_boxes
     from .core.datasets import check_dataset
 
     wanted = {(c.dataset.name, c.dataset.root) for c in configs}
     wanted |= {(c.ood.dataset.name, c.ood.dataset.root) for c in configs if getattr(c, "ood", None) and c.ood.dataset}
     for name, root in sorted(wanted, key=str):
         check_dataset(name, root, DATASET_SHAPES[name])
+    for c in configs:
+        for box in black_boxes(c.mentor):
+            if box.kind != "http" and not os.path.isfile(box.location):
+                raise UserError(f"mentor black_box.location {box.location}: no such file")
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -112,8 +116,48 @@ def _local_or_uri(path: str) -> str:
 
 
 def _mentor_params(cfg: Any) -> dict[str, Any]:
-    return {"dataset": cfg.dataset.name, "split_ratio": cfg.split.mentor_ratio, "seed": cfg.seed,
-            "architecture": cfg.mentor.architecture, **cfg.mentor.training.model_dump()}
+    from .config import ModelConfig
+
+    common = {"dataset": cfg.dataset.name, "split_ratio": cfg.split.mentor_ratio, "seed": cfg.seed}
+    if isinstance(cfg.mentor, ModelConfig):
+        return {**common, "architecture": cfg.mentor.architecture, **cfg.mentor.training.model_dump()}
+    if hasattr(cfg.mentor, "black_box"):
+        return {**common, **{f"black_box.{k}": v for k, v in cfg.mentor.black_box.model_dump().items()}}
+    return {**common, "ensemble.rule": cfg.mentor.rule, "ensemble.members": ",".join(m.name for m in cfg.mentor.members)}
+
+
+def _load_checkpoint(folder: str) -> tuple[Any, tuple[int, int, int]]:
+    from .core import checkpoints, tables
+
+    try:
+        return checkpoints.load_model(folder), tuple(checkpoints.model_meta(folder)["shape"])
+    except tables.TornArtifact as e:
+        raise UserError(f"{e} (expected a mentor's checkpoint folder: its result's `checkpoint`)") from None
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .core.serving import export
+
+    model, shape = _load_checkpoint(args.checkpoint)
+    export(model, shape, args.format, args.out)
+    print(f"wrote {args.out}: {args.format}, float images in [0, 1] of shape N×{'×'.join(map(str, shape))} → probabilities")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from .core.serving import http_server
+
+    model, shape = _load_checkpoint(args.checkpoint)
+    try:
+        server = http_server(model, args.host, args.port)
+    except OSError as e:
+        raise UserError(f"--port {args.port}: cannot listen ({e.strerror})") from None
+    host, port = server.server_address[:2]
+    print(f"serving on http://{host}:{port}/invocations: POST {{\"inputs\": N×{'×'.join(map(str, shape))} floats in [0, 1]}}",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.server_close()
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -138,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out (also the default behaviour)")
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     sweep.set_defaults(func=_sweep)
+    export = sub.add_parser("export", help="turn a trained checkpoint into a black-box mentor file")
+    export.add_argument("checkpoint", help="a checkpoint folder (a mentor's result names it)")
+    export.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    export.add_argument("--out", required=True, help="the file to write")
+    export.set_defaults(func=_export)
+    serve = sub.add_parser("serve", help="serve a trained checkpoint as a black-box mentor over HTTP")
+    serve.add_argument("checkpoint", help="a checkpoint folder (a mentor's result names it)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(func=_serve)
     report = sub.add_parser("report", help="rewrite a sweep's results.csv, report.md and plots")
     report.add_argument("sweep_dir")
     report.set_defaults(func=_report)

@@ -10,10 +10,11 @@ import copy
 import itertools
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 from .core.architectures import ModelSpec
 from .core.datasets import READERS
@@ -68,10 +69,80 @@ class ModelConfig(Strict):
     width_growth: float = Field(2.0, gt=0.0)
     fc_width: int = Field(128, ge=1)
     dropout: float = Field(0.25, ge=0.0, lt=1.0)
+    seed: int | None = Field(None, ge=0, description="its initialisation and batch order (default: the experiment's "
+                                                      "seed, which also draws the split); ensemble members differ by it")
     training: TrainingConfig = TrainingConfig()
 
     def spec(self) -> ModelSpec:
         return ModelSpec(self.architecture, self.width, self.width_growth, self.fc_width, self.dropout)
+
+
+class BlackBoxConfig(Strict):
+    """Where a black-box mentor answers, and how to ask it (see core/black_box.py)."""
+
+    kind: Literal["torchscript", "onnx", "http"]
+    location: str = Field(min_length=1, description="the model file, or the endpoint's URL")
+    outputs: Literal["probabilities", "logits"] = "probabilities"
+    batch_size: int = Field(256, ge=1, description="images per query")
+    timeout_s: float = Field(30.0, gt=0.0)
+    retries: int = Field(3, ge=0)
+    max_requests_per_s: float | None = Field(None, gt=0.0)
+
+    @model_validator(mode="after")
+    def _location_fits_kind(self) -> "BlackBoxConfig":
+        is_url = self.location.startswith(("http://", "https://"))
+        if (self.kind == "http") != is_url:
+            raise ValueError(f"location {self.location!r}: " + ("expected an http(s):// URL" if self.kind == "http"
+                                                                  else f"expected a {self.kind} file path"))
+        return self
+
+
+class BlackBoxMentorConfig(Strict):
+    """A mentor known only by the probabilities it answers: nothing to train, its architecture unknown."""
+
+    name: str = Field(min_length=1)
+    black_box: BlackBoxConfig
+
+
+def _mentor_kind(raw: Any) -> str:
+    if isinstance(raw, dict):
+        return "<black box>" if "black_box" in raw else "<ensemble>" if "members" in raw else "<trained>"
+    return {BlackBoxMentorConfig: "<black box>", EnsembleConfig: "<ensemble>"}.get(type(raw), "<trained>")
+
+
+MemberConfig = Annotated[
+    Annotated[ModelConfig, Tag("<trained>")] | Annotated[BlackBoxMentorConfig, Tag("<black box>")],
+    Discriminator(_mentor_kind),
+]
+
+
+class EnsembleConfig(Strict):
+    """Several mentors (trained or black boxes) whose soft labels are combined by `rule`:
+    `mean` of the probabilities, normalised `geometric` mean, or majority `vote` (one-hot)."""
+
+    name: str = Field(min_length=1)
+    members: list[MemberConfig] = Field(min_length=2)
+    rule: Literal["mean", "geometric", "vote"] = "mean"
+
+    @field_validator("members")
+    @classmethod
+    def _distinct(cls, members: list[Any]) -> list[Any]:
+        if len({m.model_dump_json() for m in members}) < len(members):
+            raise ValueError("ensemble members must differ (architecture, seed or black box)")
+        return members
+
+
+MentorConfig = Annotated[
+    Annotated[ModelConfig, Tag("<trained>")] | Annotated[BlackBoxMentorConfig, Tag("<black box>")]
+    | Annotated[EnsembleConfig, Tag("<ensemble>")],
+    Discriminator(_mentor_kind),
+]
+
+
+def black_boxes(mentor: Any) -> list[BlackBoxConfig]:
+    """The black boxes a mentor asks: its own, or its ensemble members'."""
+    members = mentor.members if isinstance(mentor, EnsembleConfig) else [mentor]
+    return [m.black_box for m in members if isinstance(m, BlackBoxMentorConfig)]
 
 
 class ResourcesConfig(Strict):
@@ -101,7 +172,7 @@ class ExperimentConfig(Strict):
     seed: int = Field(0, ge=0)
     dataset: DatasetConfig = DatasetConfig()
     split: SplitConfig = SplitConfig()
-    mentor: ModelConfig
+    mentor: MentorConfig
     students: list[ModelConfig] = Field(min_length=1)
     resources: ResourcesConfig = ResourcesConfig()
     fault_tolerance: FaultToleranceConfig = FaultToleranceConfig()
@@ -123,7 +194,10 @@ class ExperimentConfig(Strict):
                 return {**model, "training": {**defaults, **(model.get("training") or {})}}
             return model
 
-        if "mentor" in raw:
+        if isinstance(raw.get("mentor"), dict) and isinstance(raw["mentor"].get("members"), list):
+            raw["mentor"] = {**raw["mentor"], "members": [merged(m) if "black_box" not in m else m
+                                                          for m in raw["mentor"]["members"]]}
+        elif isinstance(raw.get("mentor"), dict) and "black_box" not in raw["mentor"]:
             raw["mentor"] = merged(raw["mentor"])
         if isinstance(raw.get("students"), list):
             raw["students"] = [merged(s) for s in raw["students"]]
@@ -142,7 +216,10 @@ class ExperimentConfig(Strict):
     def _architectures_fit(self) -> "ExperimentConfig":
         shape = DATASET_SHAPES[self.dataset.name]
         classes = DATASET_CLASSES.get(self.dataset.name, 10)
-        models = [("mentor", self.mentor)] + [(f"students.{i}", s) for i, s in enumerate(self.students)]
+        mentors = ([(f"mentor.members.{i}", m) for i, m in enumerate(self.mentor.members)]
+                   if isinstance(self.mentor, EnsembleConfig) else [("mentor", self.mentor)])
+        models = [(where, m) for where, m in mentors if isinstance(m, ModelConfig)]
+        models += [(f"students.{i}", s) for i, s in enumerate(self.students)]
         for where, model in models:
             try:
                 model.spec().check(shape, classes)
@@ -238,7 +315,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    # A mentor's kind ("<trained>", "<black box>", "<ensemble>") is pydantic's tag, not a key the user wrote.
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("<")) or "(top level)"
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import io
 from typing import Any
 
 import matplotlib
@@ -11,12 +11,15 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .core import tables  # noqa: E402
+
 
 def _save(fig: plt.Figure, path: str) -> None:
-    """Save under a temporary name, then rename: a reader never finds half a PNG."""
-    fig.savefig(f"{path}.tmp", dpi=100, format="png")
+    """Written atomically with a manifest: a reader never finds half a PNG."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100, format="png")
     plt.close(fig)
-    os.replace(f"{path}.tmp", path)
+    tables.write_file(buffer.getvalue(), path)
 
 
 def learning_curves(models: list[dict[str, Any]], path: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import tempfile
 from collections import defaultdict
@@ -22,12 +23,19 @@ def load_records(sweep_dir: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The sweep's description and its finished trials, in grid order (local folder or storage URI)."""
     if not tables.exists(f"{sweep_dir}/{SWEEP_FILE}"):
         raise UserError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
-    sweep = tables.read_json(f"{sweep_dir}/{SWEEP_FILE}")
+    sweep = _read(f"{sweep_dir}/{SWEEP_FILE}")
     order = {k: i for i, k in enumerate(sweep["trial_keys"])}
     fs, path = tables.filesystem(f"{sweep_dir}/trials")
     found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
-    records = [tables.read_json(_uri(sweep_dir, f.path, path)) for f in found if f.base_name == "trial.json"]
+    records = [_read(_uri(sweep_dir, f.path, path)) for f in found if f.base_name == "trial.json"]
     return sweep, sorted(records, key=lambda r: order.get(r["key"], len(order)))
+
+
+def _read(uri: str) -> Any:
+    try:
+        return tables.read_json(uri)
+    except tables.TornArtifact as e:
+        raise UserError(f"{e}: run the sweep again, which redoes it") from None
 
 
 def _uri(sweep_dir: str, found: str, base: str) -> str:
@@ -49,6 +57,8 @@ def results_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         s, m = r["student"], r["mentor"]
         rows.append({**{k: v for k, v in r["grid"].items()}, "seed": r["seed"], "split_ratio": r["split_ratio"],
                      "removal_bound": r["variant"]["removal_bound"], "ood_ratio": r["variant"]["ood_ratio"],
+                     "mentor": m["name"], "mentor_architecture": m["architecture"],
+                     "mentor_queries": (m.get("queries") or {}).get("images"),
                      "student": s["name"], "architecture": s["architecture"], "mentor_accuracy": m["test_accuracy"],
                      "student_accuracy": s["test_accuracy"], "relative_accuracy": s["relative_accuracy"],
                      "agreement": s["agreement"], "student_params": s["params"], "mentor_params": m["params"],
@@ -95,7 +105,7 @@ def _architectures(rows: list[dict[str, Any]], paper_rows: dict | None, title: s
     if paper_rows:
         header += ["paper accuracy %", "paper relative %"]
     first = rows[0]
-    body = [["Mentor", first.get("mentor_architecture", "(mentor)"), first["mentor_params"], _mean_sd(mentor), "–", "–"]]
+    body = [["Mentor", first.get("mentor_architecture", "(mentor)"), first["mentor_params"] or "–", _mean_sd(mentor), "–", "–"]]
     for name, rs in groups.items():
         body.append([name, arch[name], rs[0]["student_params"], _mean_sd([r["student_accuracy"] for r in rs]),
                      _mean_sd([r["relative_accuracy"] for r in rs]), _mean_sd([r["agreement"] for r in rs])])
@@ -120,10 +130,24 @@ def _methods(rows: list[dict[str, Any]]) -> str:
     return "## Methods: DeepMimic and the alternatives (beyond the paper)\n\n" + _table(header, body) + "\n"
 
 
+def _mentors(rows: list[dict[str, Any]]) -> str:
+    """Mentors side by side (beyond the paper): trained, black-box and ensemble mentors, and the students they taught."""
+    body = [[r["mentor"], r["mentor_architecture"], r["student"], _pct(r["mentor_accuracy"]), _pct(r["student_accuracy"]),
+             _pct(r["relative_accuracy"]), _pct(r["agreement"]), r["mentor_queries"] if r["mentor_queries"] is not None else "–"]
+            for r in rows]
+    header = ["mentor", "mentor is", "student", "mentor %", "student %", "relative %", "agreement %", "images queried"]
+    return "## Mentors: single, black-box and ensembles (beyond the paper)\n\n" + _table(header, body) + "\n"
+
+
 def _inference(rows: list[dict[str, Any]], dataset: str) -> str:
     """Table 6: test-set inference time of mentor and students, and their ratio."""
     mentor_t = mean(r["mentor_inference_s"] for r in rows)
-    body = [["Mentor", f"{mentor_t:.4f}", "1.00", _paper6(dataset, "Mentor")]]
+    mentors = dict.fromkeys(r["mentor"] for r in rows)
+    if len(mentors) == 1:
+        body = [["Mentor", f"{mentor_t:.4f}", "1.00", _paper6(dataset, "Mentor")]]
+    else:  # a mentor axis: each mentor, and ratios to their mean
+        body = [[f"Mentor {m}", f"{t:.4f}", f"{t / mentor_t:.2f}", "–"]
+                for m in mentors for t in [mean(r["mentor_inference_s"] for r in rows if r["mentor"] == m)]]
     for name in dict.fromkeys(r["student"] for r in rows):
         t = mean(r["student_inference_s"] for r in rows if r["student"] == name)
         body.append([name, f"{t:.4f}", f"{t / mentor_t:.2f}", _paper6(dataset, name)])
@@ -149,7 +173,7 @@ def write_report(sweep_dir: str) -> tuple[str, list[str]]:
     files = _write(local, sweep, records)
     if local != sweep_dir:
         fs, path = tables.filesystem(sweep_dir)
-        for f in files:
+        for f in files + [tables.manifest_uri(f) for f in files]:
             pafs.copy_files(f, f"{path}/{os.path.basename(f)}", destination_filesystem=fs)
     with open(os.path.join(local, "report.md")) as f:
         return f.read(), files
@@ -158,15 +182,12 @@ def write_report(sweep_dir: str) -> tuple[str, list[str]]:
 def _write(sweep_dir: str, sweep: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
     """Write the report's files into the local folder `sweep_dir`; return their paths."""
     rows = results_rows(records)
-    for row, rec in zip(rows, records):
-        row["mentor_architecture"] = rec["mentor"]["architecture"]
     fields = list(dict.fromkeys(k for row in rows for k in row))
-    tmp = os.path.join(sweep_dir, "results.csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, os.path.join(sweep_dir, "results.csv"))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    tables.write_file(buffer.getvalue().encode(), os.path.join(sweep_dir, "results.csv"))
 
     axes = set(sweep["grid_axes"])
     key, dataset = sweep.get("paper"), sweep["dataset"]
@@ -187,7 +208,9 @@ def _write(sweep_dir: str, sweep: dict[str, Any], records: list[dict[str, Any]])
         parts.append("![accuracy vs split](accuracy_vs_split.png)\n")
     if axes & {"method", "temperature"}:
         parts.append(_methods(rows))
-    elif not axes & {"variant.removal_bound", "variant.ood_ratio", "split.mentor_ratio"}:
+    if "mentor" in axes:
+        parts.append(_mentors(rows))
+    elif not axes & {"variant.removal_bound", "variant.ood_ratio", "split.mentor_ratio", "method", "temperature"}:
         parts.append(_architectures(rows, paper.ARCHITECTURE_TABLES.get(key), "Accuracy per architecture (Tables 1, 2, 5)"))
     parts.append(_inference(rows, dataset))
 
@@ -199,9 +222,6 @@ def _write(sweep_dir: str, sweep: dict[str, Any], records: list[dict[str, Any]])
     parts.append("## Learning curves (Figs. 2, 4, 5) and confusion matrices (Fig. 3)\n\n"
                  "![learning curves](learning_curves.png)\n\n![confusion matrices](confusion_matrices.png)\n")
     text = "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
-    tmp = os.path.join(sweep_dir, "report.md.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, os.path.join(sweep_dir, "report.md"))
+    tables.write_file(text.encode(), os.path.join(sweep_dir, "report.md"))
     names = ("results.csv", "report.md", "learning_curves.png", "confusion_matrices.png", "accuracy_vs_split.png")
     return [os.path.join(sweep_dir, n) for n in names if os.path.exists(os.path.join(sweep_dir, n))]

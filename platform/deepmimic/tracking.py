@@ -76,12 +76,12 @@ class Tracker:
         metrics = [Metric(f"epoch_{k}", h[k], now, h["epoch"]) for h in row["history"] for k in ("test_accuracy", "test_loss", "train_loss") if k in h]
         finals = {"test_accuracy": row["test_accuracy"], "test_loss": row["test_loss"], "params": row["params"],
                   "inference_time_s": row["inference_time_s"], **extra_metrics}
-        metrics += [Metric(k, float(v), now, 0) for k, v in finals.items()]
+        metrics += [Metric(k, float(v), now, 0) for k, v in finals.items() if v is not None]  # a black box has no params
         self.client.log_batch(run, metrics=metrics, params=[Param(k, str(v)[:500]) for k, v in params.items()])
         with tempfile.TemporaryDirectory() as d:
-            plots.learning_curves(plots_of, os.path.join(d, "learning_curves.png"))
-            plots.confusion_matrices(plots_of, os.path.join(d, "confusion_matrices.png"))
-            self.client.log_artifacts(run, d, "plots")
+            for name, draw in (("learning_curves.png", plots.learning_curves), ("confusion_matrices.png", plots.confusion_matrices)):
+                draw(plots_of, os.path.join(d, name))
+                self.client.log_artifact(run, os.path.join(d, name), "plots")
         if row.get("checkpoint") and os.path.isdir(row["checkpoint"]):
             self.client.log_artifacts(run, row["checkpoint"], "model")
         self.client.set_tag(run, LOGGED_TAG, "1")

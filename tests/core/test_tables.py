@@ -61,3 +61,13 @@ def test_a_table_without_manifest_is_torn(tmp_path):
     (tmp_path / "soft.parquet.manifest.json").unlink()
     with pytest.raises(tables.TornArtifact, match="no manifest"):
         tables.verify(uri)
+
+
+def test_a_json_result_is_read_only_when_it_matches_its_manifest(tmp_path):
+    uri = str(tmp_path / "trial.json")
+    tables.write_json({"accuracy": 0.97}, uri)
+    assert tables.read_json(uri) == {"accuracy": 0.97}
+    (tmp_path / "trial.json").write_text('{"accuracy": 0.9')  # a torn rewrite
+    assert not tables.intact(uri)
+    with pytest.raises(tables.TornArtifact, match="trial.json: content does not match"):
+        tables.read_json(uri)

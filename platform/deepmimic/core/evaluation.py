@@ -54,3 +54,12 @@ def inference_time(model: nn.Module, images: torch.Tensor, repeats: int = 5) -> 
         predict_logits(model, images)
     sync()
     return (time.perf_counter() - start) / repeats
+
+
+def probability_metrics(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, object]:
+    """Accuracy, loss (mean negative log-likelihood) and confusion matrix of
+    answered probabilities: how a black-box or ensemble mentor is scored."""
+    preds = probs.argmax(1)
+    nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
+    return {"test_accuracy": float(np.mean(preds == labels)), "test_loss": float(nll.mean()),
+            "confusion": confusion_matrix(labels, preds, num_classes).tolist()}

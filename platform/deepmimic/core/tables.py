@@ -5,7 +5,8 @@ only where labels are allowed, `label` (int64). Its schema metadata records the
 image shape and class names. A soft-label table has `id` and `soft_label`
 (fixed-size list of float32). Paths may be local or any URI pyarrow's file
 systems understand (`s3://`, `gs://`, …); every write is atomic, and a table
-gets a manifest (content hash, rows, producer) that `verify` checks.
+gets a manifest (content hash, rows, producer) that `verify` checks; so do
+JSON results, reports and plots (`write_file`, `write_json`, `read_json`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import json
 import os
 import uuid
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -55,9 +57,34 @@ def write_atomic(table: pa.Table, uri: str, producer: str = "") -> None:
     write_manifest(uri, table.num_rows, producer)
 
 
-def write_manifest(uri: str, rows: int, producer: str = "") -> None:
-    """Record a finished artifact's content hash, rows and producer beside it."""
-    write_json({"sha256": content_hash(uri), "rows": rows, "producer": producer}, manifest_uri(uri))
+def write_file(data: bytes, uri: str, producer: str = "") -> None:
+    """Any other artifact (JSON results, reports, plots): written atomically, then its manifest."""
+    _write_bytes(data, uri)
+    write_manifest(uri, None, producer)
+
+
+def write_json(obj: object, uri: str, producer: str = "") -> None:
+    """A JSON artifact, written atomically with a manifest; `read_json` checks it."""
+    write_file(_dumps(obj), uri, producer)
+
+
+def write_manifest(uri: str, rows: int | None, producer: str = "") -> None:
+    """Record a finished artifact's content hash, rows (tables only) and producer beside it."""
+    _write_bytes(_dumps({"sha256": content_hash(uri), "rows": rows, "producer": producer}), manifest_uri(uri))
+
+
+def _write_bytes(data: bytes, uri: str) -> None:
+    """A reader sees the old file or the whole new one, never half of it."""
+    fs, path = filesystem(uri)
+    fs.create_dir(os.path.dirname(path), recursive=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with fs.open_output_stream(tmp) as f:
+        f.write(data)
+    fs.move(tmp, path)
+
+
+def _dumps(obj: object) -> bytes:
+    return json.dumps(obj, indent=1, default=_plain).encode()
 
 
 def manifest_uri(uri: str) -> str:
@@ -86,14 +113,24 @@ def verify(uri: str, producer: str | None = None) -> dict:
     if not exists(manifest_uri(uri)) or not exists(uri):
         raise TornArtifact(f"{uri}: {'missing' if not exists(uri) else 'no manifest'}")
     try:
-        manifest, rows = read_json(manifest_uri(uri)), read(uri, ["id"]).num_rows
+        manifest = _load_json(manifest_uri(uri))
+        rows = read(uri, ["id"]).num_rows if manifest.get("rows") is not None else None
     except UserError as e:
         raise TornArtifact(str(e)) from None
-    if manifest["sha256"] != content_hash(uri) or manifest["rows"] != rows:
+    if manifest.get("sha256") != content_hash(uri) or manifest.get("rows") != rows:
         raise TornArtifact(f"{uri}: content does not match its manifest")
     if producer is not None and manifest["producer"] != producer:
         raise TornArtifact(f"{uri}: made by {manifest['producer']}, expected {producer}")
     return manifest
+
+
+def intact(uri: str, producer: str | None = None) -> bool:
+    """Whether `uri` is a finished artifact whose content matches its manifest."""
+    try:
+        verify(uri, producer)
+        return True
+    except TornArtifact:
+        return False
 
 
 def read(uri: str, columns: list[str] | None = None) -> pa.Table:
@@ -162,17 +199,13 @@ def label_table(ids: np.ndarray, labels: np.ndarray) -> pa.Table:
     return pa.table({"id": pa.array(ids, pa.int64()), "label": pa.array(labels, pa.int64())})
 
 
-def write_json(obj: object, uri: str) -> None:
-    """Write JSON atomically: a reader sees the old file or the whole new one."""
-    fs, path = filesystem(uri)
-    fs.create_dir(os.path.dirname(path), recursive=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with fs.open_output_stream(tmp) as f:
-        f.write(json.dumps(obj, indent=1, default=_plain).encode())
-    fs.move(tmp, path)
+def read_json(uri: str) -> Any:
+    """A JSON artifact after checking it against its manifest; raises TornArtifact."""
+    verify(uri)
+    return _load_json(uri)
 
 
-def read_json(uri: str) -> object:
+def _load_json(uri: str) -> Any:
     fs, path = filesystem(uri)
     try:
         with fs.open_input_stream(path) as f:

@@ -1,7 +1,12 @@
-"""A Ray task that has a trained mentor label the student pool (and any
-out-of-domain candidates) once, for every student trial that needs them."""
+"""A Ray task that has a mentor (a trained checkpoint or a black box) answer
+every image of the student pool, its out-of-domain candidates and the test set
+once, for every student trial that needs them."""
 
 from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
 
 import pyarrow as pa
 import ray
@@ -9,29 +14,40 @@ import torch
 from ray.train import Checkpoint
 
 from ..core import tables
+from ..core.black_box import open_black_box
 from ..core.soft_labels import soft_labels
 from .data import TableInfo
 from .train import Resources, load_model
 
 
-def _label(checkpoint: Checkpoint, sources: list[TableInfo], uri: str, temperature: float, producer: str) -> int:
+def _label(mentor: Checkpoint | dict[str, Any], jobs: dict[str, list[TableInfo]], producer: str) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu")
-    mentor = load_model(checkpoint, device)
-    parts = []
-    for info in sources:
-        table = tables.read(info.uri, ["id", "image"])
-        images = torch.from_numpy(tables.decode_images(table.column("image"), info.shape)).to(device)
-        parts.append(tables.soft_label_table(table.column("id").to_numpy(), soft_labels(mentor, images, temperature)))
-    labels = pa.concat_tables(parts)
-    tables.write_atomic(labels, uri, producer)
-    return labels.num_rows
+    if isinstance(mentor, Checkpoint):
+        model, box = load_model(mentor, device), None
+        answer = lambda images: soft_labels(model, torch.from_numpy(images).to(device))  # noqa: E731
+    else:
+        box = open_black_box(**mentor)
+        answer = box.probabilities
+    seconds = {}
+    for uri, sources in jobs.items():
+        parts, seconds[uri] = [], 0.0
+        for info in sources:
+            table = tables.read(info.uri, ["id", "image"])
+            images = tables.decode_images(table.column("image"), info.shape)
+            start = time.perf_counter()
+            probs = answer(images)
+            seconds[uri] += time.perf_counter() - start
+            parts.append(tables.soft_label_table(table.column("id").to_numpy(), probs))
+        tables.write_atomic(pa.concat_tables(parts), uri, producer)
+    return {"seconds": seconds, "queries": asdict(box.queries) if box else None}
 
 
-def label_images(checkpoint: Checkpoint, sources: list[TableInfo], uri: str, resources: Resources,
-                 producer: str = "", temperature: float = 1.0) -> int:
-    """Write the mentor's soft labels (columns id, soft_label) for every image of `sources` to `uri`."""
+def label_images(mentor: Checkpoint | dict[str, Any], jobs: dict[str, list[TableInfo]], resources: Resources,
+                 producer: str = "") -> dict[str, Any]:
+    """For each `uri: sources` of `jobs`, write the mentor's probabilities (columns id, soft_label) for every
+    image of the sources to `uri`. `mentor` is a checkpoint, or a black box's settings (`open_black_box`'s
+    arguments). Returns the seconds spent answering each job and, for a black box, the queries it answered."""
     # DEFAULT scheduling: inside a Tune trial, a task would otherwise be held to the trial's own small bundle.
     task = ray.remote(_label).options(num_cpus=resources.cpus_per_worker, num_gpus=resources.gpus_per_worker,
                                       resources=resources.custom_per_worker or None, scheduling_strategy="DEFAULT")
-    return ray.get(task.remote(checkpoint, sources, uri, temperature, producer))
-
+    return ray.get(task.remote(mentor, jobs, producer))

@@ -14,11 +14,12 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
-from ..config import ExperimentConfig, ModelConfig, SweepConfig
+from ..config import BlackBoxMentorConfig, ExperimentConfig, ModelConfig, SweepConfig
 from ..core import tables
 from ..core.datasets import load_dataset
-from ..core.evaluation import agreement, predict_logits
+from ..core.evaluation import agreement, predict_logits, probability_metrics
 from ..core.images import Dataset, hold_out_classes, select_classes
+from ..core.soft_labels import combine
 from ..core.splits import Split, stratified_split
 from ..errors import UserError
 from .data import TableInfo, write_image_table, write_split
@@ -75,6 +76,10 @@ class MentorOutcome:
         return f"{self.folder}/soft_labels.parquet"
 
     @property
+    def test_probabilities(self) -> str:
+        return f"{self.folder}/test_probabilities.parquet"
+
+    @property
     def pool_labels(self) -> str:
         """The pool's true labels: read only to build Table 3's variants, never by a student."""
         return f"{self.folder}/data/pool_labels.parquet"
@@ -82,7 +87,7 @@ class MentorOutcome:
     def artifacts(self) -> list[str]:
         """Every table a student stage reads from this mentor's folder."""
         tables_ = [self.student, self.test] + ([self.ood] if self.ood else [])
-        return [t.uri for t in tables_] + [self.soft_labels, self.pool_labels]
+        return [t.uri for t in tables_] + [self.soft_labels, self.test_probabilities, self.pool_labels]
 
 
 def model_result(model: ModelConfig, trained: Trained) -> dict[str, Any]:
@@ -100,7 +105,7 @@ def _fit(cfg: ExperimentConfig, name: str, model: ModelConfig, data: TableInfo, 
          num_classes: int, folder: str, temperature: float = 1.0) -> Trained:
     """One Ray Train run of `model` with the experiment's resources and fault tolerance."""
     ft = cfg.fault_tolerance
-    hyper = replace(model.training.hyper(cfg.seed), temperature=temperature)
+    hyper = replace(model.training.hyper(cfg.seed if model.seed is None else model.seed), temperature=temperature)
     return fit(f"{name}-{os.path.basename(folder)}", model.spec(), hyper, data, target, test,
                num_classes, _resources(cfg), f"{folder}/ray", cfg.inference_repeats, ft.checkpoint_every, ft.worker_restarts)
 
@@ -129,7 +134,7 @@ def _load(cfg: ExperimentConfig) -> tuple[Dataset, Any]:
 
 def _cached_mentor(done: str, key: str) -> MentorOutcome | None:
     """The finished mentor stage recorded in `done`, if every table it wrote still matches its manifest."""
-    if not tables.exists(done):
+    if not tables.intact(done):
         return None
     saved = tables.read_json(done)
     outcome = MentorOutcome(**{**saved, "student": TableInfo.from_json(saved["student"]),
@@ -146,10 +151,12 @@ def _cached_mentor(done: str, key: str) -> MentorOutcome | None:
 
 
 def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = None, split: Split | None = None) -> MentorOutcome:
-    """Train the mentor and label its pool, or load both from `folder` if done before.
+    """Train the mentor (or ask a black box, or combine an ensemble's members) and
+    label its pool and test set, or load all of it from `folder` if done before.
 
     `mentor.json`, written last, marks a finished mentor stage; its tables are
-    checked against their manifests before they are used again.
+    checked against their manifests before they are used again. An ensemble's
+    members are mentors of their own, beside it, each trained once.
     """
     key = mentor_key(cfg)
     done = f"{folder}/mentor.json"
@@ -164,6 +171,7 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
         times[stage] = round(now - clock[0], 3)
         clock[0] = now
 
+    given = (dataset, split)
     ood_images = None
     if dataset is None:
         dataset, ood_images = _load(cfg)
@@ -176,22 +184,75 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
         ood = write_image_table(f"{folder}/data/ood.parquet", ood_images.images, OOD_ID_OFFSET + np.arange(len(ood_images)),
                                 dataset.train.class_names, producer=key)
     lap("load_and_split")
-    res = _resources(cfg)
-    trained = _fit(cfg, f"mentor-{cfg.mentor.name}", cfg.mentor, data.mentor, "label", data.test,
-                   dataset.train.num_classes, folder)
-    lap("train_mentor")
-    label_images(trained.checkpoint, [data.student] + ([ood] if ood else []), f"{folder}/soft_labels.parquet", res, key)
+    num_classes, mentor = dataset.train.num_classes, cfg.mentor
+    soft_uri, test_uri = f"{folder}/soft_labels.parquet", f"{folder}/test_probabilities.parquet"  # as MentorOutcome names them
+    jobs = {soft_uri: [data.student] + ([ood] if ood else []), test_uri: [data.test]}
+    if isinstance(mentor, ModelConfig):
+        trained = _fit(cfg, f"mentor-{mentor.name}", mentor, data.mentor, "label", data.test, num_classes, folder)
+        lap("train_mentor")
+        label_images(trained.checkpoint, jobs, _resources(cfg), key)
+        result, test_predictions = model_result(mentor, trained), trained.test_predictions
+    else:
+        if isinstance(mentor, BlackBoxMentorConfig):
+            answered = label_images(mentor.black_box.model_dump(), jobs, _resources(cfg), key)
+            description, queries, seconds = f"black box ({mentor.black_box.kind})", answered["queries"], answered["seconds"][test_uri]
+        else:
+            members = [train_mentor(member_config(cfg, m), member_folder(folder, cfg, m), *given) for m in mentor.members]
+            seconds = _combine(members, mentor.rule, soft_uri, test_uri, key)
+            description = f"ensemble ({mentor.rule}): " + " + ".join(m.result["name"] for m in members)
+            asked = [m.result["queries"] for m in members if m.result.get("queries")]
+            queries = {k: sum(q[k] for q in asked) for k in asked[0]} if asked else None
+        test = tables.read(test_uri).sort_by("id")
+        probs = tables.decode_soft_labels(test.column("soft_label"))
+        labels = tables.read(data.test.uri, ["id", "label"]).sort_by("id").column("label").to_numpy()
+        result = {"name": mentor.name, "architecture": description, "params": None, "device": None, "node_id": None,
+                  "inference_time_s": seconds, "checkpoint": None, "history": [], "resumed_from_epoch": None,
+                  "queries": queries, **_renamed(probability_metrics(probs, labels, num_classes))}
+        test_predictions = _in_table_order(probs.argmax(1), test.column("id").to_numpy(), data.test)
     lap("soft_labels")
-    outcome = MentorOutcome(folder, {**model_result(cfg.mentor, trained), "stage_times_s": times}, trained.test_predictions.tolist(), data.student,
-                            data.test, ood, dataset.train.num_classes, True)
+    outcome = MentorOutcome(folder, {**result, "stage_times_s": times}, test_predictions.tolist(), data.student,
+                            data.test, ood, num_classes, True)
     tables.write_json({k: v for k, v in asdict(outcome).items() if k != "trained"}, done)
     return outcome
+
+
+def member_config(cfg: ExperimentConfig, member: Any) -> ExperimentConfig:
+    """The experiment as if an ensemble's `member` were its only mentor (same data, split and seed)."""
+    return cfg.model_copy(update={"mentor": member})
+
+
+def member_folder(folder: str, cfg: ExperimentConfig, member: Any) -> str:
+    """Members live beside their ensemble in the mentor cache, where single-mentor experiments find them too."""
+    return f"{os.path.dirname(folder)}/{mentor_key(member_config(cfg, member))}"
+
+
+def _combine(members: list[MentorOutcome], rule: str, soft_uri: str, test_uri: str, producer: str) -> float:
+    """Write the ensemble's soft labels and test probabilities from its members'; return the members' summed
+    test-set inference time (an ensemble asks every member)."""
+    for uri, member_uri in ((soft_uri, lambda m: m.soft_labels), (test_uri, lambda m: m.test_probabilities)):
+        answers = [tables.read(member_uri(m)).sort_by("id") for m in members]
+        ids = answers[0].column("id")
+        if any(not a.column("id").equals(ids) for a in answers[1:]):
+            raise RuntimeError(f"{uri}: ensemble members labelled different images")
+        combined = combine([tables.decode_soft_labels(a.column("soft_label")) for a in answers], rule)
+        tables.write_atomic(tables.soft_label_table(ids.to_numpy(), combined), uri, producer)
+    return sum(m.result["inference_time_s"] for m in members)
+
+
+def _renamed(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {**metrics, "confusion_matrix": metrics.pop("confusion")}
+
+
+def _in_table_order(values: np.ndarray, ids: np.ndarray, info: TableInfo) -> np.ndarray:
+    """`values` given for sorted `ids`, reordered to the rows of `info`'s table (how test predictions are kept)."""
+    order = tables.read(info.uri, ["id"]).column("id").to_numpy()
+    return values[np.searchsorted(ids, order)]
 
 
 def student_set(cfg: ExperimentConfig, mentor: MentorOutcome) -> StudentSet:
     """The student pool variant `cfg` asks for, labelled by `mentor`; built once, kept beside the mentor."""
     variant = cfg.variant if isinstance(cfg, SweepConfig) else None
-    labels = tables.read_json(tables.manifest_uri(mentor.soft_labels))["sha256"]  # new soft labels, new sets
+    labels = tables.verify(mentor.soft_labels)["sha256"]  # new soft labels, new sets
     what = _with_method({"variant": variant.model_dump() if variant else None, "labels": labels}, cfg)
     folder = f"{mentor.folder}/student_sets/{digest(what)}"
     return build_student_set(mentor.student, mentor.ood, mentor.pool_labels, mentor.soft_labels, variant, cfg.seed,

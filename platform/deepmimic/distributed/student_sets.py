@@ -103,7 +103,7 @@ def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: s
     finished one.
     """
     pointer = f"{folder}/set.json"
-    if tables.exists(pointer):
+    if tables.intact(pointer):
         saved = tables.read_json(pointer)
         found = StudentSet(TableInfo.from_json(saved["table"]), saved["pool"], saved["ood"])
         try:

@@ -2,7 +2,8 @@
 
 Mentors and their soft labels live in a cache addressed by the hash of what
 determines them, so students of this sweep and of later sweeps reuse them.
-A finished trial leaves `trials/KEY/trial.json`; a rerun skips it.
+A finished trial leaves `trials/KEY/trial.json` and its manifest; a rerun skips it
+(and redoes one whose file does not match its manifest).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Any, Callable
 import ray
 from ray import tune
 
-from ..config import ModelConfig, SweepConfig
+from ..config import EnsembleConfig, ModelConfig, SweepConfig
 from ..core import tables
 from ..errors import UserError
-from .stages import MentorOutcome, mentor_key, student_key, student_set, train_mentor, train_student
+from .stages import (MentorOutcome, member_config, mentor_key, student_key, student_set, train_mentor,
+                     train_student)
 from .student_sets import StudentSet
 
 
@@ -30,10 +32,13 @@ class Trial:
 
 
 def plan(points: list[tuple[dict[str, Any], SweepConfig]]) -> tuple[dict[str, SweepConfig], dict[str, Trial]]:
-    """Distinct mentors by key, and student trials by key, in grid order."""
+    """Distinct mentors by key (an ensemble's members first), and student trials by key, in grid order."""
     mentors: dict[str, SweepConfig] = {}
     trials: dict[str, Trial] = {}
     for values, cfg in points:
+        if isinstance(cfg.mentor, EnsembleConfig):
+            for member in cfg.mentor.members:
+                mentors.setdefault(mentor_key(member_config(cfg, member)), member_config(cfg, member))
         mentors.setdefault(mentor_key(cfg), cfg)
         for student in cfg.students:
             key = student_key(cfg, student)
@@ -66,7 +71,7 @@ def _student_inputs(trials: list[Trial], cache: str) -> dict[str, tuple[MentorOu
     for t in trials:
         key = mentor_key(t.cfg)
         if key not in mentors:
-            mentors[key] = train_mentor(t.cfg, mentor_folder(cache, key))  # from the cache
+            mentors[key] = train_mentor(t.cfg, mentor_folder(cache, key))  # cached; an ensemble is combined here
     return {t.key: (mentors[mentor_key(t.cfg)], student_set(t.cfg, mentors[mentor_key(t.cfg)])) for t in trials}
 
 
@@ -134,9 +139,13 @@ def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]
               on_trial: Callable[[dict[str, Any]], None] = lambda r: None) -> dict[str, Any]:
     """Run every mentor and student trial not yet finished; return counts of what ran."""
     mentors, trials = plan(points)
-    pending = [k for k in trials if not tables.exists(trial_file(out, k))]
-    needed = sorted({mentor_key(trials[k].cfg) for k in pending})
-    to_train = [k for k in needed if not tables.exists(f"{mentor_folder(cache, k)}/mentor.json")]
+    pending = [k for k in trials if not tables.intact(trial_file(out, k))]
+    needed = {mentor_key(trials[k].cfg) for k in pending}
+    needed |= {mentor_key(member_config(mentors[k], m)) for k in needed if isinstance(mentors[k].mentor, EnsembleConfig)
+               for m in mentors[k].mentor.members}
+    to_train = [k for k in mentors if k in needed and not tables.intact(f"{mentor_folder(cache, k)}/mentor.json")]
+    # Ensembles are combined from their members in the driver, after the members' stage.
+    on_tune = [k for k in to_train if not isinstance(mentors[k].mentor, EnsembleConfig)]
     storage = f"{out}/tune"
 
     def mentor_done(result: dict[str, Any]) -> None:
@@ -146,8 +155,8 @@ def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]
     def trial_done(result: dict[str, Any]) -> None:
         on_trial(tables.read_json(trial_file(out, result["trial"])))
 
-    if needed:
-        _tune("mentors", tune.with_parameters(_mentor_trial, mentors=mentors, cache=cache), "mentor", needed,
+    if on_tune:
+        _tune("mentors", tune.with_parameters(_mentor_trial, mentors=mentors, cache=cache), "mentor", on_tune,
               base, storage, mentor_done)
     if pending:
         inputs = _student_inputs([trials[k] for k in pending], cache)

@@ -21,7 +21,7 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from ..core import tables
+from ..core import checkpoints, tables
 from ..core.architectures import ModelSpec, count_parameters
 from ..core.evaluation import accuracy_and_loss, confusion_matrix, inference_time, predict_logits
 from ..core.training import Hyper, sgd, train
@@ -58,22 +58,9 @@ class Trained:
 
 
 def load_model(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """Rebuild a trained model from its checkpoint."""
+    """Rebuild a trained model from its checkpoint (checked against its manifest)."""
     with checkpoint.as_directory() as d:
-        with open(os.path.join(d, "model.json")) as f:
-            meta = json.load(f)
-        model = ModelSpec(**meta["spec"]).build(tuple(meta["shape"]), meta["num_classes"], meta["mean"], meta["std"])
-        model.load_state_dict(torch.load(os.path.join(d, "model.pt"), map_location=device, weights_only=True))
-    return model.to(device).eval()
-
-
-def _save(d: str, net: torch.nn.Module, opt: torch.optim.Optimizer, epoch: int, history: list, meta: dict) -> None:
-    """Everything a restarted worker group needs to go on from `epoch`."""
-    torch.save(net.state_dict(), os.path.join(d, "model.pt"))
-    torch.save(opt.state_dict(), os.path.join(d, "optimizer.pt"))
-    for name, obj in (("model.json", meta), ("progress.json", {"epoch": epoch, "history": history})):
-        with open(os.path.join(d, name), "w") as f:
-            json.dump(obj, f)
+        return checkpoints.load_model(d, device)
 
 
 def _restore(net: torch.nn.Module) -> tuple[int, list, dict | None]:
@@ -83,11 +70,7 @@ def _restore(net: torch.nn.Module) -> tuple[int, list, dict | None]:
     if checkpoint is None:
         return 0, [], None
     with checkpoint.as_directory() as d:
-        net.load_state_dict(torch.load(os.path.join(d, "model.pt"), map_location="cpu", weights_only=True))
-        opt = torch.load(os.path.join(d, "optimizer.pt"), map_location="cpu", weights_only=True)
-        with open(os.path.join(d, "progress.json")) as f:
-            progress = json.load(f)
-    return progress["epoch"], progress["history"], opt
+        return checkpoints.load_progress(d, net)
 
 
 def _worker(cfg: dict[str, Any]) -> None:
@@ -123,7 +106,7 @@ def _worker(cfg: dict[str, Any]) -> None:
             # A barrier across ranks; rank 0 alone writes the state every rank restores.
             with tempfile.TemporaryDirectory() as d:
                 if rank == 0:
-                    _save(d, net, optimizer, epoch, history, meta)
+                    checkpoints.save(d, net, optimizer, epoch, history, meta)
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d) if rank == 0 else None)
 
     train(model, x, y, hyper, on_epoch, start_epoch, optimizer)
@@ -146,10 +129,8 @@ def _worker(cfg: dict[str, Any]) -> None:
         "resumed_from_epoch": start_epoch,
     }
     with tempfile.TemporaryDirectory() as d:
-        _save(d, net, optimizer, hyper.epochs, history, meta)
-        np.save(os.path.join(d, "test_predictions.npy"), preds)
-        with open(os.path.join(d, "summary.json"), "w") as f:
-            json.dump(summary, f)
+        checkpoints.save(d, net, optimizer, hyper.epochs, history, meta,
+                         {"summary.json": json.dumps(summary).encode(), "test_predictions.npy": checkpoints.npy_bytes(preds)})
         ray.train.report(history[-1] if history else {"epoch": hyper.epochs}, checkpoint=Checkpoint.from_directory(d))
 
 
@@ -189,7 +170,8 @@ def fit(
     )
     result = trainer.fit()
     with result.checkpoint.as_directory() as d:
+        checkpoints.verify(d)
         with open(os.path.join(d, "summary.json")) as f:
             summary = json.load(f)
-        preds = np.load(os.path.join(d, "test_predictions.npy"))
+        preds = np.load(os.path.join(d, "test_predictions.npy"), allow_pickle=False)
     return Trained(result.checkpoint, summary, preds)

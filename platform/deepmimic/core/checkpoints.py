@@ -1,0 +1,91 @@
+"""A model's checkpoint folder: weights, the recipe that rebuilds the network,
+training progress, and a manifest of every file's hash, written last.
+
+Everything is loaded with `torch.load(weights_only=True)`, and only after the
+manifest matches: a folder cut off half-way is refused, never trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .architectures import ModelSpec
+from .tables import TornArtifact
+
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save(folder: str, net: nn.Module, opt: torch.optim.Optimizer, epoch: int, history: list[dict[str, Any]],
+         meta: dict[str, Any], extra: dict[str, bytes] | None = None) -> None:
+    """Everything a restarted run needs to go on from `epoch` (and `extra` files, e.g. a summary), then the manifest."""
+    torch.save(net.state_dict(), os.path.join(folder, "model.pt"))
+    torch.save(opt.state_dict(), os.path.join(folder, "optimizer.pt"))
+    files = {"model.json": json.dumps(meta).encode(),
+             "progress.json": json.dumps({"epoch": epoch, "history": history}).encode(), **(extra or {})}
+    for name, data in files.items():
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(data)
+    names = sorted(n for n in os.listdir(folder) if n != MANIFEST)
+    with open(os.path.join(folder, MANIFEST), "w") as f:
+        json.dump({n: _sha256(os.path.join(folder, n)) for n in names}, f)
+
+
+def verify(folder: str) -> None:
+    """Raise TornArtifact unless every file the manifest lists is there with its hash."""
+    try:
+        with open(os.path.join(folder, MANIFEST)) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        raise TornArtifact(f"checkpoint {folder}: no readable {MANIFEST}") from None
+    for name, digest in manifest.items():
+        path = os.path.join(folder, name)
+        if not os.path.exists(path) or _sha256(path) != digest:
+            raise TornArtifact(f"checkpoint {folder}: {name} does not match its manifest")
+
+
+def model_meta(folder: str) -> dict[str, Any]:
+    """How to rebuild the checkpoint's network: spec, input shape, classes, normalisation."""
+    with open(os.path.join(folder, "model.json")) as f:
+        return json.load(f)
+
+
+def load_model(folder: str, device: torch.device | str = "cpu") -> nn.Module:
+    """Rebuild the trained network of a checkpoint folder, in eval mode on `device`."""
+    verify(folder)
+    meta = model_meta(folder)
+    model = ModelSpec(**meta["spec"]).build(tuple(meta["shape"]), meta["num_classes"], meta["mean"], meta["std"])
+    model.load_state_dict(torch.load(os.path.join(folder, "model.pt"), map_location=device, weights_only=True))
+    return model.to(device).eval()
+
+
+def load_progress(folder: str, net: nn.Module) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
+    """Load a checkpoint's weights into `net`; return the epoch reached, the history and the optimizer state."""
+    verify(folder)
+    net.load_state_dict(torch.load(os.path.join(folder, "model.pt"), map_location="cpu", weights_only=True))
+    opt = torch.load(os.path.join(folder, "optimizer.pt"), map_location="cpu", weights_only=True)
+    with open(os.path.join(folder, "progress.json")) as f:
+        progress = json.load(f)
+    return progress["epoch"], progress["history"], opt
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """An array as the bytes of a .npy file (read back with `np.load(..., allow_pickle=False)`)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
