@@ -1,0 +1,110 @@
+"""A sweep submitted with the real `ray job submit` to a real head with token authentication."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import yaml
+from mlflow.tracking import MlflowClient
+
+from .conftest import ROOT
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, what: str, tries: int = 240) -> None:
+    for _ in range(tries):
+        try:
+            if check():
+                return
+        except OSError:  # not listening yet
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def dashboard(address: str, path: str, token: str) -> str:
+    """GET from the head's dashboard with the cluster's token."""
+    request = urllib.request.Request(f"{address}{path}", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
+def test_sweep_runs_under_ray_job_submit(tmp_path):
+    token = tmp_path / "auth_token"
+    token.write_text(uuid.uuid4().hex)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    env.pop("RAY_ADDRESS", None)
+    gcs, dash = free_port(), free_port()
+    head = subprocess.Popen(
+        [RAY, "start", "--head", "--block", f"--port={gcs}", "--node-ip-address=127.0.0.1",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
+         f"--ray-client-server-port={free_port()}", "--include-dashboard=true",
+         # Own agent ports: the test session's local Ray already holds the default ones (52365, …).
+         f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+         f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address = f"http://127.0.0.1:{dash}"
+    storage, space = tmp_path / "storage", tmp_path / "job.yaml"
+    out = storage / "job"  # STORAGE/NAME
+    space.write_text(yaml.safe_dump({
+        "name": "job", "dataset": {"name": "digits"}, "training": {"epochs": 2},
+        "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8},
+        "students": [{"name": "A", "architecture": "c-fc", "width": 4}, {"name": "B", "architecture": "c-fc", "width": 6}],
+        "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
+        "fault_tolerance": {"checkpoint_every": 0},
+        "grid": {"student": ["A", "B"]},
+    }))
+    try:
+        wait_for(lambda: "[" in dashboard(address, "/api/jobs/", token.read_text()), "the job server")
+        for _ in range(10):  # the job agent may come up a little after the job server
+            submit = subprocess.run(
+                [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--no-wait", "--",
+                 sys.executable, "-m", "deepmimic.cli", "sweep", str(space), "--storage", str(storage)],
+                env=env, capture_output=True, text=True, timeout=300)
+            if "No available agent" not in submit.stderr:
+                break
+            time.sleep(2)
+        assert submit.returncode == 0, submit.stdout + submit.stderr
+        job_id = re.search(r"Job '([^']+)' submitted successfully", submit.stdout).group(1)
+        # Poll the job over HTTP (each `ray` CLI call costs seconds of CPU the sweep needs), then ask
+        # `ray job status` and `ray job logs` as a user would.
+        wait_for(lambda: json.loads(dashboard(address, f"/api/jobs/{job_id}", token.read_text()))["status"]
+                 in ("SUCCEEDED", "FAILED", "STOPPED"), "the job", tries=1200)
+        status = subprocess.run([RAY, "job", "status", "--address", address, job_id], env=env,
+                                capture_output=True, text=True).stdout.lower()
+        logs = subprocess.run([RAY, "job", "logs", "--address", address, job_id], env=env,
+                              capture_output=True, text=True).stdout
+        assert "succeeded" in status, status + logs[-3000:]
+        assert "student trials: 2 (2 run, 0 already done)" in logs
+        rows = (out / "results.csv").read_text().strip().splitlines()
+        assert len(rows) == 3
+        client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+        runs = client.search_runs([client.get_experiment_by_name("job").experiment_id])
+        assert len(runs) == 1 + 1 + 2  # the sweep, the mentor, two students
+        assert json.loads((out / "sweep.json").read_text())["counts"]["mentors_trained"] == 1
+        assert len(list(storage.glob("cache/mentors/*/mentor.json"))) == 1
+        wrong = tmp_path / "wrong_token"
+        wrong.write_text(uuid.uuid4().hex)
+        refused = subprocess.run([RAY, "job", "list", "--address", address],
+                                 env={**env, "RAY_AUTH_TOKEN_PATH": str(wrong)}, capture_output=True, text=True)
+        assert refused.returncode != 0  # the job server refuses a wrong token
+    finally:  # SIGKILL: a graceful stop of the head takes half a minute here
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=60)

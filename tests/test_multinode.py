@@ -1,0 +1,47 @@
+"""A sweep on a simulated two-node cluster: trials land on both nodes and share one storage path."""
+
+from __future__ import annotations
+
+import ray
+from ray.cluster_utils import Cluster
+
+from deepmimic.config import SweepConfig, parse_experiment
+from deepmimic.core import tables
+from deepmimic.distributed.sweep import plan, run_sweep, trial_file
+
+SPACE = {
+    "name": "two_nodes",
+    "dataset": {"name": "digits"},
+    "training": {"epochs": 2},
+    "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8},
+    # two trials at once, each worker holding a node's one "accel": they must run on different nodes
+    "students": [{"name": f"S{w}", "architecture": "c-fc", "width": w} for w in (2, 3)],
+    # each training worker needs one "accel" (a stand-in for a GPU) and one CPU: one per node at a time
+    "resources": {"cpus_per_worker": 1, "threads_per_worker": 1, "custom_per_worker": {"accel": 1}},
+    "trial_cpus": 0.25,
+    "fault_tolerance": {"checkpoint_every": 0},
+}
+
+
+def test_trials_spread_over_two_nodes_and_share_storage(tmp_path):
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"accel": 1}})
+    cluster.add_node(num_cpus=2, resources={"accel": 1})
+    try:
+        ray.init(address=cluster.address)
+        cluster.wait_for_nodes()
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+        base = parse_experiment(SPACE, "two_nodes", SweepConfig)
+        storage = tmp_path / "shared"
+        counts = run_sweep(base, [({}, base)], str(storage / "out"), str(storage / "cache"))
+        assert counts["trials_run"] == 2
+        _, trials = plan([({}, base)])
+        records = [tables.read_json(trial_file(str(storage / "out"), k)) for k in trials]
+        nodes = {r["student"]["node_id"] for r in records}
+        assert nodes == {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        for r in records:  # each trial read its mentor's soft labels and wrote its table on the shared path
+            assert r["student"]["checkpoint"].startswith(str(storage / "out"))
+            assert r["mentor"]["checkpoint"].startswith(str(storage / "cache"))
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
