@@ -51,7 +51,7 @@ def mentors_sweep(tmp_path_factory, mentor_b):
                                            "batch_size": 128, "timeout_s": 10, "retries": 2, "max_requests_per_s": 50}}
     onnx = {"name": "B-onnx", "black_box": {"kind": "onnx", "location": str(tmp / "b.onnx")}}
     trained = {"name": "A", "architecture": "c-mp-fc2", "width": 8}
-    space = {"name": "mentors", "dataset": {"name": "digits"}, "training": {"epochs": 30}, "mentor": trained,
+    space = {"name": "mentors", "dataset": {"name": "digits"}, "training": {"epochs": 12}, "mentor": trained,
              "students": [STUDENT], "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
              "fault_tolerance": {"checkpoint_every": 0},
              "grid": {"mentor": [http, onnx, trained, {"name": "A+B", "members": [trained, onnx]}]}}

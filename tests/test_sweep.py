@@ -111,13 +111,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_sweep_tracks_to_a_real_mlflow_server_over_http(ray_local, six, tmp_path):
+def test_a_sweep_on_a_storage_uri_tracks_to_a_real_mlflow_server_over_http(ray_local, tmp_path):
+    """`--storage` as a URI goes through pyarrow's file systems end to end (file:// here, s3:// or gs:// on a
+    cluster), and remote storage goes with a tracking server: a real `mlflow server` on loopback."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "art")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        root = tmp_path / "bucket"
+        path = tmp_path / "uri.yaml"
+        path.write_text(yaml.safe_dump({**SIX_STUDENTS, "name": "uri", "grid": {"student": ["S2"]}}))
+        env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
+        args = [*DEEPMIMIC, "sweep", str(path), "--storage", f"file://{root}"]
+        refused = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+        assert refused.returncode == 2 and "needs MLFLOW_TRACKING_URI" in refused.stderr
+
         uri = f"http://127.0.0.1:{port}"
         client = MlflowClient(tracking_uri=uri)
         for _ in range(120):
@@ -126,32 +136,15 @@ def test_sweep_tracks_to_a_real_mlflow_server_over_http(ray_local, six, tmp_path
                 break
             except Exception:
                 time.sleep(0.5)
-        space = {**SIX_STUDENTS, "name": "http", "grid": {"student": ["S2"]}}
-        proc = sweep(ray_local, tmp_path, space, str(tmp_path / "out"), str(six[0] / "cache"),  # mentor cached
-                     {"MLFLOW_TRACKING_URI": uri})
+        proc = subprocess.run(args, capture_output=True, text=True, env={**env, "MLFLOW_TRACKING_URI": uri}, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
         assert f"tracked at {uri}" in proc.stdout
-        exp = client.get_experiment_by_name("http")
-        runs = client.search_runs([exp.experiment_id])
+        assert {"results.csv", "report.md", "sweep.json", "learning_curves.png"} <= {p.name for p in (root / "uri").iterdir()}
+        assert len(list(root.glob("cache/mentors/*/mentor.json"))) == 1
+        assert len(list(root.glob("uri/trials/*/trial.json"))) == 1
+        runs = client.search_runs([client.get_experiment_by_name("uri").experiment_id])
         assert sorted(r.data.tags.get("deepmimic.role", "sweep") for r in runs) == ["mentor", "student", "sweep"]
-        assert not (tmp_path / "out" / "mlflow.db").exists()
+        assert not list(root.glob("**/mlflow.db"))  # nothing tracked beside the outputs
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def test_storage_uri_holds_every_output(ray_local, tmp_path):
-    """`--storage` as a URI goes through pyarrow's file systems end to end (file:// here, s3:// or gs:// on a cluster)."""
-    root = tmp_path / "bucket"
-    space = {**SIX_STUDENTS, "name": "uri", "grid": {"student": ["S2"]}}
-    path = tmp_path / "uri.yaml"
-    path.write_text(yaml.safe_dump(space))
-    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
-    args = [*DEEPMIMIC, "sweep", str(path), "--storage", f"file://{root}"]
-    refused = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
-    assert refused.returncode == 2 and "needs MLFLOW_TRACKING_URI" in refused.stderr
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'tracking.db'}"
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert {"results.csv", "report.md", "sweep.json", "learning_curves.png"} <= {p.name for p in (root / "uri").iterdir()}
-    assert len(list(root.glob("cache/mentors/*/mentor.json"))) == 1
-    assert len(list(root.glob("uri/trials/*/trial.json"))) == 1

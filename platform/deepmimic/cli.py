@@ -78,6 +78,7 @@ def _sweep(args: argparse.Namespace) -> None:
     uri = server or default_uri(out)
     if uri.startswith(("http://", "https://")):
         check_reachable(uri)  # before anything is written
+    connect()  # a cluster that cannot be reached fails here, before anything is written too
     if "://" not in out:
         os.makedirs(out, exist_ok=True)
     tracker = Tracker(uri, base.name, out, None if server else f"{out}/mlartifacts")
@@ -85,7 +86,6 @@ def _sweep(args: argparse.Namespace) -> None:
     sweep = {"name": base.name, "dataset": base.dataset.name, "paper": base.paper, "grid_axes": list(base.grid),
              "trial_keys": list(trials), "config": base.model_dump(), "counts": {"mentors": 0}}
     tables.write_json(sweep, f"{out}/{SWEEP_FILE}")
-    connect()
     counts = run_sweep(base, points, out, cache,
                        on_mentor=lambda key, cfg, result: tracker.log_mentor(key, _mentor_params(cfg), result),
                        on_trial=tracker.log_student)

@@ -7,6 +7,8 @@ import os
 
 import ray
 
+from ..errors import UserError
+
 
 def connect() -> None:
     """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a local Ray."""
@@ -14,7 +16,12 @@ def connect() -> None:
         return
     quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], **quiet)
+        address = os.environ["RAY_ADDRESS"]
+        try:
+            ray.init(address=address, **quiet)
+        except ConnectionError as e:  # nothing there, or a cluster that wants a token we lack
+            cause = str(e.__cause__ or e).splitlines()[0][:200]
+            raise UserError(f"RAY_ADDRESS {address}: cannot connect ({cause})") from None
     else:
         # "local": never join whatever cluster an earlier `ray start` left recorded in /tmp/ray.
         ray.init(address="local", **quiet)  # the dashboard serves the state API that Train's cleanup polls
