@@ -1,8 +1,9 @@
 import numpy as np
+import pytest
 import torch
 
 from deepmimic.core.architectures import build_model
-from deepmimic.core.evaluation import accuracy_and_loss, agreement, confusion_matrix, predict_logits
+from deepmimic.core.evaluation import accuracy_and_loss, agreement, confusion_matrix, predict_logits, probability_metrics
 from deepmimic.core.soft_labels import soft_labels
 from deepmimic.core.training import Hyper, random_shift, train
 
@@ -66,3 +67,11 @@ def test_metrics():
     labels, preds = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])
     assert confusion_matrix(labels, preds, 2).tolist() == [[1, 1], [0, 2]]
     assert agreement(preds, labels) == 0.75
+
+
+def test_probability_metrics_score_answered_probabilities():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    m = probability_metrics(probs, np.array([0, 1, 1]), 2)
+    assert m["test_accuracy"] == pytest.approx(2 / 3)
+    assert m["test_loss"] == pytest.approx(-np.log([0.9, 0.8, 0.4]).mean())
+    assert m["confusion_matrix"] == [[1, 0], [1, 1]]

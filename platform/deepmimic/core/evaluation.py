@@ -62,4 +62,4 @@ def probability_metrics(probs: np.ndarray, labels: np.ndarray, num_classes: int)
     preds = probs.argmax(1)
     nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
     return {"test_accuracy": float(np.mean(preds == labels)), "test_loss": float(nll.mean()),
-            "confusion": confusion_matrix(labels, preds, num_classes).tolist()}
+            "confusion_matrix": confusion_matrix(labels, preds, num_classes).tolist()}

@@ -186,34 +186,41 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
     lap("load_and_split")
     num_classes, mentor = dataset.train.num_classes, cfg.mentor
     soft_uri, test_uri = f"{folder}/soft_labels.parquet", f"{folder}/test_probabilities.parquet"  # as MentorOutcome names them
-    jobs = {soft_uri: [data.student] + ([ood] if ood else []), test_uri: [data.test]}
+    jobs = {soft_uri: [data.student] + ([ood] if ood else []), test_uri: [data.test]}  # the test set last
     if isinstance(mentor, ModelConfig):
         trained = _fit(cfg, f"mentor-{mentor.name}", mentor, data.mentor, "label", data.test, num_classes, folder)
         lap("train_mentor")
         label_images(trained.checkpoint, jobs, _resources(cfg), key)
         result, test_predictions = model_result(mentor, trained), trained.test_predictions
     else:
-        if isinstance(mentor, BlackBoxMentorConfig):
-            answered = label_images(mentor.black_box.model_dump(), jobs, _resources(cfg), key)
-            description, queries, seconds = f"black box ({mentor.black_box.kind})", answered["queries"], answered["seconds"][test_uri]
-        else:
-            members = [train_mentor(member_config(cfg, m), member_folder(folder, cfg, m), *given) for m in mentor.members]
-            seconds = _combine(members, mentor.rule, soft_uri, test_uri, key)
-            description = f"ensemble ({mentor.rule}): " + " + ".join(m.result["name"] for m in members)
-            asked = [m.result["queries"] for m in members if m.result.get("queries")]
-            queries = {k: sum(q[k] for q in asked) for k in asked[0]} if asked else None
-        test = tables.read(test_uri).sort_by("id")
-        probs = tables.decode_soft_labels(test.column("soft_label"))
-        labels = tables.read(data.test.uri, ["id", "label"]).sort_by("id").column("label").to_numpy()
-        result = {"name": mentor.name, "architecture": description, "params": None, "device": None, "node_id": None,
-                  "inference_time_s": seconds, "checkpoint": None, "history": [], "resumed_from_epoch": None,
-                  "queries": queries, **_renamed(probability_metrics(probs, labels, num_classes))}
-        test_predictions = _in_table_order(probs.argmax(1), test.column("id").to_numpy(), data.test)
+        result, test_predictions = _answered(cfg, folder, key, jobs, given, data.test, num_classes)
     lap("soft_labels")
     outcome = MentorOutcome(folder, {**result, "stage_times_s": times}, test_predictions.tolist(), data.student,
                             data.test, ood, num_classes, True)
     tables.write_json({k: v for k, v in asdict(outcome).items() if k != "trained"}, done)
     return outcome
+
+
+def _answered(cfg: ExperimentConfig, folder: str, key: str, jobs: dict[str, list[TableInfo]],
+              given: tuple[Dataset | None, Split | None], test_info: TableInfo, num_classes: int) -> tuple[dict[str, Any], np.ndarray]:
+    """A black box or an ensemble: write its answers for `jobs`, and score the test set's, which comes last."""
+    mentor, (soft_uri, test_uri) = cfg.mentor, jobs
+    if isinstance(mentor, BlackBoxMentorConfig):
+        answered = label_images(mentor.black_box.model_dump(), jobs, _resources(cfg), key)
+        description, queries, seconds = f"black box ({mentor.black_box.kind})", answered["queries"], answered["seconds"][test_uri]
+    else:
+        members = [train_mentor(member_config(cfg, m), member_folder(folder, cfg, m), *given) for m in mentor.members]
+        seconds = _combine(members, mentor.rule, soft_uri, test_uri, key)
+        description = f"ensemble ({mentor.rule}): " + " + ".join(m.result["name"] for m in members)
+        asked = [m.result["queries"] for m in members if m.result.get("queries")]
+        queries = {k: sum(q[k] for q in asked) for k in asked[0]} if asked else None
+    test = tables.read(test_uri).sort_by("id")
+    probs = tables.decode_soft_labels(test.column("soft_label"))
+    labels = tables.read(test_info.uri, ["id", "label"]).sort_by("id").column("label").to_numpy()
+    result = {"name": mentor.name, "architecture": description, "params": None, "device": None, "node_id": None,
+              "inference_time_s": seconds, "checkpoint": None, "history": [], "resumed_from_epoch": None,
+              "queries": queries, **probability_metrics(probs, labels, num_classes)}
+    return result, _in_table_order(probs.argmax(1), test.column("id").to_numpy(), test_info)
 
 
 def member_config(cfg: ExperimentConfig, member: Any) -> ExperimentConfig:
@@ -237,10 +244,6 @@ def _combine(members: list[MentorOutcome], rule: str, soft_uri: str, test_uri: s
         combined = combine([tables.decode_soft_labels(a.column("soft_label")) for a in answers], rule)
         tables.write_atomic(tables.soft_label_table(ids.to_numpy(), combined), uri, producer)
     return sum(m.result["inference_time_s"] for m in members)
-
-
-def _renamed(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {**metrics, "confusion_matrix": metrics.pop("confusion")}
 
 
 def _in_table_order(values: np.ndarray, ids: np.ndarray, info: TableInfo) -> np.ndarray:
