@@ -5,7 +5,7 @@ import torch
 from deepmimic.core.architectures import build_model
 from deepmimic.core.evaluation import accuracy_and_loss, agreement, confusion_matrix, predict_logits, probability_metrics
 from deepmimic.core.soft_labels import soft_labels
-from deepmimic.core.training import Hyper, random_shift, train
+from deepmimic.core.training import Hyper, cross_entropy, random_shift, train
 
 
 def toy(n=256, seed=0):
@@ -75,3 +75,11 @@ def test_probability_metrics_score_answered_probabilities():
     assert m["test_accuracy"] == pytest.approx(2 / 3)
     assert m["test_loss"] == pytest.approx(-np.log([0.9, 0.8, 0.4]).mean())
     assert m["confusion_matrix"] == [[1, 0], [1, 1]]
+
+
+def test_the_loss_at_a_temperature_has_the_gradient_scale_of_temperature_one():
+    logits = torch.randn(4, 10, requires_grad=True)
+    q = torch.softmax(torch.randn(4, 10), 1)
+    cross_entropy(logits, q, 4.0).backward()
+    expected = (torch.softmax(logits.detach() / 4.0, 1) - q) / 4  # mean over the batch of 4
+    torch.testing.assert_close(logits.grad, expected)
