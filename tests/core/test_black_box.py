@@ -121,3 +121,8 @@ def test_answers_that_are_not_probabilities_are_refused_unless_declared_logits()
         np.testing.assert_allclose(probs, 0.1, atol=1e-6)
     finally:
         server.shutdown()
+
+
+def test_an_onnx_export_is_one_self_contained_file(model, tmp_path):
+    serving.export(model, (1, 8, 8), "onnx", str(tmp_path / "mentor.onnx"))
+    assert [p.name for p in tmp_path.iterdir()] == ["mentor.onnx"]

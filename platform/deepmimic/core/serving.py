@@ -44,7 +44,8 @@ def export(model: nn.Module, input_shape: tuple[int, int, int], fmt: str, path: 
     elif fmt == "onnx":
         try:
             torch.onnx.export(wrapped, (example,), tmp, input_names=["images"], output_names=["probabilities"],
-                              dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+                              dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False,
+                              external_data=False)  # one file: weights beside it would keep the temporary name
         except ImportError as e:
             raise UserError(f"ONNX export needs onnx and onnxscript: pip install 'deepmimic-sweep[onnx]' ({e})") from None
     else:
