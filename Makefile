@@ -15,8 +15,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH) 2>&1 | $(QUIET_PIP)
-	$(PY) -m pip install -q -e '.[dev]' 2>&1 | $(QUIET_PIP)
-	$(PY) -c 'import deepmimic, ray, mlflow, torch'
+	$(PY) -m pip install -q -e '.[dev]' '$(TORCH)' 2>&1 | $(QUIET_PIP)  # the pin again: no dependency may upgrade torch
+	$(PY) -c 'import deepmimic, ray, mlflow, torch; print("torch", torch.__version__)'
 	touch $(STAMP)
 
 demo: $(STAMP)
