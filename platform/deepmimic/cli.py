@@ -116,12 +116,12 @@ def _local_or_uri(path: str) -> str:
 
 
 def _mentor_params(cfg: Any) -> dict[str, Any]:
-    from .config import ModelConfig
+    from .config import BlackBoxMentorConfig, ModelConfig
 
     common = {"dataset": cfg.dataset.name, "split_ratio": cfg.split.mentor_ratio, "seed": cfg.seed}
     if isinstance(cfg.mentor, ModelConfig):
         return {**common, "architecture": cfg.mentor.architecture, **cfg.mentor.training.model_dump()}
-    if hasattr(cfg.mentor, "black_box"):
+    if isinstance(cfg.mentor, BlackBoxMentorConfig):
         return {**common, **{f"black_box.{k}": v for k, v in cfg.mentor.black_box.model_dump().items()}}
     return {**common, "ensemble.rule": cfg.mentor.rule, "ensemble.members": ",".join(m.name for m in cfg.mentor.members)}
 

@@ -7,7 +7,6 @@ manifest matches: a folder cut off half-way is refused, never trained on.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -18,17 +17,9 @@ import torch
 from torch import nn
 
 from .architectures import ModelSpec
-from .tables import TornArtifact
+from .tables import TornArtifact, content_hash
 
 MANIFEST = "manifest.json"
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save(folder: str, net: nn.Module, opt: torch.optim.Optimizer, epoch: int, history: list[dict[str, Any]],
@@ -43,7 +34,7 @@ def save(folder: str, net: nn.Module, opt: torch.optim.Optimizer, epoch: int, hi
             f.write(data)
     names = sorted(n for n in os.listdir(folder) if n != MANIFEST)
     with open(os.path.join(folder, MANIFEST), "w") as f:
-        json.dump({n: _sha256(os.path.join(folder, n)) for n in names}, f)
+        json.dump({n: content_hash(os.path.join(folder, n)) for n in names}, f)
 
 
 def verify(folder: str) -> None:
@@ -55,7 +46,7 @@ def verify(folder: str) -> None:
         raise TornArtifact(f"checkpoint {folder}: no readable {MANIFEST}") from None
     for name, digest in manifest.items():
         path = os.path.join(folder, name)
-        if not os.path.exists(path) or _sha256(path) != digest:
+        if not os.path.exists(path) or content_hash(path) != digest:
             raise TornArtifact(f"checkpoint {folder}: {name} does not match its manifest")
 
 

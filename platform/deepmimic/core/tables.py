@@ -91,6 +91,11 @@ def manifest_uri(uri: str) -> str:
     return f"{uri}.manifest.json"
 
 
+def read_manifest(uri: str) -> dict:
+    """What the manifest of `uri` records, unchecked (`verify` checks it against the content)."""
+    return _load_json(manifest_uri(uri))
+
+
 def content_hash(uri: str) -> str:
     """SHA-256 of a file, or of a folder's files in name order (Ray Data writes folders)."""
     fs, path = filesystem(uri)
@@ -113,7 +118,7 @@ def verify(uri: str, producer: str | None = None) -> dict:
     if not exists(manifest_uri(uri)) or not exists(uri):
         raise TornArtifact(f"{uri}: {'missing' if not exists(uri) else 'no manifest'}")
     try:
-        manifest = _load_json(manifest_uri(uri))
+        manifest = read_manifest(uri)
         rows = read(uri, ["id"]).num_rows if manifest.get("rows") is not None else None
     except UserError as e:
         raise TornArtifact(str(e)) from None

@@ -134,9 +134,10 @@ def _load(cfg: ExperimentConfig) -> tuple[Dataset, Any]:
 
 def _cached_mentor(done: str, key: str) -> MentorOutcome | None:
     """The finished mentor stage recorded in `done`, if every table it wrote still matches its manifest."""
-    if not tables.intact(done):
+    try:
+        saved = tables.read_json(done)
+    except tables.TornArtifact:  # never finished, or cut off
         return None
-    saved = tables.read_json(done)
     outcome = MentorOutcome(**{**saved, "student": TableInfo.from_json(saved["student"]),
                                "test": TableInfo.from_json(saved["test"]),
                                "ood": TableInfo.from_json(saved["ood"]) if saved["ood"] else None, "trained": False})
@@ -255,7 +256,7 @@ def _in_table_order(values: np.ndarray, ids: np.ndarray, info: TableInfo) -> np.
 def student_set(cfg: ExperimentConfig, mentor: MentorOutcome) -> StudentSet:
     """The student pool variant `cfg` asks for, labelled by `mentor`; built once, kept beside the mentor."""
     variant = cfg.variant if isinstance(cfg, SweepConfig) else None
-    labels = tables.verify(mentor.soft_labels)["sha256"]  # new soft labels, new sets
+    labels = tables.read_manifest(mentor.soft_labels)["sha256"]  # new soft labels, new sets (checked with the mentor)
     what = _with_method({"variant": variant.model_dump() if variant else None, "labels": labels}, cfg)
     folder = f"{mentor.folder}/student_sets/{digest(what)}"
     return build_student_set(mentor.student, mentor.ood, mentor.pool_labels, mentor.soft_labels, variant, cfg.seed,

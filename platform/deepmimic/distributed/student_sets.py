@@ -103,13 +103,13 @@ def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: s
     finished one.
     """
     pointer = f"{folder}/set.json"
-    if tables.intact(pointer):
+    try:
         saved = tables.read_json(pointer)
         found = StudentSet(TableInfo.from_json(saved["table"]), saved["pool"], saved["ood"])
-        try:
-            tables.verify(found.table.uri)
-            return found
-        except tables.TornArtifact as e:
+        tables.verify(found.table.uri)
+        return found
+    except tables.TornArtifact as e:
+        if tables.exists(pointer):
             print(f"rebuilding a student set: {e}")
     labels = tables.read(pool_labels_uri)
     pool_ids, ood_ids = choose_ids(labels.column("id").to_numpy(), labels.column("label").to_numpy(),

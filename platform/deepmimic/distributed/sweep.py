@@ -68,11 +68,13 @@ def _student_inputs(trials: list[Trial], cache: str) -> dict[str, tuple[MentorOu
     instead of competing with trials that hold its CPUs.
     """
     mentors: dict[str, MentorOutcome] = {}
+    inputs = {}
     for t in trials:
         key = mentor_key(t.cfg)
         if key not in mentors:
             mentors[key] = train_mentor(t.cfg, mentor_folder(cache, key))  # cached; an ensemble is combined here
-    return {t.key: (mentors[mentor_key(t.cfg)], student_set(t.cfg, mentors[mentor_key(t.cfg)])) for t in trials}
+        inputs[t.key] = (mentors[key], student_set(t.cfg, mentors[key]))
+    return inputs
 
 
 def _student_trial(config: dict[str, Any], trials: dict[str, Trial],

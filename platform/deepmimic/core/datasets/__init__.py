@@ -39,7 +39,7 @@ def _root(name: str, root: str | Path | None) -> Path:
 
 def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
     """Load a data set by name from `root` (or its default location)."""
-    path = _root(name, root)
+    path = _root(name, root)  # first: it names an unknown data set, which the lookup below would not
     return READERS[name][0](path)
 
 
