@@ -1,7 +1,7 @@
 """How many sweep trials run at once: trials plus their training workers must fit."""
 
 from deepmimic.config import SweepConfig, parse_experiment
-from deepmimic.distributed.sweep import concurrency
+from deepmimic.distributed.sweep import concurrency, trial_resources
 
 BASE = {"mentor": {"name": "M", "architecture": "c-fc"}, "students": [{"name": "S", "architecture": "c-fc"}]}
 
@@ -10,9 +10,14 @@ def cfg(**resources) -> SweepConfig:
     return parse_experiment({**BASE, "trial_cpus": 0.25, "resources": resources}, "t", SweepConfig)
 
 
-def test_trials_and_their_workers_fit_the_cpus():
-    # 8 trials would hold all 2 CPUs at 0.25 each and starve their workers: 0.75 each fits twice
-    assert concurrency(cfg(cpus_per_worker=0.5), {"CPU": 2.0}) == 2
+def test_a_single_worker_trial_holds_its_workers_resources():
+    assert trial_resources(cfg(cpus_per_worker=0.5, gpus_per_worker=0.25)) == {"CPU": 0.5, "GPU": 0.25}
+    assert concurrency(cfg(cpus_per_worker=0.5), {"CPU": 2.0}) == 4
+
+
+def test_trials_with_worker_groups_leave_room_for_their_workers():
+    # 64 trials would hold all 16 CPUs at 0.25 each and starve their workers: 0.25 + 2 each fits 7 times
+    assert trial_resources(cfg(cpus_per_worker=1, num_workers=2)) == {"CPU": 0.25}
     assert concurrency(cfg(cpus_per_worker=1, num_workers=2), {"CPU": 16.0}) == 7
 
 
@@ -23,5 +28,5 @@ def test_gpus_and_custom_resources_bound_too():
 
 def test_a_resource_the_cluster_lacks_today_sets_no_bound():
     # an autoscaling cluster with no GPU node yet: the autoscaler adds them
-    assert concurrency(cfg(cpus_per_worker=1, gpus_per_worker=1), {"CPU": 8.0}) == 6
+    assert concurrency(cfg(cpus_per_worker=1, gpus_per_worker=1), {"CPU": 8.0}) == 8
     assert concurrency(cfg(cpus_per_worker=4), {"CPU": 2.0}) == 1

@@ -1,5 +1,6 @@
 """Faults met for real: a sweep driver killed with SIGKILL and run again, a cached
-soft-label file truncated, a Ray Train worker killed mid-training.
+soft-label file truncated, a training process (a single-worker run trains in its
+Tune trial's process) killed mid-training.
 
 The tests share one cache in order: the first trains the mentor, the next
 sweep meets both the truncated file and the killed worker.
@@ -101,11 +102,12 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating(shared):
     assert len(keys) == len(set(keys)) == 1 + 1 + 2, log[-2000:]  # sweep, mentor, two students
 
 
-def worker_pids() -> list[int]:
+def trial_pids() -> list[int]:
+    """The processes running a Tune function trial (Ray titles them `ray::ImplicitFunc...`)."""
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and b"RayTrainWorker" in (proc / "cmdline").read_bytes():
+            if proc.name.isdigit() and b"ImplicitFunc" in (proc / "cmdline").read_bytes():
                 pids.append(int(proc.name))
         except OSError:
             pass
@@ -123,11 +125,10 @@ def damaged(shared):
     with pytest.raises(tables.TornArtifact):
         tables.verify(str(soft))
     proc = start(shared, space("damaged", ["E"], epochs=20, checkpoint_every=2))
-    # Killed once Ray Train's controller has registered a checkpoint (it lags the folder on disk).
-    wait_for(lambda: any("checkpoint_dir_name" in p.read_text()
-                         for p in (tmp / "damaged").glob("trials/*/ray/student-*/checkpoint_manager_snapshot.json")))
-    pids = worker_pids()
-    assert len(pids) == 1  # one student run, one worker
+    # Killed once the run has stored a whole checkpoint (its manifest comes last).
+    wait_for(lambda: list((tmp / "damaged").glob("trials/*/ray/student-*/checkpoint_epoch-*/manifest.json")))
+    pids = trial_pids()
+    assert len(pids) == 1  # one student trial, training in its own process
     os.kill(pids[0], signal.SIGKILL)
     finish(proc)
     return tmp, soft
@@ -141,7 +142,7 @@ def test_a_truncated_soft_label_file_is_rebuilt_not_trained_on(damaged):
     assert len(list((tmp / "cache").glob("mentors/*/ray/mentor-*"))) == 1
 
 
-def test_a_killed_training_worker_restarts_from_its_checkpoint(damaged):
+def test_a_killed_training_process_restarts_from_its_checkpoint(damaged):
     tmp, _ = damaged
     (trial,) = (tmp / "damaged").glob("trials/*/trial.json")
     student = json.loads(trial.read_text())["student"]

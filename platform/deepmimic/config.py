@@ -163,8 +163,8 @@ class FaultToleranceConfig(Strict):
     (about 2 s on a small CPU node), so it is taken every few epochs, not every one."""
 
     checkpoint_every: int = Field(10, ge=0, description="epochs between checkpoints (0: only the final one)")
-    worker_restarts: int = Field(2, ge=0, description="Ray Train restarts of a failed worker group, from its last checkpoint")
-    trial_retries: int = Field(1, ge=0, description="Ray Tune retries of a failed trial")
+    worker_restarts: int = Field(2, ge=0, description="Ray Train restarts of a failed worker group (num_workers > 1), from its last checkpoint")
+    trial_retries: int = Field(1, ge=0, description="Ray Tune retries of a failed trial; a single-worker run goes on from its last checkpoint")
 
 
 class ExperimentConfig(Strict):
@@ -269,7 +269,7 @@ class SweepConfig(ExperimentConfig):
     temperature: float = Field(4.0, gt=0.0, description="hinton's temperature")
     ood: OODConfig | None = None
     grid: dict[str, list[Any]] = {}
-    trial_cpus: float = Field(0.25, gt=0.0, description="CPUs a Tune trial's driver holds, beside its workers")
+    trial_cpus: float = Field(0.25, gt=0.0, description="CPUs a Tune trial's own process holds beside a worker group (num_workers > 1); a single-worker run trains in that process, which holds the worker's resources")
     paper: Literal["table1", "table2", "fig1", "table3", "table4", "table5", "table6"] | None = None
 
     @model_validator(mode="after")

@@ -65,14 +65,19 @@ def load_model(folder: str, device: torch.device | str = "cpu") -> nn.Module:
     return model.to(device).eval()
 
 
+def progress(folder: str) -> dict[str, Any]:
+    """The epoch a checkpoint reached and the history up to it (call `verify` first)."""
+    with open(os.path.join(folder, "progress.json")) as f:
+        return json.load(f)
+
+
 def load_progress(folder: str, net: nn.Module) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
     """Load a checkpoint's weights into `net`; return the epoch reached, the history and the optimizer state."""
     verify(folder)
     net.load_state_dict(torch.load(os.path.join(folder, "model.pt"), map_location="cpu", weights_only=True))
     opt = torch.load(os.path.join(folder, "optimizer.pt"), map_location="cpu", weights_only=True)
-    with open(os.path.join(folder, "progress.json")) as f:
-        progress = json.load(f)
-    return progress["epoch"], progress["history"], opt
+    done = progress(folder)
+    return done["epoch"], done["history"], opt
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

@@ -47,6 +47,8 @@ def label_images(mentor: Checkpoint | dict[str, Any], jobs: dict[str, list[Table
     """For each `uri: sources` of `jobs`, write the mentor's probabilities (columns id, soft_label) for every
     image of the sources to `uri`. `mentor` is a checkpoint, or a black box's settings (`open_black_box`'s
     arguments). Returns the seconds spent answering each job and, for a black box, the queries it answered."""
+    if resources.in_process:  # the caller holds the resources already
+        return _label(mentor, jobs, producer)
     # DEFAULT scheduling: inside a Tune trial, a task would otherwise be held to the trial's own small bundle.
     task = ray.remote(_label).options(num_cpus=resources.cpus_per_worker, num_gpus=resources.gpus_per_worker,
                                       resources=resources.custom_per_worker or None, scheduling_strategy="DEFAULT")

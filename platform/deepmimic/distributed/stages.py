@@ -102,16 +102,18 @@ def model_result(model: ModelConfig, trained: Trained) -> dict[str, Any]:
 
 
 def _fit(cfg: ExperimentConfig, name: str, model: ModelConfig, data: TableInfo, target: str, test: TableInfo,
-         num_classes: int, folder: str, temperature: float = 1.0) -> Trained:
+         num_classes: int, folder: str, resources: Resources, temperature: float = 1.0) -> Trained:
     """One Ray Train run of `model` with the experiment's resources and fault tolerance."""
     ft = cfg.fault_tolerance
     hyper = replace(model.training.hyper(cfg.seed if model.seed is None else model.seed), temperature=temperature)
     return fit(f"{name}-{os.path.basename(folder)}", model.spec(), hyper, data, target, test,
-               num_classes, _resources(cfg), f"{folder}/ray", cfg.inference_repeats, ft.checkpoint_every, ft.worker_restarts)
+               num_classes, resources, f"{folder}/ray", cfg.inference_repeats, ft.checkpoint_every, ft.worker_restarts)
 
 
-def _resources(cfg: ExperimentConfig) -> Resources:
-    return Resources(**cfg.resources.model_dump())
+def resources(cfg: ExperimentConfig, in_trial: bool = False) -> Resources:
+    """What each run asks for; `in_trial`: the caller is a Tune trial that holds one worker's
+    resources, where a single-worker run trains in the trial's own process."""
+    return Resources(**cfg.resources.model_dump(), in_process=in_trial and cfg.resources.num_workers == 1)
 
 
 def _load(cfg: ExperimentConfig) -> tuple[Dataset, Any]:
@@ -151,13 +153,15 @@ def _cached_mentor(done: str, key: str) -> MentorOutcome | None:
     return outcome
 
 
-def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = None, split: Split | None = None) -> MentorOutcome:
+def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = None, split: Split | None = None,
+                 in_trial: bool = False) -> MentorOutcome:
     """Train the mentor (or ask a black box, or combine an ensemble's members) and
     label its pool and test set, or load all of it from `folder` if done before.
 
     `mentor.json`, written last, marks a finished mentor stage; its tables are
     checked against their manifests before they are used again. An ensemble's
-    members are mentors of their own, beside it, each trained once.
+    members are mentors of their own, beside it, each trained once. `in_trial`:
+    called in a Tune trial holding one worker's resources (see `resources`).
     """
     key = mentor_key(cfg)
     done = f"{folder}/mentor.json"
@@ -189,12 +193,13 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
     soft_uri, test_uri = f"{folder}/soft_labels.parquet", f"{folder}/test_probabilities.parquet"  # as MentorOutcome names them
     jobs = {soft_uri: [data.student] + ([ood] if ood else []), test_uri: [data.test]}  # the test set last
     if isinstance(mentor, ModelConfig):
-        trained = _fit(cfg, f"mentor-{mentor.name}", mentor, data.mentor, "label", data.test, num_classes, folder)
+        trained = _fit(cfg, f"mentor-{mentor.name}", mentor, data.mentor, "label", data.test, num_classes, folder,
+                       resources(cfg, in_trial))
         lap("train_mentor")
-        label_images(trained.checkpoint, jobs, _resources(cfg), key)
+        label_images(trained.checkpoint, jobs, resources(cfg, in_trial), key)
         result, test_predictions = model_result(mentor, trained), trained.test_predictions
     else:
-        result, test_predictions = _answered(cfg, folder, key, jobs, given, data.test, num_classes)
+        result, test_predictions = _answered(cfg, folder, key, jobs, given, data.test, num_classes, in_trial)
     lap("soft_labels")
     outcome = MentorOutcome(folder, {**result, "stage_times_s": times}, test_predictions.tolist(), data.student,
                             data.test, ood, num_classes, True)
@@ -203,14 +208,16 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
 
 
 def _answered(cfg: ExperimentConfig, folder: str, key: str, jobs: dict[str, list[TableInfo]],
-              given: tuple[Dataset | None, Split | None], test_info: TableInfo, num_classes: int) -> tuple[dict[str, Any], np.ndarray]:
+              given: tuple[Dataset | None, Split | None], test_info: TableInfo, num_classes: int,
+              in_trial: bool) -> tuple[dict[str, Any], np.ndarray]:
     """A black box or an ensemble: write its answers for `jobs`, and score the test set's, which comes last."""
     mentor, (soft_uri, test_uri) = cfg.mentor, jobs
     if isinstance(mentor, BlackBoxMentorConfig):
-        answered = label_images(mentor.black_box.model_dump(), jobs, _resources(cfg), key)
+        answered = label_images(mentor.black_box.model_dump(), jobs, resources(cfg, in_trial), key)
         description, queries, seconds = f"black box ({mentor.black_box.kind})", answered["queries"], answered["seconds"][test_uri]
     else:
-        members = [train_mentor(member_config(cfg, m), member_folder(folder, cfg, m), *given) for m in mentor.members]
+        members = [train_mentor(member_config(cfg, m), member_folder(folder, cfg, m), *given, in_trial)
+                   for m in mentor.members]
         seconds = _combine(members, mentor.rule, soft_uri, test_uri, key)
         description = f"ensemble ({mentor.rule}): " + " + ".join(m.result["name"] for m in members)
         asked = [m.result["queries"] for m in members if m.result.get("queries")]
@@ -264,11 +271,11 @@ def student_set(cfg: ExperimentConfig, mentor: MentorOutcome) -> StudentSet:
 
 
 def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOutcome, data: StudentSet,
-                  folder: str) -> dict[str, Any]:
+                  folder: str, in_trial: bool = False) -> dict[str, Any]:
     """Train the student on its set's targets and compare it with its mentor."""
     method, temperature = _method(cfg)
     trained = _fit(cfg, f"student-{student.name}", student, data.table, "soft_label", mentor.test, mentor.num_classes,
-                   folder, temperature)
+                   folder, resources(cfg, in_trial), temperature)
     row = model_result(student, trained)
     row["method"], row["temperature"] = method, temperature
     row["relative_accuracy"] = row["test_accuracy"] / mentor.result["test_accuracy"]

@@ -56,7 +56,7 @@ def trial_file(out: str, key: str) -> str:
 
 def _mentor_trial(config: dict[str, Any], mentors: dict[str, SweepConfig], cache: str) -> None:
     key = config["mentor"]
-    outcome = train_mentor(mentors[key], mentor_folder(cache, key))
+    outcome = train_mentor(mentors[key], mentor_folder(cache, key), in_trial=True)
     tune.report({"mentor": key, "trained": outcome.trained, "test_accuracy": outcome.result["test_accuracy"]})
 
 
@@ -81,7 +81,7 @@ def _student_trial(config: dict[str, Any], trials: dict[str, Trial],
                    inputs: dict[str, tuple[MentorOutcome, StudentSet]], out: str) -> None:
     trial = trials[config["trial"]]
     mentor, data = inputs[trial.key]
-    row = train_student(trial.cfg, trial.student, mentor, data, os.path.dirname(trial_file(out, trial.key)))
+    row = train_student(trial.cfg, trial.student, mentor, data, os.path.dirname(trial_file(out, trial.key)), in_trial=True)
     record = {"key": trial.key, "mentor_key": mentor_key(trial.cfg), "grid": trial.grid, "seed": trial.cfg.seed,
               "split_ratio": trial.cfg.split.mentor_ratio, "variant": trial.cfg.variant.model_dump(),
               "mentor": mentor.result, "student": row}
@@ -101,17 +101,28 @@ class _OnComplete(tune.Callback):
             self.fn(trial.last_result)
 
 
+def trial_resources(base: SweepConfig) -> dict[str, float]:
+    """What a trial's own process holds: a single worker's resources, since such a run trains
+    in that process; else `trial_cpus`, beside the worker group the trial starts."""
+    r = base.resources
+    if r.num_workers > 1:
+        return {"CPU": base.trial_cpus}
+    return {k: v for k, v in {"CPU": r.cpus_per_worker, "GPU": r.gpus_per_worker, **r.custom_per_worker}.items() if v}
+
+
 def concurrency(base: SweepConfig, cluster: dict[str, float]) -> int:
     """How many trials fit the cluster at once, each with its own process and its training workers.
 
-    Tune reserves only the trial's own `trial_cpus`; the Ray Train workers a trial
-    starts ask for theirs later, so without this bound trials could hold every CPU
-    while their workers wait forever. A resource the cluster lacks today (GPUs on
-    an autoscaling cluster at zero workers) sets no bound: the autoscaler adds it.
+    A trial with a worker group reserves only `trial_cpus`; its Ray Train workers
+    ask for theirs later, so without this bound trials could hold every CPU while
+    their workers wait forever. A resource the cluster lacks today (GPUs on an
+    autoscaling cluster at zero workers) sets no bound: the autoscaler adds it.
     """
     r = base.resources
-    need = {"CPU": base.trial_cpus + r.num_workers * r.cpus_per_worker, "GPU": r.num_workers * r.gpus_per_worker,
-            **{k: r.num_workers * v for k, v in r.custom_per_worker.items()}}
+    need = trial_resources(base)
+    if r.num_workers > 1:
+        need = {"CPU": base.trial_cpus + r.num_workers * r.cpus_per_worker, "GPU": r.num_workers * r.gpus_per_worker,
+                **{k: r.num_workers * v for k, v in r.custom_per_worker.items()}}
     fits = [int(cluster[k] // v) for k, v in need.items() if v > 0 and cluster.get(k, 0) > 0]
     return max(1, min(fits)) if fits else 1
 
@@ -119,7 +130,7 @@ def concurrency(base: SweepConfig, cluster: dict[str, float]) -> int:
 def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig, storage: str,
           on_complete: Callable[[dict[str, Any]], None]) -> None:
     tuner = tune.Tuner(
-        tune.with_resources(fn, {"cpu": base.trial_cpus}),
+        tune.with_resources(fn, tune.PlacementGroupFactory([trial_resources(base)])),
         param_space={axis: tune.grid_search(keys)},
         tune_config=tune.TuneConfig(reuse_actors=False, max_concurrent_trials=concurrency(base, ray.cluster_resources())),
         run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[_OnComplete(on_complete)],
