@@ -1,10 +1,13 @@
 """Benchmark 3: what Ray adds. Student-A (Table 1) trained for 5 epochs on the
-whole Fashion-MNIST student pool (48,000 images, soft labels) by Ray Train,
-against the core loop alone doing the same work in this process: read the
-Parquet set, train with a test evaluation after every epoch, evaluate, time
-inference. Ray is started before the clock runs; the worker group's start-up
-is inside the Ray figure. Also: the start-up of an empty Tune trial and of a
-Ray Train run on 128 images for one epoch.
+whole Fashion-MNIST student pool (48,000 images, soft labels) on Ray, against
+the core loop alone doing the same work in this process: read the Parquet set,
+train with a test evaluation after every epoch, evaluate, time inference.
+
+Two Ray paths, each timed from the call to the result, start-up included, with
+Ray started before the clock runs: a sweep's path for a single-worker run (one
+Tune trial holding the worker's CPUs, training in its own process) and a Ray
+Train worker group of one worker (the path of multi-worker runs). Also: each
+path's start-up on 128 images for one epoch, and an empty Tune trial.
 
     python benchmarks/ray_overhead.py [--epochs 5] [--threads 2]
 """
@@ -12,8 +15,11 @@ Ray Train run on 128 images for one epoch.
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
+from dataclasses import replace
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -63,10 +69,32 @@ def empty_trial(config: dict) -> None:
     tune.report({"done": 1})
 
 
+def in_trial(run: Callable[[Resources], Any], resources: Resources, folder: str) -> Any:
+    """`run(resources)` in one Tune trial holding the worker's CPUs, as a sweep runs it; its return value."""
+    def trial(config: dict) -> None:
+        tune.report({"out": run(replace(resources, in_process=True))})
+
+    grid = tune.Tuner(tune.with_resources(trial, {"cpu": resources.cpus_per_worker}),
+                      run_config=tune.RunConfig(storage_path=folder, verbose=0)).fit()
+    return grid[0].metrics["out"]
+
+
+def on_ray(path: str, name: str, spec: ModelSpec, hyper: Hyper, data: TableInfo, test: TableInfo,
+           resources: Resources, folder: str) -> tuple[float, float]:
+    """Seconds (start-up included) and test accuracy of one run in a Tune trial (`trial`) or on a worker group."""
+    def run(r: Resources) -> float:
+        return fit(name, spec, hyper, data, "soft_label", test, 10, r, f"{folder}/ray").summary["test_accuracy"]
+
+    start = time.perf_counter()
+    acc = in_trial(run, resources, f"{folder}/tune") if path == "trial" else run(resources)
+    return time.perf_counter() - start, acc
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3, help="rounds of core, trial and worker group, interleaved; medians shown")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(machine(torch.device("cpu")))
@@ -77,27 +105,33 @@ def main() -> None:
         print(f"sizes: {info.rows} student images with soft labels, {test.rows} test images; Student-A {spec.architecture}, "
               f"{args.epochs} epochs, batch 128, {args.threads} threads; Ray worker: {args.threads} CPUs")
         connect()
-        accs = {}
-        t_core = seconds(lambda: accs.__setitem__("core", core_alone(info, test, spec, hyper)), torch.device("cpu"))
-        start = time.perf_counter()
-        trained = fit("bench-student-a", spec, hyper, info, "soft_label", test, 10, resources, f"{folder}/ray")
-        t_ray = time.perf_counter() - start
-        accs["ray"] = trained.summary["test_accuracy"]
-
         small = TableInfo(f"{folder}/small.parquet", 128, info.shape, info.class_names, info.mean, info.std)
         tables.write_atomic(tables.read(info.uri).slice(0, 128), small.uri)
-        start = time.perf_counter()
-        fit("bench-startup", spec, Hyper(epochs=1, batch_size=128), small, "soft_label", test, 10, resources, f"{folder}/ray")
-        t_startup = time.perf_counter() - start
+        # This VM's timings wander by 10-20% from run to run: rounds interleave the three, and medians are compared.
+        accs, runs = {}, {k: [] for k in ("core", "trial", "group", "trial startup", "group startup")}
+        for i in range(args.repeats):
+            runs["core"].append(seconds(lambda: accs.__setitem__("core", core_alone(info, test, spec, hyper)), torch.device("cpu")))
+            for path in ("trial", "group"):
+                t, accs[path] = on_ray(path, f"{path}-{i}", spec, hyper, info, test, resources, folder)
+                runs[path].append(t)
+                t, _ = on_ray(path, f"{path}-startup-{i}", spec, Hyper(epochs=1, batch_size=128), small, test, resources, folder)
+                runs[f"{path} startup"].append(t)
+            print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in runs.items()), flush=True)
+        times = {k: statistics.median(v) for k, v in runs.items()}
+        t_core = times["core"]
         start = time.perf_counter()
         tune.Tuner(tune.with_resources(empty_trial, {"cpu": 0.25}),
                    run_config=tune.RunConfig(storage_path=f"{folder}/tune", verbose=0)).fit()
         t_trial = time.perf_counter() - start
 
-    print_table("Ray overhead", ["run", "seconds", "test acc", "ratio to core alone"], [
+    print_table(f"Ray overhead (medians of {args.repeats} rounds)", ["run", "seconds", "test acc", "ratio to core alone"], [
         ["core loop alone (same process)", round(t_core, 2), accs["core"], 1.0],
-        ["Ray Train (worker group start-up included)", round(t_ray, 2), accs["ray"], round(t_ray / t_core, 3)],
-        ["Ray Train start-up: 128 images, 1 epoch", round(t_startup, 2), "", ""],
+        ["Tune trial training in its own process (a sweep's single-worker run)", round(times["trial"], 2), accs["trial"],
+         round(times["trial"] / t_core, 3)],
+        ["Ray Train worker group of 1 (multi-worker runs' path)", round(times["group"], 2), accs["group"],
+         round(times["group"] / t_core, 3)],
+        ["start-up, Tune trial: 128 images, 1 epoch, the whole test set evaluated", round(times["trial startup"], 2), "", ""],
+        ["start-up, Ray Train worker group: the same", round(times["group startup"], 2), "", ""],
         ["Tune: one empty trial", round(t_trial, 2), "", ""],
     ])
 
