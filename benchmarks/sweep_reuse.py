@@ -10,7 +10,11 @@ each run evaluating the test set after every epoch. The no-reuse baseline is
 measured on Ray too: one sweep per student, each with a fresh cache, so the
 mentor is trained and the pool labelled again for every student.
 
-    python benchmarks/sweep_reuse.py [--epochs 2] [--cpus-per-worker 0.75 --threads 1]
+The sweep's trials hold 2 CPUs and train with 2 threads, as the core loop does,
+so they run one after another as the stages do; each training run is 5 epochs,
+as in the Ray overhead benchmark (`--epochs 2` shows the fixed costs larger).
+
+    python benchmarks/sweep_reuse.py [--epochs 5] [--cpus-per-worker 2 --threads 2]
 """
 
 from __future__ import annotations
@@ -69,9 +73,9 @@ def search_space(epochs: int, cpus: float, threads: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--cpus-per-worker", type=float, default=0.75)
-    p.add_argument("--threads", type=int, default=1, help="torch threads per training worker")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--cpus-per-worker", type=float, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch threads per training worker")
     args = p.parse_args()
     print(machine(torch.device("cpu")))
     print(f"sizes: mentor 12000 labelled, pool 48000, test 10000; {args.epochs} epochs, batch 128; "

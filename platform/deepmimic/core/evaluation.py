@@ -44,10 +44,12 @@ def agreement(preds: np.ndarray, reference: np.ndarray) -> float:
     return float(np.mean(preds == reference))
 
 
-def inference_time(model: nn.Module, images: torch.Tensor, repeats: int = 5) -> float:
-    """Mean seconds to classify all `images` (the paper's Table 6), after one warm-up pass."""
+def inference_time(model: nn.Module, images: torch.Tensor, repeats: int = 5, warm_up: bool = True) -> float:
+    """Mean seconds to classify all `images` (the paper's Table 6), after one warm-up pass
+    (`warm_up=False` where the model has just classified them)."""
     sync = torch.cuda.synchronize if images.is_cuda else (lambda: None)
-    predict_logits(model, images)
+    if warm_up:
+        predict_logits(model, images)
     sync()
     start = time.perf_counter()
     for _ in range(repeats):
