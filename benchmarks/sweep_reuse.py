@@ -20,6 +20,7 @@ as in the Ray overhead benchmark (`--epochs 2` shows the fixed costs larger).
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 
@@ -29,7 +30,7 @@ import yaml
 from common import FASHION, TABLE1, build, fashion_split, machine, print_table
 
 from deepmimic.config import load_sweep
-from deepmimic.core.evaluation import accuracy_and_loss, predict_logits
+from deepmimic.core.evaluation import accuracy_and_loss, inference_time, predict_logits
 from deepmimic.core.soft_labels import soft_labels
 from deepmimic.core.training import Hyper, train
 from deepmimic.distributed.cluster import connect
@@ -40,7 +41,9 @@ STUDENTS = {"Student-A": TABLE1["Student-A"], "Student-B": TABLE1["Student-B"],
 
 
 def core_stages(epochs: int) -> dict[str, float]:
-    """Every stage of the sweep, one after another, with the core loop alone."""
+    """Every stage of the sweep, one after another, with the core loop alone, doing the
+    sweep's work: each model scored on the test set after every epoch and its test-set
+    inference timed once (`inference_repeats: 1`), the mentor labelling the pool and the test set."""
     times, clock = {}, time.perf_counter()
     data = fashion_split()
     times["load and split"], clock = time.perf_counter() - clock, time.perf_counter()
@@ -48,11 +51,13 @@ def core_stages(epochs: int) -> dict[str, float]:
 
     def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
         train(model, x, y, hyper, lambda epoch, loss: accuracy_and_loss(predict_logits(model, data.test_x), data.test_y))
+        inference_time(model, data.test_x, 1, warm_up=False)
 
     mentor = build(TABLE1["Mentor"], (1, 28, 28), 10, data.mean, data.std)
     fit(mentor, data.mentor_x, data.mentor_y)
     times["mentor"], clock = time.perf_counter() - clock, time.perf_counter()
     soft = torch.from_numpy(soft_labels(mentor, data.pool_x))
+    soft_labels(mentor, data.test_x)
     times["soft labels"], clock = time.perf_counter() - clock, time.perf_counter()
     for name, arch in STUDENTS.items():
         fit(build(arch, (1, 28, 28), 10, data.mean, data.std), data.pool_x, soft)
@@ -76,28 +81,35 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--cpus-per-worker", type=float, default=2)
     p.add_argument("--threads", type=int, default=2, help="torch threads per training worker")
+    p.add_argument("--repeats", type=int, default=2, help="rounds of core stages and sweep, interleaved; medians shown")
     args = p.parse_args()
     print(machine(torch.device("cpu")))
     print(f"sizes: mentor 12000 labelled, pool 48000, test 10000; {args.epochs} epochs, batch 128; "
           f"sweep workers {args.cpus_per_worker} CPU / {args.threads} threads, core loop {torch.get_num_threads()} threads")
-    core = core_stages(args.epochs)
     connect()
+    # This VM's speed wanders by 10-20% from minute to minute: rounds interleave stages and sweep, medians compared.
+    cores, sweeps = [], []
     with tempfile.TemporaryDirectory() as folder:
         path = f"{folder}/space.yaml"
         with open(path, "w") as f:
             yaml.safe_dump(search_space(args.epochs, args.cpus_per_worker, args.threads), f)
-        base, points = load_sweep(path)
-        start = time.perf_counter()
-        counts = run_sweep(base, points, f"{folder}/out", f"{folder}/out")
-        t_sweep = time.perf_counter() - start
+        for i in range(args.repeats):
+            cores.append(core_stages(args.epochs))
+            base, points = load_sweep(path)
+            start = time.perf_counter()
+            counts = run_sweep(base, points, f"{folder}/out{i}", f"{folder}/out{i}")  # a fresh cache each round
+            sweeps.append(time.perf_counter() - start)
+            print(f"round {i + 1}: stages {sum(cores[-1].values()):.2f} s, sweep {sweeps[-1]:.2f} s", flush=True)
         start = time.perf_counter()
         for name in STUDENTS:
             base, points = load_sweep(path, [f"grid.student=[{name}]"])
             run_sweep(base, points, f"{folder}/alone/{name}", f"{folder}/alone/{name}")  # a cache of its own
         no_reuse = time.perf_counter() - start
-    summed = sum(core.values())
-    print_table("Core stages, one after another", ["stage", "seconds"], [[k, round(v, 2)] for k, v in core.items()])
-    print_table("Sweep against its stages and against no reuse", ["run", "seconds", "ratio to summed stages"], [
+    summed, t_sweep = statistics.median(sum(c.values()) for c in cores), statistics.median(sweeps)
+    print_table("Core stages, one after another (medians)", ["stage", "seconds"],
+                [[k, round(statistics.median(c[k] for c in cores), 2)] for k in cores[0]])
+    print_table(f"Sweep against its stages (medians of {args.repeats} rounds) and against no reuse (once)",
+                ["run", "seconds", "ratio to summed stages"], [
         ["stages summed (core loop alone)", round(summed, 2), 1.0],
         [f"sweep ({counts['mentors_trained']} mentor trained, {counts['trials_run']} student trials)", round(t_sweep, 2),
          round(t_sweep / summed, 3)],

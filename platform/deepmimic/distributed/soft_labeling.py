@@ -1,6 +1,7 @@
-"""A Ray task that has a mentor (a trained checkpoint or a black box) answer
-every image of the student pool, its out-of-domain candidates and the test set
-once, for every student trial that needs them."""
+"""A mentor (a trained checkpoint or a black box) answers every image of the
+student pool, its out-of-domain candidates and the test set once, for every
+student trial that needs them: in the mentor's Tune trial, which holds the
+resources, or else as a Ray task of its own."""
 
 from __future__ import annotations
 

@@ -155,6 +155,7 @@ def _worker(cfg: dict[str, Any]) -> None:
 
 
 def _train(cfg: dict[str, Any], place: _WorkerGroup | _OwnProcess) -> None:
+    """One worker's run: its shard on its device, the core loop, rank 0's scores and checkpoints."""
     train_info, test_info = TableInfo.from_json(cfg["train"]), TableInfo.from_json(cfg["test"])
     rank, device = place.rank, place.device
     torch.set_num_threads(cfg["threads"])

@@ -1,0 +1,44 @@
+"""Where a run's checkpoints go when it trains in its Tune trial's own process, and which one a restart resumes from."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deepmimic.core import checkpoints
+from deepmimic.core.architectures import ModelSpec
+from deepmimic.core.training import Hyper, sgd
+from deepmimic.distributed.train import Resources, _latest, _OwnProcess, fit
+
+SPEC = {"architecture": "c-fc", "width": 2}
+
+
+def save_epoch(run: _OwnProcess, tmp_path, epoch: int) -> None:
+    net = ModelSpec(**SPEC).build((1, 8, 8), 3, [0.0], [1.0])
+    folder = tmp_path / f"local-{epoch}"
+    folder.mkdir()
+    checkpoints.save(str(folder), net, sgd(net, Hyper()), epoch, [{"epoch": epoch}], {"spec": SPEC})
+    run.report({"epoch": epoch}, str(folder), epoch)
+
+
+def test_a_run_of_its_own_keeps_its_newest_two_checkpoints(tmp_path):
+    run = _OwnProcess(str(tmp_path / "run"))
+    for epoch in (2, 4, 6):
+        save_epoch(run, tmp_path, epoch)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint_epoch-000004", "checkpoint_epoch-000006"]
+    assert run.last.path.endswith("checkpoint_epoch-000006")
+
+
+def test_a_restart_resumes_from_the_furthest_intact_checkpoint(tmp_path):
+    run = _OwnProcess(str(tmp_path / "run"))
+    save_epoch(run, tmp_path, 4)
+    save_epoch(run, tmp_path, 6)
+    (tmp_path / "run" / "checkpoint_epoch-000006" / "model.pt").write_bytes(b"cut off")
+    with _latest(str(tmp_path / "run")).as_directory() as d:
+        assert checkpoints.progress(d)["epoch"] == 4
+    assert _latest(str(tmp_path / "nothing")) is None
+
+
+def test_only_a_single_worker_trains_in_its_callers_process(tmp_path):
+    with pytest.raises(ValueError, match="single-worker"):
+        fit("x", ModelSpec(**SPEC), Hyper(), None, "label", None, 3, Resources(num_workers=2, in_process=True), str(tmp_path))
