@@ -11,7 +11,6 @@ import csv
 import json
 import threading
 
-import numpy as np
 import pytest
 import torch
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from deepmimic.core import checkpoints
 from deepmimic.core.architectures import ModelSpec
