@@ -103,7 +103,7 @@ def model_result(model: ModelConfig, trained: Trained) -> dict[str, Any]:
 
 def _fit(cfg: ExperimentConfig, name: str, model: ModelConfig, data: TableInfo, target: str, test: TableInfo,
          num_classes: int, folder: str, resources: Resources, temperature: float = 1.0) -> Trained:
-    """One Ray Train run of `model` with the experiment's resources and fault tolerance."""
+    """One training run of `model` with the experiment's resources and fault tolerance."""
     ft = cfg.fault_tolerance
     hyper = replace(model.training.hyper(cfg.seed if model.seed is None else model.seed), temperature=temperature)
     return fit(f"{name}-{os.path.basename(folder)}", model.spec(), hyper, data, target, test,
