@@ -110,7 +110,7 @@ def _fit(cfg: ExperimentConfig, name: str, model: ModelConfig, data: TableInfo, 
                num_classes, resources, f"{folder}/ray", cfg.inference_repeats, ft.checkpoint_every, ft.worker_restarts)
 
 
-def resources(cfg: ExperimentConfig, in_trial: bool = False) -> Resources:
+def _resources(cfg: ExperimentConfig, in_trial: bool = False) -> Resources:
     """What each run asks for; `in_trial`: the caller is a Tune trial that holds one worker's
     resources, where a single-worker run trains in the trial's own process."""
     return Resources(**cfg.resources.model_dump(), in_process=in_trial and cfg.resources.num_workers == 1)
@@ -161,7 +161,7 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
     `mentor.json`, written last, marks a finished mentor stage; its tables are
     checked against their manifests before they are used again. An ensemble's
     members are mentors of their own, beside it, each trained once. `in_trial`:
-    called in a Tune trial holding one worker's resources (see `resources`).
+    called in a Tune trial holding one worker's resources (see `_resources`).
     """
     key = mentor_key(cfg)
     done = f"{folder}/mentor.json"
@@ -193,10 +193,10 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
     soft_uri, test_uri = f"{folder}/soft_labels.parquet", f"{folder}/test_probabilities.parquet"  # as MentorOutcome names them
     jobs = {soft_uri: [data.student] + ([ood] if ood else []), test_uri: [data.test]}  # the test set last
     if isinstance(mentor, ModelConfig):
-        trained = _fit(cfg, f"mentor-{mentor.name}", mentor, data.mentor, "label", data.test, num_classes, folder,
-                       resources(cfg, in_trial))
+        run_on = _resources(cfg, in_trial)
+        trained = _fit(cfg, f"mentor-{mentor.name}", mentor, data.mentor, "label", data.test, num_classes, folder, run_on)
         lap("train_mentor")
-        label_images(trained.checkpoint, jobs, resources(cfg, in_trial), key)
+        label_images(trained.checkpoint, jobs, run_on, key)
         result, test_predictions = model_result(mentor, trained), trained.test_predictions
     else:
         result, test_predictions = _answered(cfg, folder, key, jobs, given, data.test, num_classes, in_trial)
@@ -213,7 +213,7 @@ def _answered(cfg: ExperimentConfig, folder: str, key: str, jobs: dict[str, list
     """A black box or an ensemble: write its answers for `jobs`, and score the test set's, which comes last."""
     mentor, (soft_uri, test_uri) = cfg.mentor, jobs
     if isinstance(mentor, BlackBoxMentorConfig):
-        answered = label_images(mentor.black_box.model_dump(), jobs, resources(cfg, in_trial), key)
+        answered = label_images(mentor.black_box.model_dump(), jobs, _resources(cfg, in_trial), key)
         description, queries, seconds = f"black box ({mentor.black_box.kind})", answered["queries"], answered["seconds"][test_uri]
     else:
         members = [train_mentor(member_config(cfg, m), member_folder(folder, cfg, m), *given, in_trial)
@@ -275,7 +275,7 @@ def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOut
     """Train the student on its set's targets and compare it with its mentor."""
     method, temperature = _method(cfg)
     trained = _fit(cfg, f"student-{student.name}", student, data.table, "soft_label", mentor.test, mentor.num_classes,
-                   folder, resources(cfg, in_trial), temperature)
+                   folder, _resources(cfg, in_trial), temperature)
     row = model_result(student, trained)
     row["method"], row["temperature"] = method, temperature
     row["relative_accuracy"] = row["test_accuracy"] / mentor.result["test_accuracy"]

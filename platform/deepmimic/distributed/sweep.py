@@ -21,6 +21,7 @@ from ..errors import UserError
 from .stages import (MentorOutcome, member_config, mentor_key, student_key, student_set, train_mentor,
                      train_student)
 from .student_sets import StudentSet
+from .train import Resources
 
 
 @dataclass(frozen=True)
@@ -101,13 +102,16 @@ class _OnComplete(tune.Callback):
             self.fn(trial.last_result)
 
 
+def _per_worker(base: SweepConfig) -> dict[str, float]:
+    return Resources(**base.resources.model_dump()).per_worker()
+
+
 def trial_resources(base: SweepConfig) -> dict[str, float]:
     """What a trial's own process holds: a single worker's resources, since such a run trains
     in that process; else `trial_cpus`, beside the worker group the trial starts."""
-    r = base.resources
-    if r.num_workers > 1:
+    if base.resources.num_workers > 1:
         return {"CPU": base.trial_cpus}
-    return {k: v for k, v in {"CPU": r.cpus_per_worker, "GPU": r.gpus_per_worker, **r.custom_per_worker}.items() if v}
+    return {k: v for k, v in _per_worker(base).items() if v}
 
 
 def concurrency(base: SweepConfig, cluster: dict[str, float]) -> int:
@@ -118,11 +122,10 @@ def concurrency(base: SweepConfig, cluster: dict[str, float]) -> int:
     their workers wait forever. A resource the cluster lacks today (GPUs on an
     autoscaling cluster at zero workers) sets no bound: the autoscaler adds it.
     """
-    r = base.resources
-    need = trial_resources(base)
-    if r.num_workers > 1:
-        need = {"CPU": base.trial_cpus + r.num_workers * r.cpus_per_worker, "GPU": r.num_workers * r.gpus_per_worker,
-                **{k: r.num_workers * v for k, v in r.custom_per_worker.items()}}
+    workers = base.resources.num_workers
+    need = {k: workers * v for k, v in _per_worker(base).items()}
+    if workers > 1:
+        need["CPU"] += base.trial_cpus
     fits = [int(cluster[k] // v) for k, v in need.items() if v > 0 and cluster.get(k, 0) > 0]
     return max(1, min(fits)) if fits else 1
 

@@ -50,12 +50,14 @@ class Resources:
     def threads(self) -> int:
         return self.threads_per_worker or max(1, int(self.cpus_per_worker))
 
+    def per_worker(self) -> dict[str, float]:
+        """The Ray resources one worker asks for."""
+        return {"CPU": self.cpus_per_worker, **self.custom_per_worker,
+                **({"GPU": self.gpus_per_worker} if self.gpus_per_worker else {})}
+
     def scaling(self) -> ScalingConfig:
-        per_worker = {"CPU": self.cpus_per_worker, **self.custom_per_worker}
-        if self.gpus_per_worker:
-            per_worker["GPU"] = self.gpus_per_worker
         return ScalingConfig(num_workers=self.num_workers, use_gpu=self.gpus_per_worker > 0,
-                             resources_per_worker=per_worker)
+                             resources_per_worker=self.per_worker())
 
 
 @dataclass(frozen=True)
