@@ -94,7 +94,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3, help="rounds of core, trial and worker group, interleaved; medians shown")
+    p.add_argument("--repeats", type=int, default=5, help="rounds of core, trial and worker group, interleaved; medians shown")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(machine(torch.device("cpu")))
@@ -107,7 +107,8 @@ def main() -> None:
         connect()
         small = TableInfo(f"{folder}/small.parquet", 128, info.shape, info.class_names, info.mean, info.std)
         tables.write_atomic(tables.read(info.uri).slice(0, 128), small.uri)
-        # This VM's timings wander by 10-20% from run to run: rounds interleave the three, and medians are compared.
+        # This VM's timings wander by 10-20% within minutes: rounds interleave the three paths, each path's ratio
+        # is taken to the core run of its own round, and the medians over rounds are shown.
         accs, runs = {}, {k: [] for k in ("core", "trial", "group", "trial startup", "group startup")}
         for i in range(args.repeats):
             runs["core"].append(seconds(lambda: accs.__setitem__("core", core_alone(info, test, spec, hyper)), torch.device("cpu")))
@@ -116,20 +117,23 @@ def main() -> None:
                 runs[path].append(t)
                 t, _ = on_ray(path, f"{path}-startup-{i}", spec, Hyper(epochs=1, batch_size=128), small, test, resources, folder)
                 runs[f"{path} startup"].append(t)
-            print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in runs.items()), flush=True)
+            print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in runs.items())
+                  + f"; trial/core {runs['trial'][-1] / runs['core'][-1]:.3f}, group/core {runs['group'][-1] / runs['core'][-1]:.3f}",
+                  flush=True)
         times = {k: statistics.median(v) for k, v in runs.items()}
+        ratio = {path: statistics.median(t / c for t, c in zip(runs[path], runs["core"])) for path in ("trial", "group")}
         t_core = times["core"]
         start = time.perf_counter()
         tune.Tuner(tune.with_resources(empty_trial, {"cpu": 0.25}),
                    run_config=tune.RunConfig(storage_path=f"{folder}/tune", verbose=0)).fit()
         t_trial = time.perf_counter() - start
 
-    print_table(f"Ray overhead (medians of {args.repeats} rounds)", ["run", "seconds", "test acc", "ratio to core alone"], [
+    print_table(f"Ray overhead (medians of {args.repeats} rounds)", ["run", "seconds", "test acc", "ratio to its round's core run"], [
         ["core loop alone (same process)", round(t_core, 2), accs["core"], 1.0],
         ["Tune trial training in its own process (a sweep's single-worker run)", round(times["trial"], 2), accs["trial"],
-         round(times["trial"] / t_core, 3)],
+         round(ratio["trial"], 3)],
         ["Ray Train worker group of 1 (multi-worker runs' path)", round(times["group"], 2), accs["group"],
-         round(times["group"] / t_core, 3)],
+         round(ratio["group"], 3)],
         ["start-up, Tune trial: 128 images, 1 epoch, the whole test set evaluated", round(times["trial startup"], 2), "", ""],
         ["start-up, Ray Train worker group: the same", round(times["group startup"], 2), "", ""],
         ["Tune: one empty trial", round(t_trial, 2), "", ""],

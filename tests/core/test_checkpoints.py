@@ -5,6 +5,7 @@ import torch
 
 from deepmimic.core import checkpoints
 from deepmimic.core.architectures import ModelSpec
+from deepmimic.core.optimizer import SGD
 from deepmimic.core.tables import TornArtifact
 
 SPEC = ModelSpec("c-mp-fc")
@@ -12,7 +13,7 @@ SPEC = ModelSpec("c-mp-fc")
 
 def saved(tmp_path):
     net = SPEC.build((1, 8, 8), 10)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    opt = SGD(net.parameters(), lr=0.1, momentum=0.9)
     meta = {"spec": {"architecture": "c-mp-fc"}, "shape": [1, 8, 8], "num_classes": 10, "mean": [0.5], "std": [0.25]}
     checkpoints.save(str(tmp_path), net, opt, 3, [{"epoch": 3}], meta)
     return net

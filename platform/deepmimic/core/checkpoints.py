@@ -17,12 +17,13 @@ import torch
 from torch import nn
 
 from .architectures import ModelSpec
+from .optimizer import SGD
 from .tables import TornArtifact, content_hash
 
 MANIFEST = "manifest.json"
 
 
-def save(folder: str, net: nn.Module, opt: torch.optim.Optimizer, epoch: int, history: list[dict[str, Any]],
+def save(folder: str, net: nn.Module, opt: SGD, epoch: int, history: list[dict[str, Any]],
          meta: dict[str, Any], extra: dict[str, bytes] | None = None) -> None:
     """Everything a restarted run needs to go on from `epoch` (and `extra` files, e.g. a summary), then the manifest."""
     torch.save(net.state_dict(), os.path.join(folder, "model.pt"))

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .optimizer import SGD
+
 
 @dataclass(frozen=True)
 class Hyper:
@@ -56,10 +58,9 @@ def random_shift(x: torch.Tensor, k: int) -> torch.Tensor:
     return padded[batch, chan, dy[:, None, :, None], dx[:, None, None, :]]
 
 
-def sgd(model: nn.Module, hyper: Hyper) -> torch.optim.SGD:
+def sgd(model: nn.Module, hyper: Hyper) -> SGD:
     """The paper's optimiser: SGD, here with Nesterov momentum (the learning rate is set per step)."""
-    return torch.optim.SGD(model.parameters(), lr=hyper.lr, momentum=hyper.momentum,
-                           weight_decay=hyper.weight_decay, nesterov=hyper.momentum > 0)
+    return SGD(model.parameters(), lr=hyper.lr, momentum=hyper.momentum, weight_decay=hyper.weight_decay)
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -79,8 +80,8 @@ def train(
     hyper: Hyper,
     on_epoch: Callable[[int, float], None] | None = None,
     start_epoch: int = 0,
-    opt: torch.optim.Optimizer | None = None,
-) -> torch.optim.Optimizer:
+    opt: SGD | None = None,
+) -> SGD:
     """SGD with Nesterov momentum and a cosine learning rate, cross-entropy loss.
 
     `on_epoch(epoch, mean_train_loss)` runs after each epoch (1-based), e.g. to
@@ -105,13 +106,12 @@ def train(
         loss_sum = torch.zeros((), device=images.device)
         for step in range(steps_per_epoch):
             idx = perm[step * hyper.batch_size : (step + 1) * hyper.batch_size]
-            for group in opt.param_groups:
-                group["lr"] = lr_at(epoch * steps_per_epoch + step)
+            opt.lr = lr_at(epoch * steps_per_epoch + step)
             x = random_shift(images[idx], hyper.shift) if hyper.shift else images[idx]
             with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):
                 logits = forward(x.contiguous(memory_format=memory_format))
             loss = cross_entropy(logits.float(), targets[idx], hyper.temperature)
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             loss_sum += loss.detach()

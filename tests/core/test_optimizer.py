@@ -1,0 +1,76 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deepmimic.core.architectures import ModelSpec
+from deepmimic.core.optimizer import SGD
+
+X = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8)
+Y = torch.randint(0, 10, (32,))
+
+
+def net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return ModelSpec("c-mp-fc").build((1, 8, 8), 10)
+
+
+def steps(model: torch.nn.Module, opt, lrs: list[float]) -> None:
+    for lr in lrs:
+        if isinstance(opt, SGD):
+            opt.lr = lr
+        else:
+            opt.param_groups[0]["lr"] = lr
+        opt.zero_grad()
+        F.cross_entropy(model(X), Y).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("momentum", [0.9, 0.0])
+def test_steps_match_torch_sgd_bit_for_bit(momentum):
+    ours, theirs = net(), net()
+    lrs = [0.1, 0.07, 0.03, 0.01]
+    steps(ours, SGD(ours.parameters(), lr=0.1, momentum=momentum, weight_decay=5e-4), lrs)
+    steps(theirs, torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=momentum, weight_decay=5e-4,
+                                  nesterov=momentum > 0), lrs)
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters()))
+
+
+def test_a_restored_state_goes_on_as_if_never_stopped():
+    whole, cut = net(), net()
+    opt = SGD(whole.parameters(), lr=0.1, momentum=0.9)
+    steps(whole, opt, [0.1] * 4)
+    first = SGD(cut.parameters(), lr=0.1, momentum=0.9)
+    steps(cut, first, [0.1] * 2)
+    second = SGD(cut.parameters(), lr=0.1, momentum=0.9)
+    second.load_state_dict(first.state_dict())
+    steps(cut, second, [0.1] * 2)
+    assert all(torch.equal(a, b) for a, b in zip(whole.parameters(), cut.parameters()))
+
+
+def test_torch_sgd_state_loads():
+    model = net()
+    theirs = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    steps(model, theirs, [0.1])
+    ours = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    ours.load_state_dict(theirs.state_dict())
+    assert all(torch.equal(b, theirs.state[p]["momentum_buffer"]) for b, p in zip(ours.buffers, model.parameters()))
+
+
+def test_state_for_other_parameters_is_refused():
+    opt = SGD(net().parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="buffers"):
+        opt.load_state_dict({"state": {0: {"momentum_buffer": torch.zeros(1)}}})
+
+
+def test_a_training_step_does_not_import_torch_dynamo():
+    # The reason the class exists: torch.optim's first optimiser imports torch._dynamo (1-2 s a process).
+    code = ("import sys, torch; from deepmimic.core.training import Hyper, train; "
+            "from deepmimic.core.architectures import ModelSpec; "
+            "m = ModelSpec('c-mp-fc').build((1, 8, 8), 10); "
+            "train(m, torch.zeros(8, 1, 8, 8, dtype=torch.uint8), torch.zeros(8, dtype=torch.long), Hyper(epochs=1)); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
