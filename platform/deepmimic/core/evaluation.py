@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .allocator import keep_freed_memory
+
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
@@ -19,6 +21,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int | Non
     The model runs channels-last, as in training: a model loaded from a
     checkpoint comes back NCHW, and its convolutions ran 4× slower on this CPU.
     """
+    keep_freed_memory()
     batch_size = batch_size or (256 if images.device.type == "cpu" else 2048)
     was_training = model.training
     model.eval()

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .allocator import keep_freed_memory
 from .optimizer import SGD
 
 
@@ -89,6 +90,7 @@ def train(
     the optimiser `opt` restored from a checkpoint; the shuffling order stays
     the same as an uninterrupted run's, since it depends only on seed and epoch.
     """
+    keep_freed_memory()
     n = len(images)
     steps_per_epoch = max(1, math.ceil(n / hyper.batch_size))  # the last batch may be smaller
     total = steps_per_epoch * hyper.epochs
