@@ -74,3 +74,12 @@ def test_a_training_step_does_not_import_torch_dynamo():
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_parameter_without_a_gradient_is_refused():
+    model = net()
+    unused = torch.nn.Parameter(torch.zeros(3))
+    opt = SGD([*model.parameters(), unused], lr=0.1, momentum=0.9)
+    F.cross_entropy(model(X), Y).backward()
+    with pytest.raises(RuntimeError, match="did not use"):
+        opt.step()

@@ -29,8 +29,9 @@ class SGD:
 
     @torch.no_grad()
     def step(self) -> None:
-        params = [p for p in self.params if p.grad is not None]
-        grads = [p.grad for p in params]
+        params, grads = self.params, [p.grad for p in self.params]
+        if any(g is None for g in grads):  # torch would skip such a parameter; the buffers here stay aligned instead
+            raise RuntimeError("every trainable parameter needs a gradient: the model has a parameter it did not use")
         if self.weight_decay:
             grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
         if self.momentum:
