@@ -29,11 +29,11 @@ class SGD:
 
     @torch.no_grad()
     def step(self) -> None:
-        params, grads = self.params, [p.grad for p in self.params]
+        grads = [p.grad for p in self.params]
         if any(g is None for g in grads):  # torch would skip such a parameter; the buffers here stay aligned instead
             raise RuntimeError("every trainable parameter needs a gradient: the model has a parameter it did not use")
         if self.weight_decay:
-            grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
+            grads = torch._foreach_add(grads, self.params, alpha=self.weight_decay)
         if self.momentum:
             if self.buffers is None:
                 self.buffers = [g.detach().clone() for g in grads]
@@ -41,7 +41,7 @@ class SGD:
                 torch._foreach_mul_(self.buffers, self.momentum)
                 torch._foreach_add_(self.buffers, grads)
             grads = torch._foreach_add(grads, self.buffers, alpha=self.momentum)
-        torch._foreach_add_(params, grads, alpha=-self.lr)
+        torch._foreach_add_(self.params, grads, alpha=-self.lr)
 
     def state_dict(self) -> dict[str, Any]:
         """The momentum buffers in `torch.optim.SGD.state_dict()`'s layout."""
