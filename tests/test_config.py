@@ -32,6 +32,10 @@ def test_overrides_reach_nested_and_list_items():
     ({"students": [{"name": "A", "architecture": "c-zz"}]}, "students.0.architecture: architecture 'c-zz': unknown token 'zz'"),
     ({"students": [{"name": "A", "architecture": "c"}, {"name": "A", "architecture": "c"}]}, "student names must be unique"),
     ({"dataset": {"name": "cifar10"}}, "needs dataset.root"),
+    ({"dataset": {"name": "digits", "root": "/data"}}, "dataset: data set 'digits' is bundled"),
+    ({"training": {"epochz": 3}}, "training.epochz: unknown key"),
+    ({"training": {"lr": 0}}, "training.lr: Input should be greater than 0"),
+    ({"method": "distil"}, "method: Input should be 'deepmimic', 'hinton', 'hard' or 'supervised'"),
 ])
 def test_bad_configs_name_the_field(change, fragment):
     with pytest.raises(UserError) as err:
@@ -53,9 +57,17 @@ def test_malformed_yaml_names_the_line(tmp_path):
         load_experiment(path)
 
 
-def test_shipped_quickstart_validates():
-    cfg = load_experiment(ROOT / "search_spaces" / "quickstart.yaml")
+def test_run_refuses_a_search_spaces_grid_instead_of_ignoring_it():
+    with pytest.raises(UserError, match="grid: search-space keys, but `deepmimic run` runs one experiment"):
+        load_experiment(ROOT / "search_spaces" / "quickstart.yaml")
+    cfg = load_experiment(ROOT / "search_spaces" / "quickstart.yaml", ["grid=null"])
     assert cfg.dataset.name == "digits" and len(cfg.students) >= 2
+
+
+def test_an_experiment_carries_its_variant_and_method():
+    cfg = parse_experiment({**BASE, "method": "hinton", "temperature": 3, "variant": {"removal_bound": 0.5}})
+    assert (cfg.method, cfg.loss_temperature, cfg.variant.removal_bound) == ("hinton", 3, 0.5)
+    assert parse_experiment({**BASE, "temperature": 3}).loss_temperature == 1.0  # deepmimic takes none
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)

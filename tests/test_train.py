@@ -7,7 +7,9 @@ import pytest
 from deepmimic.core import checkpoints
 from deepmimic.core.architectures import ModelSpec
 from deepmimic.core.training import Hyper, sgd
-from deepmimic.distributed.train import Resources, _latest, _OwnProcess, fit
+from deepmimic.config import ResourcesConfig
+from deepmimic.distributed.data import TableInfo
+from deepmimic.distributed.train import RunSpec, _latest, _OwnProcess, fit
 
 SPEC = {"architecture": "c-fc", "width": 2}
 
@@ -40,4 +42,6 @@ def test_a_restart_resumes_from_the_furthest_intact_checkpoint(tmp_path):
 
 def test_only_a_single_worker_trains_in_its_callers_process(tmp_path):
     with pytest.raises(ValueError, match="single-worker"):
-        fit("x", ModelSpec(**SPEC), Hyper(), None, "label", None, 3, Resources(num_workers=2, in_process=True), str(tmp_path))
+        table = TableInfo(str(tmp_path / "t.parquet"), 8, (1, 8, 8), ("a", "b", "c"), [0.0], [1.0])
+        fit(RunSpec("x", str(tmp_path), ModelSpec(**SPEC), Hyper(), 0, 1.0, table, "label", table, 3,
+                    ResourcesConfig(num_workers=2), in_process=True))

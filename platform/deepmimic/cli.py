@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .core.results import ExperimentResult
 
 
 class _Parser(argparse.ArgumentParser):
@@ -15,28 +18,34 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
-def format_result(result: dict[str, Any]) -> str:
+def format_result(result: ExperimentResult) -> str:
     """The result of one experiment as a text table."""
-    head = f"{'model':<12} {'architecture':<28} {'params':>9} {'accuracy':>9} {'loss':>7} {'relative':>9} {'agreement':>9} {'infer s':>8}"
-    rows = [f"{result['dataset']}: mentor {result['sizes']['mentor']} labelled, student pool {result['sizes']['student']} unlabelled, test {result['sizes']['test']}", head]
-    for m in [result["mentor"], *result["students"]]:
-        rel = f"{m['relative_accuracy']:>9.4f}" if "relative_accuracy" in m else f"{'-':>9}"
-        agr = f"{m['agreement']:>9.4f}" if "agreement" in m else f"{'-':>9}"
-        rows.append(f"{m['name']:<12} {m['architecture']:<28} {m['params'] or '-':>9} {m['test_accuracy']:>9.4f} "
-                    f"{m['test_loss']:>7.4f} {rel} {agr} {m['inference_time_s']:>8.4f}")
-    rows.append("stage times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings_s"].items()))
+    from .core.results import StudentResult
+
+    head = (f"{'model':<12} {'architecture':<28} {'params':>9} {'accuracy':>9} {'loss':>7} {'relative':>9} "
+            f"{'agreement':>9} {'infer s':>8}")
+    sizes = result.sizes
+    rows = [f"{result.dataset}: mentor {sizes.mentor} labelled, student pool {sizes.student} unlabelled, "
+            f"test {sizes.test}", head]
+    for m in [result.mentor, *result.students]:
+        relative, agreement = (m.relative_accuracy, m.agreement) if isinstance(m, StudentResult) else (None, None)
+        rel = f"{relative:>9.4f}" if relative is not None else f"{'-':>9}"
+        agr = f"{agreement:>9.4f}" if agreement is not None else f"{'-':>9}"
+        rows.append(f"{m.name:<12} {m.architecture:<28} {m.params or '-':>9} {m.test_accuracy:>9.4f} "
+                    f"{m.test_loss:>7.4f} {rel} {agr} {m.inference_time_s:>8.4f}")
+    rows.append("stage times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings_s.items()))
     return "\n".join(rows)
 
 
 def _check_data(configs: list[Any]) -> None:
     """Every data folder the configs name, checked in the driver before any Ray work."""
-    from .config import DATASET_SHAPES, black_boxes
+    from .config import black_boxes
     from .core.datasets import check_dataset
 
     wanted = {(c.dataset.name, c.dataset.root) for c in configs}
-    wanted |= {(c.ood.dataset.name, c.ood.dataset.root) for c in configs if getattr(c, "ood", None) and c.ood.dataset}
+    wanted |= {(c.ood.dataset.name, c.ood.dataset.root) for c in configs if c.ood and c.ood.dataset}
     for name, root in sorted(wanted, key=str):
-        check_dataset(name, root, DATASET_SHAPES[name])
+        check_dataset(name, root)
     for c in configs:
         for box in black_boxes(c.mentor):
             if box.kind != "http" and not os.path.isfile(box.location):
@@ -53,8 +62,7 @@ def _run(args: argparse.Namespace) -> None:
 
     connect()
     out = args.out or os.path.join("runs", cfg.name)
-    result = run_experiment(cfg, out)
-    print(format_result(result))
+    print(format_result(run_experiment(cfg, out)))
     print(f"wrote {os.path.join(out, 'result.json')}")
 
 
@@ -66,72 +74,33 @@ def _sweep(args: argparse.Namespace) -> None:
     storage = _local_or_uri(args.storage or "runs")
     out = _local_or_uri(args.out or f"{storage}/{base.name}")
     cache = _local_or_uri(args.cache or os.environ.get("DEEPMIMIC_CACHE") or f"{storage}/cache")
-    from .core import tables
-    from .distributed.cluster import connect
-    from .distributed.sweep import mentor_folder, plan, run_sweep, trial_file
-    from .report import SWEEP_FILE, write_report
-    from .tracking import Tracker, check_reachable, default_uri
+    from .distributed.sweep import sweep
 
-    server = os.environ.get("MLFLOW_TRACKING_URI")
-    if not server and "://" in out:
-        raise UserError(f"--storage {storage}: a sweep on remote storage needs MLFLOW_TRACKING_URI (a tracking server)")
-    uri = server or default_uri(out)
-    if uri.startswith(("http://", "https://")):
-        check_reachable(uri)  # before anything is written
-    connect()  # a cluster that cannot be reached fails here, before anything is written too
-    if "://" not in out:
-        os.makedirs(out, exist_ok=True)
-    tracker = Tracker(uri, base.name, out, None if server else f"{out}/mlartifacts")
-    mentors, trials = plan(points)
-    sweep = {"name": base.name, "dataset": base.dataset.name, "paper": base.paper, "grid_axes": list(base.grid),
-             "trial_keys": list(trials), "config": base.model_dump(), "counts": {"mentors": 0}}
-    tables.write_json(sweep, f"{out}/{SWEEP_FILE}")
-    counts = run_sweep(base, points, out, cache,
-                       on_mentor=lambda key, cfg, result: tracker.log_mentor(key, _mentor_params(cfg), result),
-                       on_trial=tracker.log_student)
-    # What finished without being logged (the driver of an interrupted sweep died first) is logged now;
-    # runs logged before are skipped, so MLflow holds each mentor and trial once.
-    for key, cfg in mentors.items():
-        tracker.log_mentor(key, _mentor_params(cfg), tables.read_json(f"{mentor_folder(cache, key)}/mentor.json")["result"])
-    for key in trials:
-        tracker.log_student(tables.read_json(trial_file(out, key)))
-    sweep["counts"] = {k: v for k, v in counts.items() if k != "trial_keys"}
-    tables.write_json(sweep, f"{out}/{SWEEP_FILE}")
-    text, files = write_report(out)
-    print(text)
-    tracker.finish({"grid_axes": ",".join(base.grid), "dataset": base.dataset.name}, sweep["counts"], files)
-    c = sweep["counts"]
-    print(f"mentors: {c['mentors']} ({c['mentors_trained']} trained, {c['mentors_reused']} reused); "
-          f"student trials: {c['trials']} ({c['trials_run']} run, {c['trials_reused']} already done)")
+    outcome = sweep(base, points, out, cache)
+    print(outcome.report)
+    c = outcome.counts
+    print(f"mentors: {c.mentors} ({c.mentors_trained} trained, {c.mentors_reused} reused); "
+          f"student trials: {c.trials} ({c.trials_run} run, {c.trials_reused} already done)")
     print(f"results: {out}/results.csv, {out}/report.md")
-    if uri.startswith("sqlite:"):
-        print(f"browse: mlflow ui --backend-store-uri {uri}")
+    if outcome.tracking_uri.startswith("sqlite:"):
+        print(f"browse: mlflow ui --backend-store-uri {outcome.tracking_uri}")
     else:
-        print(f"tracked at {uri}")
+        print(f"tracked at {outcome.tracking_uri}")
 
 
 def _local_or_uri(path: str) -> str:
     """Absolute local paths (every process agrees on them); URIs (s3://, gs://, …) as given."""
-    return path.rstrip("/") if "://" in path else os.path.abspath(path)
+    from .core.artifacts import is_uri
 
-
-def _mentor_params(cfg: Any) -> dict[str, Any]:
-    from .config import BlackBoxMentorConfig, ModelConfig
-
-    common = {"dataset": cfg.dataset.name, "split_ratio": cfg.split.mentor_ratio, "seed": cfg.seed}
-    if isinstance(cfg.mentor, ModelConfig):
-        return {**common, "architecture": cfg.mentor.architecture, **cfg.mentor.training.model_dump()}
-    if isinstance(cfg.mentor, BlackBoxMentorConfig):
-        return {**common, **{f"black_box.{k}": v for k, v in cfg.mentor.black_box.model_dump().items()}}
-    return {**common, "ensemble.rule": cfg.mentor.rule, "ensemble.members": ",".join(m.name for m in cfg.mentor.members)}
+    return path.rstrip("/") if is_uri(path) else os.path.abspath(path)
 
 
 def _load_checkpoint(folder: str) -> tuple[Any, tuple[int, int, int]]:
-    from .core import checkpoints, tables
+    from .core import artifacts, checkpoints
 
     try:
         return checkpoints.load_model(folder), tuple(checkpoints.model_meta(folder)["shape"])
-    except tables.TornArtifact as e:
+    except artifacts.TornArtifact as e:
         raise UserError(f"{e} (expected a mentor's checkpoint folder: its result's `checkpoint`)") from None
 
 

@@ -10,27 +10,16 @@ import copy
 import itertools
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Sequence
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from .core.architectures import ModelSpec
-from .core.datasets import READERS
+from .core.datasets import DATASETS
+from .core.methods import METHODS
 from .core.training import Hyper
 from .errors import UserError
-
-# Image shape of each data set, so architectures are checked before anything runs.
-DATASET_SHAPES = {
-    "digits": (1, 8, 8),
-    "mnist": (1, 28, 28),
-    "fashion_mnist": (1, 28, 28),
-    "cifar10": (3, 32, 32),
-    "cifar100": (3, 32, 32),
-    "tiny_imagenet": (3, 64, 64),
-}
-DATASET_CLASSES = {"cifar100": 100, "tiny_imagenet": 200}
 
 
 class Strict(BaseModel):
@@ -38,40 +27,35 @@ class Strict(BaseModel):
 
 
 class DatasetConfig(Strict):
-    name: Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "tiny_imagenet"] = "digits"
+    name: Literal[tuple(DATASETS)] = "digits"  # type: ignore[valid-type]
     root: str | None = None
+
+    @model_validator(mode="after")
+    def _root_fits(self) -> "DatasetConfig":
+        entry = DATASETS[self.name]
+        if not entry.takes_root and self.root is not None:
+            raise ValueError(f"data set {self.name!r} is bundled and reads no files: remove dataset.root")
+        if entry.takes_root and entry.default_root is None and not self.root:
+            raise ValueError(f"data set {self.name!r} needs dataset.root: the folder holding its files")
+        return self
 
 
 class SplitConfig(Strict):
     mentor_ratio: float = Field(0.2, gt=0.0, lt=1.0)
 
 
-class TrainingConfig(Strict):
-    epochs: int = Field(20, ge=1, le=10_000)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(0.05, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    weight_decay: float = Field(5e-4, ge=0.0)
-    shift: int = Field(0, ge=0, le=8, description="augmentation: random translation in pixels")
-    bf16: bool | None = Field(None, description="bfloat16 autocast; unset: where the device computes it natively "
-                                                "(bf16 GPUs; CPUs with AVX-512 BF16 or AMX)")
-    channels_last: bool = Field(True, description="NHWC activations (1.8x on this CPU; see benchmarks/)")
-    compile: bool = Field(False, description="torch.compile the model")
-
-    def hyper(self, seed: int) -> Hyper:
-        return Hyper(seed=seed, **self.model_dump())
-
-
 class ModelConfig(Strict):
+    """A trained model: its name, its `ModelSpec` (defaults there) and its `training` settings (`Hyper`)."""
+
     name: str = Field(min_length=1)
     architecture: str
-    width: int = Field(32, ge=1)
-    width_growth: float = Field(2.0, gt=0.0)
-    fc_width: int = Field(128, ge=1)
-    dropout: float = Field(0.25, ge=0.0, lt=1.0)
+    width: int = Field(ModelSpec.width, ge=1)
+    width_growth: float = Field(ModelSpec.width_growth, gt=0.0)
+    fc_width: int = Field(ModelSpec.fc_width, ge=1)
+    dropout: float = Field(ModelSpec.dropout, ge=0.0, lt=1.0)
     seed: int | None = Field(None, ge=0, description="its initialisation and batch order (default: the experiment's "
                                                       "seed, which also draws the split); ensemble members differ by it")
-    training: TrainingConfig = TrainingConfig()
+    training: Hyper = Hyper()
 
     def spec(self) -> ModelSpec:
         return ModelSpec(self.architecture, self.width, self.width_growth, self.fc_width, self.dropout)
@@ -155,7 +139,18 @@ class ResourcesConfig(Strict):
     cpus_per_worker: float = Field(1.0, gt=0.0)
     gpus_per_worker: float = Field(0.0, ge=0.0)
     threads_per_worker: int | None = Field(None, ge=1)
-    custom_per_worker: dict[str, float] = Field({}, description="other Ray resources per worker, e.g. {accelerator_type:A100: 0.01}")
+    custom_per_worker: dict[str, float] = Field({}, description="other Ray resources per worker, "
+                                                                 "e.g. {accelerator_type:A100: 0.01}")
+
+    @property
+    def threads(self) -> int:
+        """PyTorch's threads in each worker."""
+        return self.threads_per_worker or max(1, int(self.cpus_per_worker))
+
+    def per_worker(self) -> dict[str, float]:
+        """The Ray resources one worker asks for."""
+        return {"CPU": self.cpus_per_worker, **self.custom_per_worker,
+                **({"GPU": self.gpus_per_worker} if self.gpus_per_worker else {})}
 
 
 class FaultToleranceConfig(Strict):
@@ -165,6 +160,28 @@ class FaultToleranceConfig(Strict):
     checkpoint_every: int = Field(10, ge=0, description="epochs between checkpoints (0: only the final one)")
     worker_restarts: int = Field(2, ge=0, description="Ray Train restarts of a failed worker group (num_workers > 1), from its last checkpoint")
     trial_retries: int = Field(1, ge=0, description="Ray Tune retries of a failed trial; a single-worker run goes on from its last checkpoint")
+
+
+class OODConfig(Strict):
+    """Where out-of-domain images come from: classes of the data set held out
+    from everyone (`held_out`), or classes of another data set (`dataset`)."""
+
+    source: Literal["held_out", "dataset"] = "held_out"
+    classes: list[str] = Field(min_length=1)
+    dataset: DatasetConfig | None = None
+
+    @model_validator(mode="after")
+    def _dataset_given(self) -> "OODConfig":
+        if self.source == "dataset" and self.dataset is None:
+            raise ValueError("ood.source 'dataset' needs ood.dataset (name and root)")
+        return self
+
+
+class VariantConfig(Strict):
+    """The student pool's variant: Table 3's per-class removal and Table 4's out-of-domain images."""
+
+    removal_bound: float = Field(0.0, ge=0.0, lt=1.0)
+    ood_ratio: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class ExperimentConfig(Strict):
@@ -177,6 +194,10 @@ class ExperimentConfig(Strict):
     resources: ResourcesConfig = ResourcesConfig()
     fault_tolerance: FaultToleranceConfig = FaultToleranceConfig()
     inference_repeats: int = Field(5, ge=1)
+    variant: VariantConfig = VariantConfig()
+    method: Literal[tuple(METHODS)] = "deepmimic"  # type: ignore[valid-type]
+    temperature: float = Field(4.0, gt=0.0, description="the softening of methods that take one (hinton)")
+    ood: OODConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -214,8 +235,7 @@ class ExperimentConfig(Strict):
 
     @model_validator(mode="after")
     def _architectures_fit(self) -> "ExperimentConfig":
-        shape = DATASET_SHAPES[self.dataset.name]
-        classes = DATASET_CLASSES.get(self.dataset.name, 10)
+        shape, classes = DATASETS[self.dataset.name].shape, DATASETS[self.dataset.name].num_classes
         mentors = ([(f"mentor.members.{i}", m) for i, m in enumerate(self.mentor.members)]
                    if isinstance(self.mentor, EnsembleConfig) else [("mentor", self.mentor)])
         models = [(where, m) for where, m in mentors if isinstance(m, ModelConfig)]
@@ -225,63 +245,43 @@ class ExperimentConfig(Strict):
                 model.spec().check(shape, classes)
             except UserError as e:
                 raise UserError(f"{where}.architecture: {e}") from None
-        if self.dataset.name != "digits" and READERS[self.dataset.name][1] is None and not self.dataset.root:
-            raise ValueError(f"data set {self.dataset.name!r} needs dataset.root: the folder holding its files")
         return self
-
-
-class OODConfig(Strict):
-    """Where out-of-domain images come from: classes of the data set held out
-    from everyone (`held_out`), or classes of another data set (`dataset`)."""
-
-    source: Literal["held_out", "dataset"] = "held_out"
-    classes: list[str] = Field(min_length=1)
-    dataset: DatasetConfig | None = None
 
     @model_validator(mode="after")
-    def _dataset_given(self) -> "OODConfig":
-        if self.source == "dataset" and self.dataset is None:
-            raise ValueError("ood.source 'dataset' needs ood.dataset (name and root)")
+    def _variant_fits(self) -> "ExperimentConfig":
+        if self.variant.ood_ratio > 0 and self.ood is None:
+            raise ValueError("variant.ood_ratio > 0 needs an `ood` section naming the out-of-domain images")
+        if METHODS[self.method].true_labels and self.variant.ood_ratio > 0:
+            raise ValueError(f"method {self.method!r} cannot add out-of-domain images: they have no true labels")
         return self
 
-
-class VariantConfig(Strict):
-    """The student pool's variant: Table 3's per-class removal and Table 4's out-of-domain images."""
-
-    removal_bound: float = Field(0.0, ge=0.0, lt=1.0)
-    ood_ratio: float = Field(0.0, ge=0.0, le=1.0)
-
-
-METHODS = ("deepmimic", "hinton", "hard", "supervised")
+    @property
+    def loss_temperature(self) -> float:
+        """The temperature a student's loss uses: the configured one where its method takes one, else 1."""
+        return METHODS[self.method].temperature(self.temperature)
 
 
 class SweepConfig(ExperimentConfig):
     """An experiment plus grid axes. Each axis is a dotted config path (as for
-    `--set`) with a list of values; `student` selects students by name.
+    `--set`) with a list of values; `student` selects students by name."""
 
-    `method` is what the student learns from: the mentor's soft labels
-    (`deepmimic`, the paper), soft labels at `temperature` (`hinton`), the
-    mentor's argmax (`hard`), or the pool's true labels (`supervised`: the
-    upper reference of the paper's Section 4.2, the one case a student sees them)."""
-
-    variant: VariantConfig = VariantConfig()
-    method: Literal[METHODS] = "deepmimic"  # type: ignore[valid-type]
-    temperature: float = Field(4.0, gt=0.0, description="hinton's temperature")
-    ood: OODConfig | None = None
     grid: dict[str, list[Any]] = {}
-    trial_cpus: float = Field(0.25, gt=0.0, description="CPUs a Tune trial's own process holds beside a worker group (num_workers > 1); a single-worker run trains in that process, which holds the worker's resources")
+    trial_cpus: float = Field(0.25, gt=0.0, description="CPUs a Tune trial's own process holds beside a worker "
+                              "group (num_workers > 1); a single-worker run trains in that process, which holds "
+                              "the worker's resources")
     paper: Literal["table1", "table2", "fig1", "table3", "table4", "table5", "table6"] | None = None
 
     @model_validator(mode="after")
-    def _ood_source_given(self) -> "SweepConfig":
-        if (self.variant.ood_ratio > 0 or any(v for v in self.grid.get("variant.ood_ratio", []))) and self.ood is None:
-            raise ValueError("variant.ood_ratio > 0 needs an `ood` section naming the out-of-domain images")
-        if self.method == "supervised" and self.variant.ood_ratio > 0:
-            raise ValueError("method 'supervised' cannot add out-of-domain images: they have no true labels")
+    def _axes_given(self) -> "SweepConfig":
         for axis, values in self.grid.items():
             if not values:
                 raise UserError(f"grid.{axis}: empty list of values")
+        if any(v for v in self.grid.get("variant.ood_ratio", [])) and self.ood is None:
+            raise ValueError("variant.ood_ratio > 0 needs an `ood` section naming the out-of-domain images")
         return self
+
+
+SWEEP_ONLY = tuple(SweepConfig.model_fields.keys() - ExperimentConfig.model_fields.keys())
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -318,7 +318,7 @@ def _describe(error: ValidationError) -> str:
     # A mentor's kind ("<trained>", "<black box>", "<ensemble>") is pydantic's tag, not a key the user wrote.
     loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("<")) or "(top level)"
     msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
+    if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):  # models; validated dataclasses
         msg = "unknown key"
     more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
     return f"{loc}: {msg}{more}"
@@ -352,15 +352,19 @@ def parse_experiment(raw: dict[str, Any], source: str = "config", kind: type[Exp
         raise UserError(f"{source}: {e}") from None
 
 
-def load_experiment(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:  # type: ignore[assignment]
-    """Read, override and validate an experiment file (a search space's grid is ignored)."""
+def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read, override and validate an experiment file; a search space's own keys are refused, not ignored."""
     raw = apply_overrides(read_yaml(path), list(overrides))
-    for key in SweepConfig.model_fields.keys() - ExperimentConfig.model_fields.keys():
+    given = sorted(k for k in SWEEP_ONLY if raw.get(k))
+    if given:
+        raise UserError(f"{path}: {', '.join(given)}: search-space keys, but `deepmimic run` runs one experiment "
+                        "(use `deepmimic sweep`)")
+    for key in SWEEP_ONLY:  # each empty or null here
         raw.pop(key, None)
     return parse_experiment(raw, str(path))
 
 
-def load_sweep(path: str | Path, overrides: list[str] = ()) -> tuple[SweepConfig, list[tuple[dict[str, Any], SweepConfig]]]:  # type: ignore[assignment]
+def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> tuple[SweepConfig, list[tuple[dict[str, Any], SweepConfig]]]:
     """Read a search space; return it and its grid expanded into (axis values, validated config) per point.
 
     A `student: [names]` axis keeps only the named students at each point.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import matplotlib
 
@@ -11,7 +10,8 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .core import tables  # noqa: E402
+from .core import artifacts  # noqa: E402
+from .core.results import ModelResult  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: str) -> None:
@@ -19,16 +19,16 @@ def _save(fig: plt.Figure, path: str) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=100, format="png")
     plt.close(fig)
-    tables.write_file(buffer.getvalue(), path)
+    artifacts.write_bytes(buffer.getvalue(), path)
 
 
-def learning_curves(models: list[dict[str, Any]], path: str) -> None:
-    """Test loss and accuracy per epoch for each model (each a result row with `history`)."""
+def learning_curves(models: list[ModelResult], path: str) -> None:
+    """Test loss and accuracy per epoch for each model."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for m in models:
-        epochs = [h["epoch"] for h in m["history"]]
-        ax_loss.plot(epochs, [h["test_loss"] for h in m["history"]], label=m["name"])
-        ax_acc.plot(epochs, [h["test_accuracy"] for h in m["history"]], label=m["name"])
+        epochs = [e.epoch for e in m.history]
+        ax_loss.plot(epochs, [e.test_loss for e in m.history], label=m.name)
+        ax_acc.plot(epochs, [e.test_accuracy for e in m.history], label=m.name)
     for ax, title in ((ax_loss, "test loss"), (ax_acc, "test accuracy")):
         ax.set_xlabel("epoch")
         ax.set_title(title)
@@ -38,14 +38,14 @@ def learning_curves(models: list[dict[str, Any]], path: str) -> None:
     _save(fig, path)
 
 
-def confusion_matrices(models: list[dict[str, Any]], path: str) -> None:
+def confusion_matrices(models: list[ModelResult], path: str) -> None:
     """Row-normalised confusion matrices side by side (mentor first)."""
     fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4), squeeze=False)
     for ax, m in zip(axes[0], models):
-        cm = np.asarray(m["confusion_matrix"], dtype=float)
+        cm = np.asarray(m.confusion_matrix, dtype=float)
         cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
         ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
-        ax.set_title(f"{m['name']} ({m['test_accuracy']:.3f})")
+        ax.set_title(f"{m.name} ({m.test_accuracy:.3f})")
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
     fig.tight_layout()

@@ -6,6 +6,7 @@ MLflow and a resumed sweep finds its runs by tag instead of duplicating them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -15,6 +16,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from . import plots
+from .core.results import Counts, MentorResult, ModelResult, TrialRecord
 from .errors import UserError
 
 KEY_TAG = "deepmimic.key"
@@ -64,8 +66,8 @@ class Tracker:
         tags = {KEY_TAG: key, **tags, **({"mlflow.parentRunId": parent} if parent else {})}
         return self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
 
-    def _log_model_run(self, key: str, name: str, params: dict[str, Any], row: dict[str, Any],
-                       extra_metrics: dict[str, float], plots_of: list[dict[str, Any]]) -> str | None:
+    def _log_model_run(self, key: str, name: str, params: dict[str, Any], result: ModelResult,
+                       extra_metrics: dict[str, float], plots_of: list[ModelResult]) -> str | None:
         existing = self._find(key)
         if existing and LOGGED_TAG in self.client.get_run(existing).data.tags:
             return None  # logged by an earlier run of this sweep
@@ -73,37 +75,41 @@ class Tracker:
             self.client.delete_run(existing)  # its driver died while logging it: log it again, whole
         run = self._run(key, name, self.parent, {"deepmimic.role": name.split(":")[0]})
         now = int(time.time() * 1000)
-        metrics = [Metric(f"epoch_{k}", h[k], now, h["epoch"]) for h in row["history"] for k in ("test_accuracy", "test_loss", "train_loss") if k in h]
-        finals = {"test_accuracy": row["test_accuracy"], "test_loss": row["test_loss"], "params": row["params"],
-                  "inference_time_s": row["inference_time_s"], **extra_metrics}
+        metrics = [Metric(f"epoch_{k}", v, now, e.epoch) for e in result.history
+                   for k, v in (("test_accuracy", e.test_accuracy), ("test_loss", e.test_loss),
+                                ("train_loss", e.train_loss)) if v is not None]
+        finals = {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss, "params": result.params,
+                  "inference_time_s": result.inference_time_s, **extra_metrics}
         metrics += [Metric(k, float(v), now, 0) for k, v in finals.items() if v is not None]  # a black box has no params
         self.client.log_batch(run, metrics=metrics, params=[Param(k, str(v)[:500]) for k, v in params.items()])
         with tempfile.TemporaryDirectory() as d:
-            for name, draw in (("learning_curves.png", plots.learning_curves), ("confusion_matrices.png", plots.confusion_matrices)):
-                draw(plots_of, os.path.join(d, name))
-                self.client.log_artifact(run, os.path.join(d, name), "plots")
-        if row.get("checkpoint") and os.path.isdir(row["checkpoint"]):
-            self.client.log_artifacts(run, row["checkpoint"], "model")
+            for file, draw in (("learning_curves.png", plots.learning_curves),
+                               ("confusion_matrices.png", plots.confusion_matrices)):
+                draw(plots_of, os.path.join(d, file))
+                self.client.log_artifact(run, os.path.join(d, file), "plots")
+        if result.checkpoint and os.path.isdir(result.checkpoint):
+            self.client.log_artifacts(run, result.checkpoint, "model")
         self.client.set_tag(run, LOGGED_TAG, "1")
         self.client.set_terminated(run)
         return run
 
-    def log_mentor(self, key: str, params: dict[str, Any], result: dict[str, Any]) -> None:
-        self._log_model_run(f"mentor:{key}", f"mentor:{result['name']}", params, result, {}, [result])
+    def log_mentor(self, key: str, params: dict[str, Any], result: MentorResult) -> None:
+        self._log_model_run(f"mentor:{key}", f"mentor:{result.name}", params, result, {}, [result])
 
-    def log_student(self, record: dict[str, Any]) -> None:
-        s, m = record["student"], record["mentor"]
-        params = {**record["grid"], "architecture": s["architecture"], "mentor_key": record["mentor_key"],
-                  "seed": record["seed"], "split_ratio": record["split_ratio"], **record["variant"]}
-        extra = {"relative_accuracy": s["relative_accuracy"], "agreement": s["agreement"],
-                 "mentor_test_accuracy": m["test_accuracy"]}
-        self._log_model_run(f"student:{record['key']}", f"student:{s['name']}", params, s, extra, [m, s])
+    def log_student(self, record: TrialRecord) -> None:
+        s, m = record.student, record.mentor
+        params = {**record.grid, "architecture": s.architecture, "mentor_key": record.mentor_key,
+                  "seed": record.seed, "split_ratio": record.split_ratio, "removal_bound": record.removal_bound,
+                  "ood_ratio": record.ood_ratio}
+        extra = {"relative_accuracy": s.relative_accuracy, "agreement": s.agreement,
+                 "mentor_test_accuracy": m.test_accuracy}
+        self._log_model_run(f"student:{record.key}", f"student:{s.name}", params, s, extra, [m, s])
 
-    def finish(self, params: dict[str, Any], status: dict[str, Any], files: list[str]) -> None:
-        """Attach the sweep's params, this invocation's `status` (as tags: a resumed
+    def finish(self, params: dict[str, Any], counts: Counts, files: list[str]) -> None:
+        """Attach the sweep's params, this invocation's counts (as tags: a resumed
         sweep overwrites them) and the result files to the parent run, and close it."""
         self.client.log_batch(self.parent, params=[Param(k, str(v)[:500]) for k, v in params.items()],
-                              tags=[RunTag(f"deepmimic.{k}", str(v)) for k, v in status.items()])
+                              tags=[RunTag(f"deepmimic.{k}", str(v)) for k, v in dataclasses.asdict(counts).items()])
         for f in files:
             self.client.log_artifact(self.parent, f)
         self.client.set_terminated(self.parent)

@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from deepmimic.core import checkpoints
+from deepmimic.core import artifacts, checkpoints
 from deepmimic.core.architectures import ModelSpec
 from deepmimic.core.optimizer import SGD
-from deepmimic.core.tables import TornArtifact
+from deepmimic.core.artifacts import TornArtifact
 
 SPEC = ModelSpec("c-mp-fc")
 
@@ -30,12 +30,12 @@ def test_a_saved_model_loads_back_with_the_same_weights(tmp_path):
 def test_a_checkpoint_with_a_changed_file_is_refused(tmp_path):
     saved(tmp_path)
     (tmp_path / "progress.json").write_text(json.dumps({"epoch": 99, "history": []}))
-    with pytest.raises(TornArtifact, match="progress.json does not match"):
+    with pytest.raises(TornArtifact, match="content does not match its manifest"):
         checkpoints.load_progress(str(tmp_path), SPEC.build((1, 8, 8), 10))
 
 
 def test_a_checkpoint_without_manifest_is_refused(tmp_path):
     saved(tmp_path)
-    (tmp_path / checkpoints.MANIFEST).unlink()
-    with pytest.raises(TornArtifact, match="no readable manifest.json"):
+    (tmp_path / artifacts.FOLDER_MANIFEST).unlink()
+    with pytest.raises(TornArtifact, match="no manifest"):
         checkpoints.load_model(str(tmp_path))

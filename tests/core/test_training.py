@@ -21,7 +21,7 @@ def fitted(targets_fn=None, seed=0, epochs=5):
     torch.manual_seed(seed)
     model = build_model("c-fc", (1, 4, 4), 2, width=4, fc_width=8)
     targets = targets_fn(y) if targets_fn else y
-    train(model, x, targets, Hyper(epochs=epochs, batch_size=32, lr=0.1, seed=seed))
+    train(model, x, targets, Hyper(epochs=epochs, batch_size=32, lr=0.1), seed=seed)
     return model, x, y
 
 

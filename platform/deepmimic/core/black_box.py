@@ -31,8 +31,6 @@ import numpy as np
 
 from ..errors import UserError
 
-KINDS = ("torchscript", "onnx", "http")
-
 
 class BlackBoxError(UserError):
     """A black-box mentor that cannot be reached or answers something other than probabilities."""
@@ -45,6 +43,9 @@ class Queries:
     requests: int = 0
     images: int = 0
     retries: int = 0
+
+    def __add__(self, other: Queries) -> Queries:
+        return Queries(self.requests + other.requests, self.images + other.images, self.retries + other.retries)
 
 
 class BlackBox(ABC):

@@ -1,5 +1,5 @@
 """A model's checkpoint folder: weights, the recipe that rebuilds the network,
-training progress, and a manifest of every file's hash, written last.
+training progress, and its manifest (see `artifacts`), written last.
 
 Everything is loaded with `torch.load(weights_only=True)`, and only after the
 manifest matches: a folder cut off half-way is refused, never trained on.
@@ -16,11 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import artifacts
 from .architectures import ModelSpec
 from .optimizer import SGD
-from .tables import TornArtifact, content_hash
-
-MANIFEST = "manifest.json"
 
 
 def save(folder: str, net: nn.Module, opt: SGD, epoch: int, history: list[dict[str, Any]],
@@ -33,22 +31,7 @@ def save(folder: str, net: nn.Module, opt: SGD, epoch: int, history: list[dict[s
     for name, data in files.items():
         with open(os.path.join(folder, name), "wb") as f:
             f.write(data)
-    names = sorted(n for n in os.listdir(folder) if n != MANIFEST)
-    with open(os.path.join(folder, MANIFEST), "w") as f:
-        json.dump({n: content_hash(os.path.join(folder, n)) for n in names}, f)
-
-
-def verify(folder: str) -> None:
-    """Raise TornArtifact unless every file the manifest lists is there with its hash."""
-    try:
-        with open(os.path.join(folder, MANIFEST)) as f:
-            manifest = json.load(f)
-    except (OSError, ValueError):
-        raise TornArtifact(f"checkpoint {folder}: no readable {MANIFEST}") from None
-    for name, digest in manifest.items():
-        path = os.path.join(folder, name)
-        if not os.path.exists(path) or content_hash(path) != digest:
-            raise TornArtifact(f"checkpoint {folder}: {name} does not match its manifest")
+    artifacts.seal(folder)
 
 
 def model_meta(folder: str) -> dict[str, Any]:
@@ -59,7 +42,7 @@ def model_meta(folder: str) -> dict[str, Any]:
 
 def load_model(folder: str, device: torch.device | str = "cpu") -> nn.Module:
     """Rebuild the trained network of a checkpoint folder, in eval mode on `device`."""
-    verify(folder)
+    artifacts.verify(folder)
     meta = model_meta(folder)
     model = ModelSpec(**meta["spec"]).build(tuple(meta["shape"]), meta["num_classes"], meta["mean"], meta["std"])
     model.load_state_dict(torch.load(os.path.join(folder, "model.pt"), map_location=device, weights_only=True))
@@ -67,14 +50,14 @@ def load_model(folder: str, device: torch.device | str = "cpu") -> nn.Module:
 
 
 def progress(folder: str) -> dict[str, Any]:
-    """The epoch a checkpoint reached and the history up to it (call `verify` first)."""
+    """The epoch a checkpoint reached and the history up to it (call `artifacts.verify` first)."""
     with open(os.path.join(folder, "progress.json")) as f:
         return json.load(f)
 
 
 def load_progress(folder: str, net: nn.Module) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
     """Load a checkpoint's weights into `net`; return the epoch reached, the history and the optimizer state."""
-    verify(folder)
+    artifacts.verify(folder)
     net.load_state_dict(torch.load(os.path.join(folder, "model.pt"), map_location="cpu", weights_only=True))
     opt = torch.load(os.path.join(folder, "optimizer.pt"), map_location="cpu", weights_only=True)
     done = progress(folder)

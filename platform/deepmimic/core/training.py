@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Annotated, Callable
 
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Gt, Le, Lt
 from torch import nn
 
 from .allocator import keep_freed_memory
@@ -22,19 +23,20 @@ from .optimizer import SGD
 
 @dataclass(frozen=True)
 class Hyper:
-    """Optimisation settings of one training run."""
+    """Optimisation settings of one training run: the YAML's `training:` section, validated as it is
+    (the bounds are read by the config's validator; the core itself needs no pydantic)."""
 
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    seed: int = 0
-    shift: int = 0  # augmentation: random translation by up to this many pixels
+    __pydantic_config__ = {"extra": "forbid"}
+
+    epochs: Annotated[int, Ge(1), Le(10_000)] = 20
+    batch_size: Annotated[int, Ge(1)] = 64
+    lr: Annotated[float, Gt(0.0)] = 0.05
+    momentum: Annotated[float, Ge(0.0), Lt(1.0)] = 0.9
+    weight_decay: Annotated[float, Ge(0.0)] = 5e-4
+    shift: Annotated[int, Ge(0), Le(8)] = 0  # augmentation: random translation by up to this many pixels
     bf16: bool | None = None     # autocast to bfloat16; None: where the device computes it natively
     channels_last: bool = True   # NHWC activations: faster convolutions with oneDNN (CPU) and tensor cores
     compile: bool = False        # torch.compile the model (pays a compile on first use)
-    temperature: float = 1.0     # Hinton: logits / T against targets softened by T (see cross_entropy)
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -82,6 +84,9 @@ def train(
     on_epoch: Callable[[int, float], None] | None = None,
     start_epoch: int = 0,
     opt: SGD | None = None,
+    *,
+    seed: int = 0,
+    temperature: float = 1.0,
 ) -> SGD:
     """SGD with Nesterov momentum and a cosine learning rate, cross-entropy loss.
 
@@ -89,6 +94,7 @@ def train(
     evaluate, report or checkpoint. Training may resume at `start_epoch` with
     the optimiser `opt` restored from a checkpoint; the shuffling order stays
     the same as an uninterrupted run's, since it depends only on seed and epoch.
+    `temperature`: Hinton's (see `cross_entropy`); 1 for every other method.
     """
     keep_freed_memory()
     n = len(images)
@@ -102,7 +108,7 @@ def train(
     bf16 = native_bf16(images.device) if hyper.bf16 is None else hyper.bf16
     lr_at = lambda step: 0.5 * hyper.lr * (1 + math.cos(math.pi * step / total))  # noqa: E731
     for epoch in range(start_epoch, hyper.epochs):
-        torch.manual_seed(hyper.seed * 100_003 + epoch)  # dropout and shuffle depend only on (seed, epoch)
+        torch.manual_seed(seed * 100_003 + epoch)  # dropout and shuffle depend only on (seed, epoch)
         perm = torch.randperm(n).to(images.device)
         model.train()
         loss_sum = torch.zeros((), device=images.device)
@@ -112,7 +118,7 @@ def train(
             x = random_shift(images[idx], hyper.shift) if hyper.shift else images[idx]
             with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):
                 logits = forward(x.contiguous(memory_format=memory_format))
-            loss = cross_entropy(logits.float(), targets[idx], hyper.temperature)
+            loss = cross_entropy(logits.float(), targets[idx], temperature)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -16,8 +16,6 @@ from ..core.architectures import channel_stats
 from ..core.images import Dataset
 from ..core.splits import Split
 
-STATS_KEY = b"deepmimic.stats"
-
 
 @dataclass(frozen=True)
 class TableInfo:
@@ -39,9 +37,7 @@ def write_image_table(uri: str, images: np.ndarray, ids: np.ndarray, names: tupl
                       labels: np.ndarray | None = None, producer: str = "") -> TableInfo:
     """Write images (and labels only where given) with their channel statistics."""
     mean, std = channel_stats(images)
-    table = tables.image_table(images, ids, names, labels)
-    meta = {**table.schema.metadata, STATS_KEY: np.array([mean, std]).tobytes()}
-    tables.write_atomic(table.replace_schema_metadata(meta), uri, producer)
+    tables.write_table(tables.image_table(images, ids, labels), uri, producer)
     return TableInfo(uri, len(images), tuple(images.shape[1:]), names, mean, std)  # type: ignore[arg-type]
 
 

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from ..config import ExperimentConfig
-from ..core import tables
+from ..core import artifacts, tables
 from ..core.images import Dataset
+from ..core.results import ExperimentResult, Sizes
 from ..core.splits import Split
 from .stages import mentor_key, student_set, train_mentor, train_student
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str, dataset: Dataset | None = None,
-                   split: Split | None = None) -> dict[str, Any]:
+                   split: Split | None = None) -> ExperimentResult:
     """Run one mentor and its students on the connected Ray cluster; write and return result.json.
 
     `dataset` and `split` may be given to bypass loading and splitting (tests do).
     """
-    out_dir = out_dir if "://" in out_dir else os.path.abspath(out_dir)
+    out_dir = out_dir if artifacts.is_uri(out_dir) else os.path.abspath(out_dir)
     mentor = train_mentor(cfg, f"{out_dir}/mentors/{mentor_key(cfg)}", dataset, split)
-    timings = dict(mentor.result.get("stage_times_s", {}))
+    timings = dict(mentor.result.stage_times_s)
     start = time.perf_counter()
     data = student_set(cfg, mentor)
     timings["student_set"] = round(time.perf_counter() - start, 3)
@@ -30,16 +30,9 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str, dataset: Dataset | None 
         start = time.perf_counter()
         students.append(train_student(cfg, model, mentor, data, f"{out_dir}/students/{model.name}"))
         timings[f"student:{model.name}"] = round(time.perf_counter() - start, 3)
-    result = {
-        "name": cfg.name,
-        "dataset": cfg.dataset.name,
-        "split_ratio": cfg.split.mentor_ratio,
-        "seed": cfg.seed,
-        "sizes": {"mentor": tables.read(f"{mentor.folder}/data/mentor.parquet", ["id"]).num_rows,
-                  "student": mentor.student.rows, "test": mentor.test.rows},
-        "mentor": mentor.result,
-        "students": students,
-        "timings_s": timings,
-    }
-    tables.write_json(result, f"{out_dir}/result.json")
+    sizes = Sizes(tables.read(f"{mentor.folder}/data/mentor.parquet", ["id"]).num_rows, mentor.student.rows,
+                  mentor.test.rows)
+    result = ExperimentResult(cfg.name, cfg.dataset.name, cfg.split.mentor_ratio, cfg.seed, sizes, mentor.result,
+                              tuple(students), timings)
+    artifacts.write_json(result, f"{out_dir}/result.json")
     return result

@@ -3,29 +3,31 @@ hash of what determines it) and the students that learn from its soft labels."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
 import torch
 
-from ..config import BlackBoxMentorConfig, ExperimentConfig, ModelConfig, SweepConfig
-from ..core import tables
+from ..config import BlackBoxMentorConfig, ExperimentConfig, ModelConfig
+from ..core import artifacts, tables
 from ..core.datasets import load_dataset
 from ..core.evaluation import agreement, predict_logits, probability_metrics
 from ..core.images import Dataset, hold_out_classes, select_classes
+from ..core.results import MentorResult, RunSummary, StudentResult
 from ..core.soft_labels import combine
 from ..core.splits import Split, stratified_split
 from ..errors import UserError
 from .data import TableInfo, write_image_table, write_split
 from .soft_labeling import label_images
 from .student_sets import OOD_ID_OFFSET, StudentSet, build_student_set
-from .train import Resources, Trained, fit, load_model
+from .train import RunSpec, Trained, fit, load_model
 
 
 def digest(obj: Any) -> str:
@@ -35,27 +37,20 @@ def digest(obj: Any) -> str:
 
 def mentor_key(cfg: ExperimentConfig) -> str:
     """What determines a mentor and its soft labels: data, split, seed, mentor, out-of-domain source."""
-    ood = cfg.ood.model_dump() if isinstance(cfg, SweepConfig) and cfg.ood else None
+    ood = cfg.ood.model_dump() if cfg.ood else None
     return digest({"dataset": cfg.dataset.model_dump(), "split": cfg.split.model_dump(), "seed": cfg.seed,
                    "mentor": cfg.mentor.model_dump(), "ood": ood})
 
 
-def _method(cfg: ExperimentConfig) -> tuple[str, float]:
-    """The student's learning method and its temperature (1 unless hinton)."""
-    if not isinstance(cfg, SweepConfig):
-        return "deepmimic", 1.0
-    return cfg.method, cfg.temperature if cfg.method == "hinton" else 1.0
-
-
 def _with_method(parts: dict[str, Any], cfg: ExperimentConfig) -> dict[str, Any]:
     """`parts` plus the method where it is not the paper's, so the paper's keys stay as they were."""
-    method = _method(cfg)
+    method = (cfg.method, cfg.loss_temperature)
     return parts if method == ("deepmimic", 1.0) else {**parts, "method": method}
 
 
 def student_key(cfg: ExperimentConfig, student: ModelConfig) -> str:
-    variant = cfg.variant.model_dump() if isinstance(cfg, SweepConfig) else None
-    return digest(_with_method({"mentor": mentor_key(cfg), "student": student.model_dump(), "variant": variant}, cfg))
+    parts = {"mentor": mentor_key(cfg), "student": student.model_dump(), "variant": cfg.variant.model_dump()}
+    return digest(_with_method(parts, cfg))
 
 
 @dataclass(frozen=True)
@@ -63,7 +58,7 @@ class MentorOutcome:
     """Everything a student trial needs from its mentor, all on shared storage."""
 
     folder: str
-    result: dict[str, Any]          # the mentor's row of result.json
+    result: MentorResult
     test_predictions: list[int]
     student: TableInfo              # the pool: id, image (no label)
     test: TableInfo
@@ -89,37 +84,40 @@ class MentorOutcome:
         tables_ = [self.student, self.test] + ([self.ood] if self.ood else [])
         return [t.uri for t in tables_] + [self.soft_labels, self.test_probabilities, self.pool_labels]
 
+    def to_json(self) -> dict[str, Any]:
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "trained"},
+                "student": dataclasses.asdict(self.student), "test": dataclasses.asdict(self.test),
+                "ood": dataclasses.asdict(self.ood) if self.ood else None}
 
-def model_result(model: ModelConfig, trained: Trained) -> dict[str, Any]:
-    s = trained.summary
-    return {
-        "name": model.name, "architecture": model.architecture, "params": s["params"],
-        "test_accuracy": s["test_accuracy"], "test_loss": s["test_loss"],
-        "inference_time_s": s["inference_time_s"], "device": s["device"], "node_id": s.get("node_id"),
-        "confusion_matrix": s["confusion"], "checkpoint": trained.checkpoint.path, "history": s["history"],
-        "resumed_from_epoch": s["resumed_from_epoch"],
-    }
-
-
-def _fit(cfg: ExperimentConfig, name: str, model: ModelConfig, data: TableInfo, target: str, test: TableInfo,
-         num_classes: int, folder: str, resources: Resources, temperature: float = 1.0) -> Trained:
-    """One training run of `model` with the experiment's resources and fault tolerance."""
-    ft = cfg.fault_tolerance
-    hyper = replace(model.training.hyper(cfg.seed if model.seed is None else model.seed), temperature=temperature)
-    return fit(f"{name}-{os.path.basename(folder)}", model.spec(), hyper, data, target, test,
-               num_classes, resources, f"{folder}/ray", cfg.inference_repeats, ft.checkpoint_every, ft.worker_restarts)
+    @classmethod
+    def from_json(cls, saved: dict[str, Any]) -> MentorOutcome:
+        return cls(**{**saved, "result": MentorResult.from_json(saved["result"]),
+                      "student": TableInfo.from_json(saved["student"]), "test": TableInfo.from_json(saved["test"]),
+                      "ood": TableInfo.from_json(saved["ood"]) if saved["ood"] else None, "trained": False})
 
 
-def _resources(cfg: ExperimentConfig, in_trial: bool = False) -> Resources:
-    """What each run asks for; `in_trial`: the caller is a Tune trial that holds one worker's
-    resources, where a single-worker run trains in the trial's own process."""
-    return Resources(**cfg.resources.model_dump(), in_process=in_trial and cfg.resources.num_workers == 1)
+def _summary(trained: Trained) -> dict[str, Any]:
+    """A run's summary as the fields every model result shares."""
+    return {f.name: getattr(trained.summary, f.name) for f in dataclasses.fields(RunSummary)}
+
+
+def run_spec(cfg: ExperimentConfig, role: str, model: ModelConfig, data: TableInfo, target: str, test: TableInfo,
+             num_classes: int, folder: str, in_trial: bool) -> RunSpec:
+    """One training run of `model`, made from the validated config. `in_trial`: the caller is a Tune
+    trial holding one worker's resources, where a single-worker run trains in the trial's own process."""
+    return RunSpec(
+        name=f"{role}-{model.name}-{os.path.basename(folder)}", storage=f"{folder}/ray", model=model.spec(),
+        hyper=model.training, seed=cfg.seed if model.seed is None else model.seed,
+        temperature=cfg.loss_temperature if role == "student" else 1.0, train=data, target=target, test=test,
+        num_classes=num_classes, resources=cfg.resources, inference_repeats=cfg.inference_repeats,
+        checkpoint_every=cfg.fault_tolerance.checkpoint_every, worker_restarts=cfg.fault_tolerance.worker_restarts,
+        in_process=in_trial and cfg.resources.num_workers == 1,
+    )
 
 
 def _load(cfg: ExperimentConfig) -> tuple[Dataset, Any]:
     """The data set, and the out-of-domain candidates where the config names some."""
-    dataset = load_dataset(cfg.dataset.name, cfg.dataset.root)
-    ood = cfg.ood if isinstance(cfg, SweepConfig) else None
+    dataset, ood = load_dataset(cfg.dataset.name, cfg.dataset.root), cfg.ood
     if ood is None:
         return dataset, None
     try:
@@ -137,16 +135,13 @@ def _load(cfg: ExperimentConfig) -> tuple[Dataset, Any]:
 def _cached_mentor(done: str, key: str) -> MentorOutcome | None:
     """The finished mentor stage recorded in `done`, if every table it wrote still matches its manifest."""
     try:
-        saved = tables.read_json(done)
-    except tables.TornArtifact:  # never finished, or cut off
+        outcome = MentorOutcome.from_json(artifacts.read_json(done))
+    except artifacts.TornArtifact:  # never finished, or cut off
         return None
-    outcome = MentorOutcome(**{**saved, "student": TableInfo.from_json(saved["student"]),
-                               "test": TableInfo.from_json(saved["test"]),
-                               "ood": TableInfo.from_json(saved["ood"]) if saved["ood"] else None, "trained": False})
     try:
         for uri in outcome.artifacts():
-            tables.verify(uri, key)
-    except tables.TornArtifact as e:
+            artifacts.verify(uri, key)
+    except artifacts.TornArtifact as e:
         # Redo the stage: Ray Train finds the final checkpoint, so the mentor is not trained again.
         print(f"mentor {key}: rebuilding its data and soft labels ({e})", flush=True)
         return None
@@ -182,52 +177,56 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
         dataset, ood_images = _load(cfg)
     split = split or stratified_split(dataset.train.labels, cfg.split.mentor_ratio, cfg.seed)
     data = write_split(dataset, split, f"{folder}/data", key)
-    tables.write_atomic(tables.label_table(dataset.train.ids[split.student], dataset.train.labels[split.student]),
-                        f"{folder}/data/pool_labels.parquet", key)
+    tables.write_table(tables.label_table(dataset.train.ids[split.student], dataset.train.labels[split.student]),
+                       f"{folder}/data/pool_labels.parquet", key)
     ood = None
     if ood_images is not None:
-        ood = write_image_table(f"{folder}/data/ood.parquet", ood_images.images, OOD_ID_OFFSET + np.arange(len(ood_images)),
-                                dataset.train.class_names, producer=key)
+        ood = write_image_table(f"{folder}/data/ood.parquet", ood_images.images,
+                                OOD_ID_OFFSET + np.arange(len(ood_images)), dataset.train.class_names, producer=key)
     lap("load_and_split")
     num_classes, mentor = dataset.train.num_classes, cfg.mentor
-    soft_uri, test_uri = f"{folder}/soft_labels.parquet", f"{folder}/test_probabilities.parquet"  # as MentorOutcome names them
+    # as MentorOutcome names them
+    soft_uri, test_uri = f"{folder}/soft_labels.parquet", f"{folder}/test_probabilities.parquet"
     jobs = {soft_uri: [data.student] + ([ood] if ood else []), test_uri: [data.test]}  # the test set last
     if isinstance(mentor, ModelConfig):
-        run_on = _resources(cfg, in_trial)
-        trained = _fit(cfg, f"mentor-{mentor.name}", mentor, data.mentor, "label", data.test, num_classes, folder, run_on)
+        spec = run_spec(cfg, "mentor", mentor, data.mentor, "label", data.test, num_classes, folder, in_trial)
+        trained = fit(spec)
         lap("train_mentor")
-        label_images(trained.checkpoint, jobs, run_on, key)
-        result, test_predictions = model_result(mentor, trained), trained.test_predictions
+        label_images(trained.checkpoint, jobs, cfg.resources, spec.in_process, key)
+        lap("soft_labels")
+        result = MentorResult(**_summary(trained), name=mentor.name, architecture=mentor.architecture,
+                              checkpoint=trained.checkpoint.path, stage_times_s=times)
+        test_predictions = trained.test_predictions
     else:
         result, test_predictions = _answered(cfg, folder, key, jobs, given, data.test, num_classes, in_trial)
-    lap("soft_labels")
-    outcome = MentorOutcome(folder, {**result, "stage_times_s": times}, test_predictions.tolist(), data.student,
-                            data.test, ood, num_classes, True)
-    tables.write_json({k: v for k, v in asdict(outcome).items() if k != "trained"}, done)
+        lap("soft_labels")
+        result = dataclasses.replace(result, stage_times_s=times)
+    outcome = MentorOutcome(folder, result, test_predictions.tolist(), data.student, data.test, ood, num_classes, True)
+    artifacts.write_json(outcome, done)
     return outcome
 
 
 def _answered(cfg: ExperimentConfig, folder: str, key: str, jobs: dict[str, list[TableInfo]],
               given: tuple[Dataset | None, Split | None], test_info: TableInfo, num_classes: int,
-              in_trial: bool) -> tuple[dict[str, Any], np.ndarray]:
+              in_trial: bool) -> tuple[MentorResult, np.ndarray]:
     """A black box or an ensemble: write its answers for `jobs`, and score the test set's, which comes last."""
     mentor, (soft_uri, test_uri) = cfg.mentor, jobs
     if isinstance(mentor, BlackBoxMentorConfig):
-        answered = label_images(mentor.black_box.model_dump(), jobs, _resources(cfg, in_trial), key)
-        description, queries, seconds = f"black box ({mentor.black_box.kind})", answered["queries"], answered["seconds"][test_uri]
+        in_process = in_trial and cfg.resources.num_workers == 1
+        answered, queries = label_images(mentor.black_box, jobs, cfg.resources, in_process, key)
+        description, seconds = f"black box ({mentor.black_box.kind})", answered[test_uri]
     else:
         members = [train_mentor(member_config(cfg, m), member_folder(folder, cfg, m), *given, in_trial)
                    for m in mentor.members]
         seconds = _combine(members, mentor.rule, soft_uri, test_uri, key)
-        description = f"ensemble ({mentor.rule}): " + " + ".join(m.result["name"] for m in members)
-        asked = [m.result["queries"] for m in members if m.result.get("queries")]
-        queries = {k: sum(q[k] for q in asked) for k in asked[0]} if asked else None
+        description = f"ensemble ({mentor.rule}): " + " + ".join(m.result.name for m in members)
+        asked = [m.result.queries for m in members if m.result.queries]
+        queries = sum(asked[1:], asked[0]) if asked else None
     test = tables.read(test_uri).sort_by("id")
     probs = tables.decode_soft_labels(test.column("soft_label"))
     labels = tables.read(test_info.uri, ["id", "label"]).sort_by("id").column("label").to_numpy()
-    result = {"name": mentor.name, "architecture": description, "params": None, "device": None, "node_id": None,
-              "inference_time_s": seconds, "checkpoint": None, "history": [], "resumed_from_epoch": None,
-              "queries": queries, **probability_metrics(probs, labels, num_classes)}
+    result = MentorResult(name=mentor.name, architecture=description, params=None, inference_time_s=seconds,
+                          queries=queries, **probability_metrics(probs, labels, num_classes))
     return result, _in_table_order(probs.argmax(1), test.column("id").to_numpy(), test_info)
 
 
@@ -250,8 +249,8 @@ def _combine(members: list[MentorOutcome], rule: str, soft_uri: str, test_uri: s
         if any(not a.column("id").equals(ids) for a in answers[1:]):
             raise RuntimeError(f"{uri}: ensemble members labelled different images")
         combined = combine([tables.decode_soft_labels(a.column("soft_label")) for a in answers], rule)
-        tables.write_atomic(tables.soft_label_table(ids.to_numpy(), combined), uri, producer)
-    return sum(m.result["inference_time_s"] for m in members)
+        tables.write_table(tables.soft_label_table(ids.to_numpy(), combined), uri, producer)
+    return sum(m.result.inference_time_s for m in members)
 
 
 def _in_table_order(values: np.ndarray, ids: np.ndarray, info: TableInfo) -> np.ndarray:
@@ -262,39 +261,31 @@ def _in_table_order(values: np.ndarray, ids: np.ndarray, info: TableInfo) -> np.
 
 def student_set(cfg: ExperimentConfig, mentor: MentorOutcome) -> StudentSet:
     """The student pool variant `cfg` asks for, labelled by `mentor`; built once, kept beside the mentor."""
-    variant = cfg.variant if isinstance(cfg, SweepConfig) else None
-    labels = tables.read_manifest(mentor.soft_labels)["sha256"]  # new soft labels, new sets (checked with the mentor)
-    what = _with_method({"variant": variant.model_dump() if variant else None, "labels": labels}, cfg)
+    labels = artifacts.read_manifest(mentor.soft_labels)["sha256"]  # new soft labels, new sets (checked with the mentor)
+    what = _with_method({"variant": cfg.variant.model_dump(), "labels": labels}, cfg)
     folder = f"{mentor.folder}/student_sets/{digest(what)}"
-    return build_student_set(mentor.student, mentor.ood, mentor.pool_labels, mentor.soft_labels, variant, cfg.seed,
-                             folder, *_method(cfg))
+    return build_student_set(mentor.student, mentor.ood, mentor.pool_labels, mentor.soft_labels, cfg.variant, cfg.seed,
+                             folder, cfg.method, cfg.loss_temperature)
 
 
 def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOutcome, data: StudentSet,
-                  folder: str, in_trial: bool = False) -> dict[str, Any]:
+                  folder: str, in_trial: bool = False) -> StudentResult:
     """Train the student on its set's targets and compare it with its mentor."""
-    method, temperature = _method(cfg)
-    trained = _fit(cfg, f"student-{student.name}", student, data.table, "soft_label", mentor.test, mentor.num_classes,
-                   folder, _resources(cfg, in_trial), temperature)
-    row = model_result(student, trained)
-    row["method"], row["temperature"] = method, temperature
-    row["relative_accuracy"] = row["test_accuracy"] / mentor.result["test_accuracy"]
-    row |= fidelity(trained, mentor)
-    row["train_size"] = {"pool": data.pool, "ood": data.ood}
-    return row
+    spec = run_spec(cfg, "student", student, data.table, "soft_label", mentor.test, mentor.num_classes, folder, in_trial)
+    trained = fit(spec)
+    return StudentResult(**_summary(trained), name=student.name, architecture=student.architecture,
+                         checkpoint=trained.checkpoint.path, method=cfg.method, temperature=spec.temperature,
+                         relative_accuracy=trained.summary.test_accuracy / mentor.result.test_accuracy,
+                         train_pool=data.pool, train_ood=data.ood, **fidelity(trained, mentor))
 
 
 def fidelity(trained: Trained, mentor: MentorOutcome) -> dict[str, float | None]:
-    """How closely a student follows its mentor: agreement on the test set and on
-    the out-of-domain candidates, and its accuracy on the test samples the mentor gets wrong."""
+    """How closely a student follows its mentor (StudentResult's fields of that name): agreement on the test
+    set and on the out-of-domain candidates, and its accuracy on the test samples the mentor gets wrong."""
     labels = tables.read(mentor.test.uri, ["label"]).column("label").to_numpy()
     mentor_preds, preds = np.asarray(mentor.test_predictions), trained.test_predictions
     wrong = mentor_preds != labels
-    out: dict[str, float | None] = {
-        "agreement": agreement(preds, mentor_preds),
-        "accuracy_where_mentor_wrong": float(np.mean(preds[wrong] == labels[wrong])) if wrong.any() else None,
-        "ood_agreement": None,
-    }
+    ood_agreement = None
     if mentor.ood is not None:
         images = tables.read(mentor.ood.uri, ["id", "image"]).sort_by("id")
         soft = tables.read(mentor.soft_labels).sort_by("id")
@@ -302,5 +293,7 @@ def fidelity(trained: Trained, mentor: MentorOutcome) -> dict[str, float | None]
         model = load_model(trained.checkpoint)
         x = torch.from_numpy(tables.decode_images(images.column("image"), mentor.ood.shape))
         student_ood = predict_logits(model, x).argmax(1).numpy()
-        out["ood_agreement"] = agreement(student_ood, tables.decode_soft_labels(soft.column("soft_label")).argmax(1))
-    return out
+        ood_agreement = agreement(student_ood, tables.decode_soft_labels(soft.column("soft_label")).argmax(1))
+    return {"agreement": agreement(preds, mentor_preds),
+            "accuracy_where_mentor_wrong": float(np.mean(preds[wrong] == labels[wrong])) if wrong.any() else None,
+            "ood_agreement": ood_agreement}

@@ -21,7 +21,8 @@ import pyarrow.compute as pc
 import ray
 
 from ..config import VariantConfig
-from ..core import tables
+from ..core import artifacts, tables
+from ..core.methods import METHODS
 from ..core.splits import out_of_domain, unbalanced
 from .data import TableInfo
 
@@ -61,25 +62,14 @@ def _attach(batch: pa.Table, soft_ids: np.ndarray, soft: pa.Table) -> pa.Table:
 
 
 def targets(method: str, soft: pa.Table, pool_labels: pa.Table, temperature: float) -> pa.Table:
-    """What a student learns from, by method (columns id, soft_label).
-
-    deepmimic: the mentor's probabilities; hinton: the same softened,
-    p^(1/T) renormalised = softmax(logits / T); hard: the mentor's argmax,
-    one-hot; supervised: the pool's true labels, one-hot (the reference run).
-    """
-    if method == "deepmimic":
-        return soft
-    if method == "supervised":
-        labels = pool_labels.column("label").to_numpy()
-        k = soft.column("soft_label").type.list_size
-        return tables.soft_label_table(pool_labels.column("id").to_numpy(), np.eye(k, dtype=np.float32)[labels])
-    p = tables.decode_soft_labels(soft.column("soft_label")).astype(np.float64)
-    if method == "hinton":
-        q = p ** (1.0 / temperature)
-        q /= q.sum(1, keepdims=True)
-    else:  # hard
-        q = np.eye(p.shape[1])[p.argmax(1)]
-    return tables.soft_label_table(soft.column("id").to_numpy(), q)
+    """What a student learns from (columns id, soft_label): the registered method's rows,
+    made from the mentor's probabilities, or from the pool's true labels for the one method that takes them."""
+    chosen, labels = METHODS[method], None
+    if chosen.true_labels:
+        soft = soft.filter(pc.is_in(soft.column("id"), pool_labels.column("id"))).sort_by("id")
+        labels = pool_labels.sort_by("id").column("label").to_numpy()
+    probs = tables.decode_soft_labels(soft.column("soft_label"))
+    return tables.soft_label_table(soft.column("id").to_numpy(), chosen.targets(probs, labels, temperature))
 
 
 def student_dataset(sources: list[TableInfo], keep: list[np.ndarray], target: pa.Table) -> ray.data.Dataset:
@@ -104,12 +94,12 @@ def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: s
     """
     pointer = f"{folder}/set.json"
     try:
-        saved = tables.read_json(pointer)
+        saved = artifacts.read_json(pointer)
         found = StudentSet(TableInfo.from_json(saved["table"]), saved["pool"], saved["ood"])
-        tables.verify(found.table.uri)
+        artifacts.verify(found.table.uri)
         return found
-    except tables.TornArtifact as e:
-        if tables.exists(pointer):
+    except artifacts.TornArtifact as e:
+        if artifacts.exists(pointer):
             print(f"rebuilding a student set: {e}")
     labels = tables.read(pool_labels_uri)
     pool_ids, ood_ids = choose_ids(labels.column("id").to_numpy(), labels.column("label").to_numpy(),
@@ -121,7 +111,8 @@ def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: s
     rows = tables.read(uri, ["id"]).num_rows
     if rows != len(pool_ids) + len(ood_ids):
         raise RuntimeError(f"{uri}: Ray Data wrote {rows} rows, expected {len(pool_ids) + len(ood_ids)}")
-    tables.write_manifest(uri, rows)
-    built = StudentSet(TableInfo(uri, rows, pool.shape, pool.class_names, pool.mean, pool.std), len(pool_ids), len(ood_ids))
-    tables.write_json(asdict(built), pointer)
+    artifacts.seal(uri, rows)
+    built = StudentSet(TableInfo(uri, rows, pool.shape, pool.class_names, pool.mean, pool.std),
+                       len(pool_ids), len(ood_ids))
+    artifacts.write_json(asdict(built), pointer)
     return built

@@ -1,4 +1,6 @@
-"""A sweep on Ray Tune, in two stages: every distinct mentor once, then every student trial.
+"""A sweep, driven from here: plan the grid, run it on Ray Tune in two stages
+(every distinct mentor once, then every student trial), log it to MLflow,
+write `sweep.json` and the report.
 
 Mentors and their soft labels live in a cache addressed by the hash of what
 determines them, so students of this sweep and of later sweeps reuse them.
@@ -15,13 +17,15 @@ from typing import Any, Callable
 import ray
 from ray import tune
 
-from ..config import EnsembleConfig, ModelConfig, SweepConfig
-from ..core import tables
+from ..config import BlackBoxMentorConfig, EnsembleConfig, ModelConfig, SweepConfig
+from ..core import artifacts
+from ..core.results import Counts, SweepSummary, TrialRecord
 from ..errors import UserError
-from .stages import (MentorOutcome, member_config, mentor_key, student_key, student_set, train_mentor,
-                     train_student)
+from ..report import SWEEP_FILE, write_report
+from ..tracking import Tracker, check_reachable, default_uri
+from .cluster import connect
+from .stages import MentorOutcome, member_config, mentor_key, student_key, student_set, train_mentor, train_student
 from .student_sets import StudentSet
-from .train import Resources
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,20 @@ class Trial:
     grid: dict[str, Any]      # this trial's axis values
 
 
-def plan(points: list[tuple[dict[str, Any], SweepConfig]]) -> tuple[dict[str, SweepConfig], dict[str, Trial]]:
+@dataclass(frozen=True)
+class Plan:
+    mentors: dict[str, SweepConfig]   # distinct mentors by key, an ensemble's members first
+    trials: dict[str, Trial]          # student trials by key, in grid order
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    counts: Counts
+    report: str                       # report.md's text
+    tracking_uri: str | None
+
+
+def plan(points: list[tuple[dict[str, Any], SweepConfig]]) -> Plan:
     """Distinct mentors by key (an ensemble's members first), and student trials by key, in grid order."""
     mentors: dict[str, SweepConfig] = {}
     trials: dict[str, Trial] = {}
@@ -44,7 +61,7 @@ def plan(points: list[tuple[dict[str, Any], SweepConfig]]) -> tuple[dict[str, Sw
         for student in cfg.students:
             key = student_key(cfg, student)
             trials[key] = Trial(key, cfg, student, {**values, "student": student.name})
-    return mentors, trials
+    return Plan(mentors, trials)
 
 
 def mentor_folder(cache: str, key: str) -> str:
@@ -58,7 +75,7 @@ def trial_file(out: str, key: str) -> str:
 def _mentor_trial(config: dict[str, Any], mentors: dict[str, SweepConfig], cache: str) -> None:
     key = config["mentor"]
     outcome = train_mentor(mentors[key], mentor_folder(cache, key), in_trial=True)
-    tune.report({"mentor": key, "trained": outcome.trained, "test_accuracy": outcome.result["test_accuracy"]})
+    tune.report({"mentor": key, "trained": outcome.trained, "test_accuracy": outcome.result.test_accuracy})
 
 
 def _student_inputs(trials: list[Trial], cache: str) -> dict[str, tuple[MentorOutcome, StudentSet]]:
@@ -82,28 +99,13 @@ def _student_trial(config: dict[str, Any], trials: dict[str, Trial],
                    inputs: dict[str, tuple[MentorOutcome, StudentSet]], out: str) -> None:
     trial = trials[config["trial"]]
     mentor, data = inputs[trial.key]
-    row = train_student(trial.cfg, trial.student, mentor, data, os.path.dirname(trial_file(out, trial.key)), in_trial=True)
-    record = {"key": trial.key, "mentor_key": mentor_key(trial.cfg), "grid": trial.grid, "seed": trial.cfg.seed,
-              "split_ratio": trial.cfg.split.mentor_ratio, "variant": trial.cfg.variant.model_dump(),
-              "mentor": mentor.result, "student": row}
-    tables.write_json(record, trial_file(out, trial.key))
-    tune.report({"trial": trial.key, "student": trial.student.name, "test_accuracy": row["test_accuracy"],
-                 "relative_accuracy": row["relative_accuracy"]})
-
-
-class _OnComplete(tune.Callback):
-    """Calls `fn(result)` in the driver as each trial finishes (MLflow logging hangs here)."""
-
-    def __init__(self, fn: Callable[[dict[str, Any]], None]) -> None:
-        self.fn = fn
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if trial.last_result:
-            self.fn(trial.last_result)
-
-
-def _per_worker(base: SweepConfig) -> dict[str, float]:
-    return Resources(**base.resources.model_dump()).per_worker()
+    folder = os.path.dirname(trial_file(out, trial.key))
+    student = train_student(trial.cfg, trial.student, mentor, data, folder, in_trial=True)
+    record = TrialRecord(trial.key, mentor_key(trial.cfg), trial.grid, trial.cfg.seed, trial.cfg.split.mentor_ratio,
+                         trial.cfg.variant.removal_bound, trial.cfg.variant.ood_ratio, mentor.result, student)
+    artifacts.write_json(record, trial_file(out, trial.key))
+    tune.report({"trial": trial.key, "student": trial.student.name, "test_accuracy": student.test_accuracy,
+                 "relative_accuracy": student.relative_accuracy})
 
 
 def trial_resources(base: SweepConfig) -> dict[str, float]:
@@ -111,7 +113,7 @@ def trial_resources(base: SweepConfig) -> dict[str, float]:
     in that process; else `trial_cpus`, beside the worker group the trial starts."""
     if base.resources.num_workers > 1:
         return {"CPU": base.trial_cpus}
-    return {k: v for k, v in _per_worker(base).items() if v}
+    return {k: v for k, v in base.resources.per_worker().items() if v}
 
 
 def concurrency(base: SweepConfig, cluster: dict[str, float]) -> int:
@@ -123,21 +125,20 @@ def concurrency(base: SweepConfig, cluster: dict[str, float]) -> int:
     autoscaling cluster at zero workers) sets no bound: the autoscaler adds it.
     """
     workers = base.resources.num_workers
-    need = {k: workers * v for k, v in _per_worker(base).items()}
+    need = {k: workers * v for k, v in base.resources.per_worker().items()}
     if workers > 1:
         need["CPU"] += base.trial_cpus
     fits = [int(cluster[k] // v) for k, v in need.items() if v > 0 and cluster.get(k, 0) > 0]
     return max(1, min(fits)) if fits else 1
 
 
-def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig, storage: str,
-          on_complete: Callable[[dict[str, Any]], None]) -> None:
+def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig, storage: str) -> None:
     # Reused trial processes have PyTorch imported already: a new one costs 3-4 s on 2 cores.
     tuner = tune.Tuner(
         tune.with_resources(fn, tune.PlacementGroupFactory([trial_resources(base)])),
         param_space={axis: tune.grid_search(keys)},
         tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=concurrency(base, ray.cluster_resources())),
-        run_config=tune.RunConfig(name=name, storage_path=storage, callbacks=[_OnComplete(on_complete)],
+        run_config=tune.RunConfig(name=name, storage_path=storage,
                                   failure_config=tune.FailureConfig(max_failures=base.fault_tolerance.trial_retries),
                                   verbose=1),
     )
@@ -151,34 +152,69 @@ def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig
         raise RuntimeError(f"{len(failed)} {name} trial(s) failed; first: {err}")
 
 
-def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], out: str, cache: str,
-              on_mentor: Callable[[str, SweepConfig, dict[str, Any]], None] = lambda *a: None,
-              on_trial: Callable[[dict[str, Any]], None] = lambda r: None) -> dict[str, Any]:
+def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str) -> Counts:
     """Run every mentor and student trial not yet finished; return counts of what ran."""
-    mentors, trials = plan(points)
-    pending = [k for k in trials if not tables.intact(trial_file(out, k))]
+    mentors, trials = planned.mentors, planned.trials
+    pending = [k for k in trials if not artifacts.intact(trial_file(out, k))]
     needed = {mentor_key(trials[k].cfg) for k in pending}
     needed |= {mentor_key(member_config(mentors[k], m)) for k in needed if isinstance(mentors[k].mentor, EnsembleConfig)
                for m in mentors[k].mentor.members}
-    to_train = [k for k in mentors if k in needed and not tables.intact(f"{mentor_folder(cache, k)}/mentor.json")]
+    to_train = [k for k in mentors if k in needed and not artifacts.intact(f"{mentor_folder(cache, k)}/mentor.json")]
     # Ensembles are combined from their members in the driver, after the members' stage.
     on_tune = [k for k in to_train if not isinstance(mentors[k].mentor, EnsembleConfig)]
     storage = f"{out}/tune"
-
-    def mentor_done(result: dict[str, Any]) -> None:
-        key = result["mentor"]
-        on_mentor(key, mentors[key], tables.read_json(f"{mentor_folder(cache, key)}/mentor.json")["result"])
-
-    def trial_done(result: dict[str, Any]) -> None:
-        on_trial(tables.read_json(trial_file(out, result["trial"])))
-
     if on_tune:
         _tune("mentors", tune.with_parameters(_mentor_trial, mentors=mentors, cache=cache), "mentor", on_tune,
-              base, storage, mentor_done)
+              base, storage)
     if pending:
         inputs = _student_inputs([trials[k] for k in pending], cache)
         _tune("students", tune.with_parameters(_student_trial, trials=trials, inputs=inputs, out=out), "trial",
-              pending, base, storage, trial_done)
-    return {"mentors": len(mentors), "mentors_trained": len(to_train), "mentors_reused": len(mentors) - len(to_train),
-            "trials": len(trials), "trials_run": len(pending), "trials_reused": len(trials) - len(pending),
-            "trial_keys": list(trials)}
+              pending, base, storage)
+    return Counts(mentors=len(mentors), mentors_trained=len(to_train), mentors_reused=len(mentors) - len(to_train),
+                  trials=len(trials), trials_run=len(pending), trials_reused=len(trials) - len(pending))
+
+
+def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], out: str, cache: str,
+              tracker: Tracker | None = None) -> SweepOutcome:
+    """Run what is not yet finished, then log every mentor and trial to MLflow (runs an earlier,
+    interrupted invocation logged are kept, not repeated), write `sweep.json` and the report."""
+    planned = plan(points)
+    counts = run_stages(base, planned, out, cache)
+    if tracker is not None:
+        for key, cfg in planned.mentors.items():
+            outcome = MentorOutcome.from_json(artifacts.read_json(f"{mentor_folder(cache, key)}/mentor.json"))
+            tracker.log_mentor(key, _mentor_params(cfg), outcome.result)
+        for key in planned.trials:
+            tracker.log_student(TrialRecord.from_json(artifacts.read_json(trial_file(out, key))))
+    summary = SweepSummary(base.name, base.dataset.name, base.paper, tuple(base.grid), tuple(planned.trials), counts,
+                           base.model_dump())
+    artifacts.write_json(summary, f"{out}/{SWEEP_FILE}")
+    text, files = write_report(out)
+    if tracker is not None:
+        tracker.finish({"grid_axes": ",".join(base.grid), "dataset": base.dataset.name}, counts, files)
+    return SweepOutcome(counts, text, tracker.uri if tracker else None)
+
+
+def sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], out: str, cache: str) -> SweepOutcome:
+    """`deepmimic sweep`: check where it tracks and that Ray answers before writing anything, then run it,
+    tracked in MLflow (a server named by MLFLOW_TRACKING_URI, else a SQLite store in `out`)."""
+    server = os.environ.get("MLFLOW_TRACKING_URI")
+    if not server and artifacts.is_uri(out):
+        raise UserError(f"--out {out}: a sweep on remote storage needs MLFLOW_TRACKING_URI (a tracking server)")
+    uri = server or default_uri(out)
+    if uri.startswith(("http://", "https://")):
+        check_reachable(uri)  # before anything is written
+    connect()  # a cluster that cannot be reached fails here, before anything is written too
+    if not artifacts.is_uri(out):
+        os.makedirs(out, exist_ok=True)
+    tracker = Tracker(uri, base.name, out, None if server else f"{out}/mlartifacts")
+    return run_sweep(base, points, out, cache, tracker)
+
+
+def _mentor_params(cfg: SweepConfig) -> dict[str, Any]:
+    common = {"dataset": cfg.dataset.name, "split_ratio": cfg.split.mentor_ratio, "seed": cfg.seed}
+    if isinstance(cfg.mentor, ModelConfig):
+        return {**common, "architecture": cfg.mentor.architecture, **cfg.mentor.model_dump()["training"]}
+    if isinstance(cfg.mentor, BlackBoxMentorConfig):
+        return {**common, **{f"black_box.{k}": v for k, v in cfg.mentor.black_box.model_dump().items()}}
+    return {**common, "ensemble.rule": cfg.mentor.rule, "ensemble.members": ",".join(m.name for m in cfg.mentor.members)}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -29,35 +29,39 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from ..core import checkpoints, tables
+from ..config import ResourcesConfig
+from ..core import artifacts, checkpoints, tables
 from ..core.architectures import ModelSpec, count_parameters
 from ..core.evaluation import accuracy_and_loss, confusion_matrix, inference_time, predict_logits
+from ..core.results import Epoch, RunSummary
 from ..core.training import Hyper, sgd, train
 from .data import TableInfo, read_shard
 
 
 @dataclass(frozen=True)
-class Resources:
-    num_workers: int = 1
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-    threads_per_worker: int | None = None
-    custom_per_worker: dict[str, float] = field(default_factory=dict)
-    # Run the one worker in this process, whose caller holds its resources (a sweep's Tune trial).
-    in_process: bool = False
+class RunSpec:
+    """One training run: everything it needs, made from the validated config in one place
+    (`stages.run_spec`) and handed to the loop as it is, in this process or to every worker."""
+
+    name: str                     # the run's folder under `storage`; a rerun of the same name resumes
+    storage: str
+    model: ModelSpec
+    hyper: Hyper
+    seed: int
+    temperature: float            # of the loss (Hinton's), 1 for every other method
+    train: TableInfo
+    target: str                   # `label` for a mentor, `soft_label` for a student
+    test: TableInfo
+    num_classes: int
+    resources: ResourcesConfig
+    inference_repeats: int = 5
+    checkpoint_every: int = 0     # epochs between checkpoints (0: only the final one)
+    worker_restarts: int = 0
+    in_process: bool = False      # the one worker runs in this process, whose caller holds its resources
 
     @property
-    def threads(self) -> int:
-        return self.threads_per_worker or max(1, int(self.cpus_per_worker))
-
-    def per_worker(self) -> dict[str, float]:
-        """The Ray resources one worker asks for."""
-        return {"CPU": self.cpus_per_worker, **self.custom_per_worker,
-                **({"GPU": self.gpus_per_worker} if self.gpus_per_worker else {})}
-
-    def scaling(self) -> ScalingConfig:
-        return ScalingConfig(num_workers=self.num_workers, use_gpu=self.gpus_per_worker > 0,
-                             resources_per_worker=self.per_worker())
+    def run(self) -> str:
+        return f"{self.storage}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class Trained:
     """A finished run: where its checkpoint lives and what rank 0 measured."""
 
     checkpoint: Checkpoint
-    summary: dict[str, Any]        # params, test_accuracy, test_loss, inference_time_s, confusion, history
+    summary: RunSummary
     test_predictions: np.ndarray   # argmax on the test set
 
 
@@ -78,7 +82,7 @@ def load_model(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> to
 def _latest(run: str) -> Checkpoint | None:
     """The intact checkpoint of the furthest epoch in the run's folder, whoever wrote it
     (a worker group through Ray Train, or a run in a trial's own process)."""
-    fs, root = tables.filesystem(run)
+    fs, root = artifacts.filesystem(run)
     best, best_epoch = None, -1
     for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
         if info.type != pafs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
@@ -86,9 +90,9 @@ def _latest(run: str) -> Checkpoint | None:
         checkpoint = Checkpoint(info.path, fs)
         try:
             with checkpoint.as_directory() as d:
-                checkpoints.verify(d)
+                artifacts.verify(d)
                 epoch = checkpoints.progress(d)["epoch"]
-        except tables.TornArtifact:
+        except artifacts.TornArtifact:
             continue
         if epoch > best_epoch:
             best, best_epoch = checkpoint, epoch
@@ -130,71 +134,74 @@ class _OwnProcess:
         return _latest(self.run)
 
     def report(self, metrics: dict[str, Any], folder: str | None, epoch: int) -> None:
-        fs, root = tables.filesystem(self.run)
+        fs, root = artifacts.filesystem(self.run)
         dest = f"{root}/checkpoint_epoch-{epoch:06d}"
         fs.delete_dir_contents(dest, missing_dir_ok=True)  # a restarted run reaching the same epoch again
         fs.create_dir(dest, recursive=True)
         pafs.copy_files(folder, dest, pafs.LocalFileSystem(), fs)
-        kept = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(root)) if i.base_name.startswith("checkpoint_epoch-"))
+        kept = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(root))
+                      if i.base_name.startswith("checkpoint_epoch-"))
         for old in kept[:-2]:
             fs.delete_dir(old)
         self.last = Checkpoint(dest, fs)
 
 
-def _restore(net: torch.nn.Module, place: _WorkerGroup | _OwnProcess) -> tuple[int, list, dict | None]:
+def _restore(net: torch.nn.Module, place: _WorkerGroup | _OwnProcess) -> tuple[int, list[Epoch], dict | None]:
     """Load the run's latest checkpoint, if it has one (after a failure or a rerun of an
     interrupted run): the epoch reached, the history and the optimizer."""
     checkpoint = place.latest()
     if checkpoint is None:
         return 0, [], None
     with checkpoint.as_directory() as d:
-        return checkpoints.load_progress(d, net)
+        epoch, history, optimizer = checkpoints.load_progress(d, net)
+    return epoch, [Epoch(**e) for e in history], optimizer
 
 
-def _worker(cfg: dict[str, Any]) -> None:
+def _worker(config: dict[str, RunSpec]) -> None:
     """Runs on every worker of a Ray Train worker group."""
-    _train(cfg, _WorkerGroup(cfg["run"]))
+    _train(config["spec"], _WorkerGroup(config["spec"].run))
 
 
-def _train(cfg: dict[str, Any], place: _WorkerGroup | _OwnProcess) -> None:
+def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
     """One worker's run: its shard on its device, the core loop, rank 0's scores and checkpoints."""
-    train_info, test_info = TableInfo.from_json(cfg["train"]), TableInfo.from_json(cfg["test"])
-    rank, device = place.rank, place.device
-    torch.set_num_threads(cfg["threads"])
-    images, targets = read_shard(train_info, cfg["target"], rank, place.world_size)
+    rank, device, hyper = place.rank, place.device, spec.hyper
+    torch.set_num_threads(spec.resources.threads)
+    images, targets = read_shard(spec.train, spec.target, rank, place.world_size)
     x, y = torch.from_numpy(images).to(device), torch.from_numpy(targets).to(device)
 
-    hyper, spec = Hyper(**cfg["hyper"]), ModelSpec(**cfg["spec"])
-    torch.manual_seed(hyper.seed)
-    net = spec.build(train_info.shape, cfg["num_classes"], train_info.mean, train_info.std)
+    torch.manual_seed(spec.seed)
+    net = spec.model.build(spec.train.shape, spec.num_classes, spec.train.mean, spec.train.std)
     start_epoch, history, opt_state = _restore(net, place)
     model = place.prepare(net)
-    test = tables.to_image_set(tables.read(test_info.uri), test_info.shape, test_info.class_names) if rank == 0 else None
+    test = tables.to_image_set(tables.read(spec.test.uri), spec.test.shape, spec.test.class_names) if rank == 0 else None
     test_x = torch.from_numpy(test.images).to(device) if test else None
     test_y = torch.from_numpy(test.labels).to(device) if test else None
-    meta = {"spec": cfg["spec"], "shape": list(train_info.shape), "num_classes": cfg["num_classes"],
-            "mean": train_info.mean, "std": train_info.std}
+    meta = {"spec": asdict(spec.model), "shape": list(spec.train.shape), "num_classes": spec.num_classes,
+            "mean": spec.train.mean, "std": spec.train.std}
     optimizer = sgd(model, hyper)
     if opt_state is not None:
         optimizer.load_state_dict(opt_state)
 
     scored: dict[str, torch.Tensor] = {}  # the last epoch's test logits: the final model's, once training ends
 
+    def save(folder: str, epoch: int, extra: dict[str, bytes] | None = None) -> None:
+        checkpoints.save(folder, net, optimizer, epoch, [asdict(e) for e in history], meta, extra)
+
     def on_epoch(epoch: int, train_loss: float) -> None:
-        metrics = {"epoch": epoch, "train_loss": train_loss}
+        metrics: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
         if rank == 0:
             scored["logits"] = predict_logits(net, test_x)
             acc, loss = accuracy_and_loss(scored["logits"], test_y)
+            history.append(Epoch(epoch, train_loss, acc, loss))
             metrics |= {"test_accuracy": acc, "test_loss": loss}
-            history.append(metrics)
-        if cfg["checkpoint_every"] and epoch % cfg["checkpoint_every"] == 0 and epoch < hyper.epochs:
+        if spec.checkpoint_every and epoch % spec.checkpoint_every == 0 and epoch < hyper.epochs:
             # A barrier across ranks; rank 0 alone writes the state every rank restores.
             with tempfile.TemporaryDirectory() as d:
                 if rank == 0:
-                    checkpoints.save(d, net, optimizer, epoch, history, meta)
+                    save(d, epoch)
                 place.report(metrics, d if rank == 0 else None, epoch)
 
-    train(model, x, y, hyper, on_epoch, start_epoch, optimizer)
+    train(model, x, y, hyper, on_epoch, start_epoch, optimizer, seed=spec.seed, temperature=spec.temperature)
 
     if rank != 0:
         place.report({"epoch": hyper.epochs}, None, hyper.epochs)
@@ -202,75 +209,53 @@ def _train(cfg: dict[str, Any], place: _WorkerGroup | _OwnProcess) -> None:
     logits = scored["logits"] if "logits" in scored else predict_logits(net, test_x)  # restored at its last epoch
     acc, loss = accuracy_and_loss(logits, test_y)
     preds = logits.argmax(1).cpu().numpy()
-    summary = {
-        "params": count_parameters(net),
-        "test_accuracy": acc,
-        "test_loss": loss,
-        "inference_time_s": inference_time(net, test_x, cfg["inference_repeats"], warm_up=False),  # warm: just scored
-        "device": str(device),
-        "node_id": ray.get_runtime_context().get_node_id(),
-        "confusion": confusion_matrix(test.labels, preds, cfg["num_classes"]).tolist(),
-        "history": history,
-        "resumed_from_epoch": start_epoch,
-    }
+    summary = RunSummary(
+        params=count_parameters(net), test_accuracy=acc, test_loss=loss,
+        inference_time_s=inference_time(net, test_x, spec.inference_repeats, warm_up=False),  # warm: just scored
+        device=str(device), node_id=ray.get_runtime_context().get_node_id(),
+        confusion_matrix=confusion_matrix(test.labels, preds, spec.num_classes).tolist(),
+        history=tuple(history), resumed_from_epoch=start_epoch,
+    )
     with tempfile.TemporaryDirectory() as d:
-        checkpoints.save(d, net, optimizer, hyper.epochs, history, meta,
-                         {"summary.json": json.dumps(summary).encode(), "test_predictions.npy": checkpoints.npy_bytes(preds)})
-        place.report(history[-1] if history else {"epoch": hyper.epochs}, d, hyper.epochs)
+        save(d, hyper.epochs, {"summary.json": json.dumps(summary.to_json()).encode(),
+                               "test_predictions.npy": checkpoints.npy_bytes(preds)})
+        last = asdict(history[-1]) if history else {"epoch": hyper.epochs}
+        place.report(last, d, hyper.epochs)
 
 
-def fit(
-    name: str,
-    spec: ModelSpec,
-    hyper: Hyper,
-    train_info: TableInfo,
-    target: str,
-    test_info: TableInfo,
-    num_classes: int,
-    resources: Resources,
-    storage_path: str,
-    inference_repeats: int = 5,
-    checkpoint_every: int = 0,
-    worker_restarts: int = 0,
-) -> Trained:
-    """Train one model on a Ray Train worker group on `train_info`'s table against
-    `target` (`label` for a mentor, `soft_label` for a student).
+def fit(spec: RunSpec) -> Trained:
+    """Train one model on `spec.train`'s table against `spec.target`, on a Ray Train worker
+    group, or in this process where `spec.in_process` (its caller, a sweep's Tune trial,
+    holds the worker's resources; restarts are then the trial's).
 
     Every epoch's test metrics land in the summary's history. A checkpoint every
     `checkpoint_every` epochs (0: only the final one) lets Ray Train restart a
     failed worker group up to `worker_restarts` times from where it was, and a
-    rerun of the same `name` under `storage_path` (an interrupted sweep) too.
-
-    With `resources.in_process` the single worker runs in this process, whose
-    caller holds its resources (a sweep's Tune trial); restarts are then the trial's.
+    rerun of the same run (an interrupted sweep) too.
     """
-    if resources.in_process and resources.num_workers != 1:
+    if spec.in_process and spec.resources.num_workers != 1:
         raise ValueError("only a single-worker run can train in its caller's process")
-    cfg = {
-        "spec": asdict(spec), "hyper": asdict(hyper), "train": asdict(train_info), "test": asdict(test_info),
-        "target": target, "num_classes": num_classes, "inference_repeats": inference_repeats,
-        "threads": resources.threads, "checkpoint_every": checkpoint_every,
-        "run": f"{storage_path}/{name}",
-    }
-    if resources.in_process:
-        own = _OwnProcess(cfg["run"])
-        _train(cfg, own)
+    if spec.in_process:
+        own = _OwnProcess(spec.run)
+        _train(spec, own)
         checkpoint = own.last
     else:
         # Ray Train's controller polls its workers every 2 s by default, so each run waited about a second
         # for nothing at its end; every 0.5 s saved 1.5 s a run here (a user's own setting wins).
         os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+        r = spec.resources
         trainer = TorchTrainer(
             _worker,
-            train_loop_config=cfg,
-            scaling_config=resources.scaling(),
-            run_config=RunConfig(name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=worker_restarts),
+            train_loop_config={"spec": spec},
+            scaling_config=ScalingConfig(num_workers=r.num_workers, use_gpu=r.gpus_per_worker > 0,
+                                         resources_per_worker=r.per_worker()),
+            run_config=RunConfig(name=spec.name, storage_path=spec.storage,
+                                 failure_config=FailureConfig(max_failures=spec.worker_restarts),
                                  checkpoint_config=CheckpointConfig(num_to_keep=2)),
         )
         checkpoint = trainer.fit().checkpoint
     with checkpoint.as_directory() as d:
-        checkpoints.verify(d)
-        with open(os.path.join(d, "summary.json")) as f:
-            summary = json.load(f)
+        artifacts.verify(d)
+        summary = RunSummary.from_json(artifacts.load_json(os.path.join(d, "summary.json")))
         preds = np.load(os.path.join(d, "test_predictions.npy"), allow_pickle=False)
     return Trained(checkpoint, summary, preds)

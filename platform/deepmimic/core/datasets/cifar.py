@@ -17,6 +17,7 @@ from ..images import Dataset, ImageSet
 
 CIFAR10_DIR = "cifar-10-batches-py"
 CIFAR100_DIR = "cifar-100-python"
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 # The batches hold plain dicts of lists, bytes and numpy arrays: nothing else
 # may be unpickled, so a hostile file cannot run code.
