@@ -46,7 +46,7 @@ def student_set(folder: str) -> tuple[TableInfo, TableInfo]:
     ids = np.arange(len(data.pool_x))
     pool = write_image_table(f"{folder}/pool.parquet", data.pool_x.numpy(), ids, names)
     table = tables.read(pool.uri).append_column("soft_label", tables.soft_label_table(ids, soft_labels(mentor, data.pool_x)).column("soft_label"))
-    tables.write_atomic(table, f"{folder}/set.parquet")
+    tables.write_table(table, f"{folder}/set.parquet")
     test = write_image_table(f"{folder}/test.parquet", data.test_x.numpy(), np.arange(len(data.test_x)), names,
                              data.test_y.numpy())
     return TableInfo(f"{folder}/set.parquet", len(ids), pool.shape, names, pool.mean, pool.std), test
@@ -106,7 +106,7 @@ def main() -> None:
               f"{args.epochs} epochs, batch 128, {args.threads} threads; Ray worker: {args.threads} CPUs")
         connect()
         small = TableInfo(f"{folder}/small.parquet", 128, info.shape, info.class_names, info.mean, info.std)
-        tables.write_atomic(tables.read(info.uri).slice(0, 128), small.uri)
+        tables.write_table(tables.read(info.uri).slice(0, 128), small.uri)
         # This VM's timings wander by 10-20% within minutes: rounds interleave the three paths, each path's ratio
         # is taken to the core run of its own round, and the medians over rounds are shown.
         accs, runs = {}, {k: [] for k in ("core", "trial", "group", "trial startup", "group startup")}

@@ -133,8 +133,14 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
         ("ensemble of one mentor", ["sweep", space("one", with_("mentor", {"name": "E", "members": [GOOD["mentor"]]}))],
          "mentor.members", {}),
         ("export of a folder that is no checkpoint", ["export", str(tmp), "--out", str(tmp / "m.onnx")],
-         "no readable manifest.json", {}),
+         "no manifest", {}),
         ("report of no sweep", ["report", str(tmp)], str(tmp), {}),
+        ("run on a search space with a grid", ["run", space("grid", sweep({"seed": [0, 1]}))],
+         "grid: search-space keys, but `deepmimic run` runs one experiment", {}),
+        ("a root for a bundled data set", ["run", good, "--set", f"dataset.root={tmp}"],
+         "data set 'digits' is bundled and reads no files", {}),
+        ("unknown key in training", ["run", good, "--set", "mentor.training.lrate=0.1"],
+         "mentor.training.lrate: unknown key", {}),
         ("unknown command", ["fly"], "invalid choice: 'fly'", {}),
     ]
 

@@ -6,7 +6,8 @@ import ray
 from ray.cluster_utils import Cluster
 
 from deepmimic.config import SweepConfig, parse_experiment
-from deepmimic.core import tables
+from deepmimic.core import artifacts
+from deepmimic.core.results import TrialRecord
 from deepmimic.distributed.sweep import plan, run_sweep, trial_file
 
 SPACE = {
@@ -33,15 +34,14 @@ def test_trials_spread_over_two_nodes_and_share_storage(tmp_path):
         assert len([n for n in ray.nodes() if n["Alive"]]) == 2
         base = parse_experiment(SPACE, "two_nodes", SweepConfig)
         storage = tmp_path / "shared"
-        counts = run_sweep(base, [({}, base)], str(storage / "out"), str(storage / "cache"))
-        assert counts["trials_run"] == 2
-        _, trials = plan([({}, base)])
-        records = [tables.read_json(trial_file(str(storage / "out"), k)) for k in trials]
-        nodes = {r["student"]["node_id"] for r in records}
-        assert nodes == {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        outcome = run_sweep(base, [({}, base)], str(storage / "out"), str(storage / "cache"))
+        assert outcome.counts.trials_run == 2
+        records = [TrialRecord.from_json(artifacts.read_json(trial_file(str(storage / "out"), k)))
+                   for k in plan([({}, base)]).trials]
+        assert {r.student.node_id for r in records} == {n["NodeID"] for n in ray.nodes() if n["Alive"]}
         for r in records:  # each trial read its mentor's soft labels and wrote its table on the shared path
-            assert r["student"]["checkpoint"].startswith(str(storage / "out"))
-            assert r["mentor"]["checkpoint"].startswith(str(storage / "cache"))
+            assert r.student.checkpoint.startswith(str(storage / "out"))
+            assert r.mentor.checkpoint.startswith(str(storage / "cache"))
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -20,10 +20,10 @@ def pool_files(tmp_path, digits):
     pool = write_image_table(str(tmp_path / "pool.parquet"), images, ids, CLASSES)
     ood_ids = OOD_ID_OFFSET + np.arange(50)
     ood = write_image_table(str(tmp_path / "ood.parquet"), digits.train.images[400:450], ood_ids, CLASSES)
-    tables.write_atomic(tables.label_table(ids, labels), str(tmp_path / "labels.parquet"))
+    tables.write_table(tables.label_table(ids, labels), str(tmp_path / "labels.parquet"))
     all_ids = np.concatenate([ids, ood_ids])
     probs = np.random.default_rng(0).dirichlet(np.ones(4), len(all_ids)).astype(np.float32)
-    tables.write_atomic(tables.soft_label_table(all_ids[::-1], probs[::-1]), str(tmp_path / "soft.parquet"))
+    tables.write_table(tables.soft_label_table(all_ids[::-1], probs[::-1]), str(tmp_path / "soft.parquet"))
     return pool, ood, dict(zip(all_ids.tolist(), probs))
 
 
