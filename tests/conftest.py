@@ -1,12 +1,20 @@
-"""Shared fixtures: tiny data and one local Ray for the whole session."""
+"""Shared fixtures and helpers: tiny data, one local Ray for the whole session,
+the CLI as a real process, and writers of data sets' published file formats."""
 
 from __future__ import annotations
 
 import os
+import socket
+import struct
+import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any, Callable
 
+import numpy as np
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DEEPMIMIC = [sys.executable, "-m", "deepmimic.cli"]
@@ -30,3 +38,49 @@ def digits():
     from deepmimic.core.datasets import load_dataset
 
     return load_dataset("digits")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check: Callable[[], Any], what: str = "a condition", timeout: float = 300.0) -> Any:
+    """`check()`'s first truthy answer, polled every 0.2 s (a server not listening yet counts as no)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+            if found:
+                return found
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def sweep(ray, tmp_path: Path, space: dict, out: str, cache: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`deepmimic sweep` of `space` as a real process on the session's Ray; it must succeed."""
+    path = tmp_path / f"{space['name']}.yaml"
+    path.write_text(yaml.safe_dump(space))
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, **(env or {})}
+    proc = subprocess.run([*DEEPMIMIC, "sweep", str(path), "--out", out, "--cache", cache],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def idx_bytes(arr: np.ndarray, magic: bytes = b"\x00\x00\x08") -> bytes:
+    """An IDX file (MNIST's format): magic, dimensions, then the bytes."""
+    return magic + bytes([arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape) + arr.astype(np.uint8).tobytes()
+
+
+def cifar_batch(n: int, label_key: str, classes: int, row: int = 3072, seed: int = 0) -> dict:
+    """One batch of CIFAR's python pickles."""
+    return {
+        b"batch_label": b"testing batch",
+        b"data": np.random.default_rng(seed).integers(0, 256, (n, row), dtype=np.uint8),
+        label_key.encode(): [i % classes for i in range(n)],
+        b"filenames": [f"img{i}.png".encode() for i in range(n)],
+    }

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .conftest import DEEPMIMIC
+from .conftest import DEEPMIMIC, cifar_batch, idx_bytes
 
 GOOD = {
     "name": "bad", "dataset": {"name": "digits"}, "training": {"epochs": 1},
@@ -36,16 +36,11 @@ def with_(path: str, value) -> dict:
     return raw
 
 
-def idx(path: Path, array: np.ndarray, magic: bytes = b"\x00\x00\x08") -> None:
-    header = magic + bytes([array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
-
-
 def mnist(root: Path, side: int = 28, magic: bytes = b"\x00\x00\x08", truncate: bool = False) -> Path:
     root.mkdir(parents=True)
     for split, n in (("train", 20), ("t10k", 10)):
-        idx(root / f"{split}-images-idx3-ubyte.gz", np.zeros((n, side, side)), magic)
-        idx(root / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+        (root / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros((n, side, side)), magic)))
+        (root / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.arange(n) % 10)))
     if truncate:
         data = gzip.decompress((root / "train-images-idx3-ubyte.gz").read_bytes())
         (root / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(data[: len(data) // 2]))
@@ -55,7 +50,7 @@ def mnist(root: Path, side: int = 28, magic: bytes = b"\x00\x00\x08", truncate: 
 def cifar10(root: Path, row: int = 3072, corrupt: bool = False) -> Path:
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
-    batch = {b"data": np.zeros((10, row), np.uint8), b"labels": list(range(10))}
+    batch = cifar_batch(10, "labels", 10, row)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         (folder / name).write_bytes(b"\x80\x04garbage" if corrupt else pickle.dumps(batch))
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [str(i).encode() for i in range(10)]}))

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from deepmimic.core import artifacts
 
-from .conftest import DEEPMIMIC
+from .conftest import DEEPMIMIC, wait_for
 
 
 def space(name: str, students: list[str], epochs: int = 4, checkpoint_every: int = 0) -> dict:
@@ -62,16 +61,6 @@ def finish(proc: subprocess.Popen) -> str:
     out, _ = proc.communicate(timeout=400)
     assert proc.returncode == 0, out[-4000:]
     return out
-
-
-def wait_for(what, timeout: float = 300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = what()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 def results(out: Path) -> list[dict]:

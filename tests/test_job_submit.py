@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,26 +16,9 @@ from pathlib import Path
 import yaml
 from mlflow.tracking import MlflowClient
 
-from .conftest import ROOT
+from .conftest import ROOT, free_port, wait_for
 
 RAY = str(Path(sys.executable).parent / "ray")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, what: str, tries: int = 240) -> None:
-    for _ in range(tries):
-        try:
-            if check():
-                return
-        except OSError:  # not listening yet
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def dashboard(address: str, path: str, token: str) -> str:
@@ -86,7 +68,7 @@ def test_sweep_runs_under_ray_job_submit(tmp_path):
         # Poll the job over HTTP (each `ray` CLI call costs seconds of CPU the sweep needs), then ask
         # `ray job status` and `ray job logs` as a user would.
         wait_for(lambda: json.loads(dashboard(address, f"/api/jobs/{job_id}", token.read_text()))["status"]
-                 in ("SUCCEEDED", "FAILED", "STOPPED"), "the job", tries=1200)
+                 in ("SUCCEEDED", "FAILED", "STOPPED"), "the job", timeout=600)
         status = subprocess.run([RAY, "job", "status", "--address", address, job_id], env=env,
                                 capture_output=True, text=True).stdout.lower()
         logs = subprocess.run([RAY, "job", "logs", "--address", address, job_id], env=env,

@@ -19,7 +19,7 @@ from deepmimic.core.architectures import ModelSpec, channel_stats
 from deepmimic.core.evaluation import predict_logits
 from deepmimic.core.training import Hyper, train
 
-from .test_sweep import sweep
+from .conftest import sweep
 
 STUDENT = {"name": "Student", "architecture": "c-mp-fc2", "width": 8}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from .conftest import DEEPMIMIC
+from .conftest import DEEPMIMIC, free_port, sweep
 
 EPOCHS = 3
 SIX_STUDENTS = {
@@ -26,16 +25,6 @@ SIX_STUDENTS = {
     "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
     "grid": {"student": [f"S{w}" for w in (2, 3, 4, 5, 6, 7)]},
 }
-
-
-def sweep(ray_local, tmp_path: Path, space: dict, out: str, cache: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    path = tmp_path / f"{space['name']}.yaml"
-    path.write_text(yaml.safe_dump(space))
-    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address, **(env or {})}
-    proc = subprocess.run([*DEEPMIMIC, "sweep", str(path), "--out", out, "--cache", cache],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return proc
 
 
 def mentor_trainings(cache: Path) -> int:
@@ -103,12 +92,6 @@ def test_mlflow_store_holds_parent_nested_runs_metrics_and_plots(six):
     assert plots == {"plots/learning_curves.png", "plots/confusion_matrices.png"}
     assert any(a.path == "model/model.pt" for a in client.list_artifacts(student.info.run_id, "model"))
     assert "results.csv" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_sweep_on_a_storage_uri_tracks_to_a_real_mlflow_server_over_http(ray_local, tmp_path):

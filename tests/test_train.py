@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from deepmimic.config import ResourcesConfig
 from deepmimic.core import checkpoints
 from deepmimic.core.architectures import ModelSpec
 from deepmimic.core.training import Hyper, sgd
-from deepmimic.config import ResourcesConfig
 from deepmimic.distributed.data import TableInfo
 from deepmimic.distributed.train import RunSpec, _latest, _OwnProcess, fit
 

@@ -5,8 +5,8 @@ import torch
 
 from deepmimic.core import artifacts, checkpoints
 from deepmimic.core.architectures import ModelSpec
-from deepmimic.core.optimizer import SGD
 from deepmimic.core.artifacts import TornArtifact
+from deepmimic.core.optimizer import SGD
 
 SPEC = ModelSpec("c-mp-fc")
 

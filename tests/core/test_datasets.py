@@ -3,7 +3,6 @@
 import gzip
 import os
 import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,9 @@ import pytest
 from deepmimic.core.datasets import load_dataset
 from deepmimic.errors import UserError
 
+from ..conftest import cifar_batch, idx_bytes
+
 RNG = np.random.default_rng(0)
-
-
-def idx_bytes(arr: np.ndarray) -> bytes:
-    return bytes([0, 0, 0x08, arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape) + arr.tobytes()
 
 
 def write_idx_set(folder: Path, gz: bool, n_train=6, n_test=4) -> dict:
@@ -83,15 +80,6 @@ def test_bad_magic_is_reported(tmp_path):
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"not an idx file")
     with pytest.raises(UserError, match="bad magic number"):
         load_dataset("mnist", tmp_path)
-
-
-def cifar_batch(n: int, label_key: str, classes: int) -> dict:
-    return {
-        b"batch_label": b"testing batch",
-        b"data": RNG.integers(0, 256, (n, 3072), dtype=np.uint8),
-        label_key.encode(): [i % classes for i in range(n)],
-        b"filenames": [f"img{i}.png".encode() for i in range(n)],
-    }
 
 
 def test_cifar10_python_batches(tmp_path):

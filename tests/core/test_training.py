@@ -3,7 +3,13 @@ import pytest
 import torch
 
 from deepmimic.core.architectures import build_model
-from deepmimic.core.evaluation import accuracy_and_loss, agreement, confusion_matrix, predict_logits, probability_metrics
+from deepmimic.core.evaluation import (
+    accuracy_and_loss,
+    agreement,
+    confusion_matrix,
+    predict_logits,
+    probability_metrics,
+)
 from deepmimic.core.soft_labels import soft_labels
 from deepmimic.core.training import Hyper, cross_entropy, random_shift, train
 
