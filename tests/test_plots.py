@@ -1,0 +1,24 @@
+"""Plots are PNG files written atomically with a manifest, from typed results."""
+
+from __future__ import annotations
+
+from deepmimic import plots
+from deepmimic.core import artifacts
+
+from .results_fixtures import mentor, student
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_learning_curves_and_confusion_matrices_are_whole_pngs(tmp_path):
+    models = [mentor(), student("A", 0.88)]
+    for draw, name in ((plots.learning_curves, "curves.png"), (plots.confusion_matrices, "cm.png")):
+        draw(models, str(tmp_path / name))
+        assert (tmp_path / name).read_bytes().startswith(PNG) and artifacts.intact(str(tmp_path / name))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cm.png", "cm.png.manifest.json", "curves.png",
+                                                          "curves.png.manifest.json"]  # no temporary file left
+
+
+def test_accuracy_by_an_axis(tmp_path):
+    plots.accuracy_by("split", {"Mentor": [(0.5, 0.95), (0.2, 0.9)], "A": [(0.2, 0.88)]}, str(tmp_path / "a.png"))
+    assert (tmp_path / "a.png").read_bytes().startswith(PNG)

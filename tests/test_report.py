@@ -1,0 +1,59 @@
+"""The report's tables from a small list of typed results, and its files."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from deepmimic.core import artifacts
+from deepmimic.errors import UserError
+from deepmimic.report import SWEEP_FILE, write_report
+
+from .results_fixtures import record, summary
+
+
+def sweep_folder(tmp_path, records, axes=("student",)):
+    artifacts.write_json(summary(records, axes), str(tmp_path / SWEEP_FILE))
+    for r in records:
+        artifacts.write_json(r, str(tmp_path / "trials" / r.key / "trial.json"))
+    return str(tmp_path)
+
+
+def row(text: str, first_cell: str) -> list[str]:
+    """The cells of the first table row that starts with `first_cell`."""
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"| {first_cell} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_architecture_table_gives_mean_and_sd_over_seeds(tmp_path):
+    records = [record("A", 0.90, seed=0, mentor_accuracy=0.90), record("A", 0.96, seed=1, mentor_accuracy=0.96),
+               record("B", 0.85, seed=0, mentor_accuracy=0.90)]
+    text, _ = write_report(sweep_folder(tmp_path, records, ("student", "seed")))
+    assert row(text, "Mentor")[3] == "93.00 ± 3.00"
+    assert row(text, "A")[3:6] == ["93.00 ± 3.00", "100.00 ± 0.00", "95.00 ± 0.00"]  # accuracy, relative, agreement
+    assert row(text, "B")[3:5] == ["85.00", "94.44"]
+
+
+def test_split_axis_gives_a_row_per_ratio_and_a_plot(tmp_path):
+    records = [record("A", 0.9, split_ratio=0.2), record("A", 0.97, split_ratio=0.5, mentor_accuracy=0.95)]
+    text, files = write_report(sweep_folder(tmp_path, records, ("split.mentor_ratio", "student")))
+    assert row(text, "0.2")[1:3] == ["90.00", "90.00"] and row(text, "0.5")[1:3] == ["95.00", "97.00"]
+    assert "accuracy_vs_split.png" in {f.rsplit("/", 1)[-1] for f in files}
+
+
+def test_results_csv_has_a_row_per_trial_in_grid_order(tmp_path):
+    records = [record("B", 0.8), record("A", 0.9)]
+    write_report(sweep_folder(tmp_path, records))
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["student"] for r in rows] == ["B", "A"]
+    assert float(rows[1]["relative_accuracy"]) == pytest.approx(1.0) and rows[0]["train_pool"] == "80"
+    assert artifacts.intact(str(tmp_path / "results.csv")) and artifacts.intact(str(tmp_path / "report.md"))
+
+
+def test_a_torn_trial_file_is_a_one_line_error(tmp_path):
+    folder = sweep_folder(tmp_path, [record("A", 0.9)])
+    (tmp_path / "trials" / "A-0-0.2" / "trial.json").write_text("{")
+    with pytest.raises(UserError, match="run the sweep again"):
+        write_report(folder)
