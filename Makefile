@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 QUIET_PIP := sed '/^WARNING: Location/d'  # this workplace's pip config names absent local indexes
 
-.PHONY: install demo test bench clean
+.PHONY: install demo lint test bench clean
 
 install: $(STAMP)
 
@@ -22,7 +22,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/deepmimic sweep search_spaces/quickstart.yaml --out runs/quickstart
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check platform tests benchmarks
+
+test: lint
 	$(PY) -m pytest -q tests
 
 # Benchmarks run on demand (never in `make test`): Fashion-MNIST comes from Debian.

@@ -74,7 +74,7 @@ def build(architecture: str, shape: tuple[int, int, int], num_classes: int, mean
 
 
 def plain_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hyper: Hyper, device: torch.device,
-                on_epoch: Callable[[int, float], None] | None = None) -> None:
+                on_epoch: Callable[[int, float], None] | None = None, seed: int = 0) -> None:
     """The baseline a practitioner writes first: TensorDataset + DataLoader(shuffle=True),
     the same SGD (Nesterov), cosine schedule and cross-entropy as the core loop."""
     loader = DataLoader(TensorDataset(x, y), batch_size=hyper.batch_size, shuffle=True)
@@ -82,7 +82,7 @@ def plain_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hyper: Hyper
                           weight_decay=hyper.weight_decay, nesterov=hyper.momentum > 0)
     total = len(loader) * hyper.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
-    torch.manual_seed(hyper.seed)
+    torch.manual_seed(seed)
     model.train()
     for epoch in range(hyper.epochs):
         for xb, yb in loader:
@@ -100,7 +100,8 @@ def plain_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hyper: Hyper
 def plain_predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 128) -> torch.Tensor:
     """The baseline's inference: DataLoader batches in eval mode, softmax per batch."""
     model.eval()
-    return torch.cat([torch.softmax(model(xb.to(device)), 1).cpu() for (xb,) in DataLoader(TensorDataset(x), batch_size)])
+    loader = DataLoader(TensorDataset(x), batch_size)
+    return torch.cat([torch.softmax(model(xb.to(device)), 1).cpu() for (xb,) in loader])
 
 
 def seconds(fn: Callable[[], object], device: torch.device) -> float:

@@ -14,7 +14,6 @@ import argparse
 import torch
 
 from common import TABLE1, build, fashion_split, machine, plain_predict, print_table, seconds
-
 from deepmimic.core.architectures import count_parameters
 from deepmimic.core.evaluation import inference_time
 from deepmimic.core.soft_labels import soft_labels
@@ -38,21 +37,24 @@ def main() -> None:
     soft_labels(mentor, pool[:256])  # warm-up
     rows, rate = [], {}
     for loop in ("plain", "core"):
-        fn = (lambda: plain_predict(mentor, data.pool_x, device)) if loop == "plain" else (lambda: soft_labels(mentor, pool))
+        fn = ((lambda: plain_predict(mentor, data.pool_x, device)) if loop == "plain"
+              else (lambda: soft_labels(mentor, pool)))
         t = min(seconds(fn, device) for _ in range(args.repeats))
         rate[loop] = len(pool) / t
         rows.append(["Mentor " + TABLE1["Mentor"], loop, round(t, 3), round(rate[loop]), ""])
     rows[-1][-1] = round(rate["core"] / rate["plain"], 2)
     same = (plain_predict(mentor, data.pool_x, device) - torch.from_numpy(soft_labels(mentor, pool))).abs().max().item()
-    print_table("Soft-label generation: core (inference_mode, channels-last, batches of 256 on CPU) vs plain eval loop (DataLoader, 128)",
+    print_table("Soft-label generation: core (inference_mode, channels-last, batches of 256 on CPU) "
+                "vs plain eval loop (DataLoader, 128)",
                 ["model", "loop", "best of repeats, s", "images/s", "core/plain"], rows)
     print(f"largest difference between the two loops' probabilities: {same:.2e}")
 
     test = data.test_x.to(device)
     times = {name: inference_time(model, test, args.repeats) for name, model in models.items()}
-    print_table("Test-set inference time (paper's Table 6)", ["model", "architecture", "params", "seconds", "student/mentor"],
-                [[name, TABLE1[name], count_parameters(m), round(times[name], 4), round(times[name] / times["Mentor"], 3)]
-                 for name, m in models.items()])
+    print_table("Test-set inference time (paper's Table 6)",
+                ["model", "architecture", "params", "seconds", "student/mentor"],
+                [[name, TABLE1[name], count_parameters(m), round(times[name], 4),
+                  round(times[name] / times["Mentor"], 3)] for name, m in models.items()])
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import argparse
 import statistics
 import tempfile
 import time
-from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
@@ -26,7 +25,7 @@ import torch
 from ray import tune
 
 from common import TABLE1, build, fashion_split, machine, print_table, seconds
-
+from deepmimic.config import ResourcesConfig
 from deepmimic.core import tables
 from deepmimic.core.architectures import ModelSpec
 from deepmimic.core.evaluation import accuracy_and_loss, inference_time, predict_logits
@@ -34,7 +33,7 @@ from deepmimic.core.soft_labels import soft_labels
 from deepmimic.core.training import Hyper, train
 from deepmimic.distributed.cluster import connect
 from deepmimic.distributed.data import TableInfo, read_shard, write_image_table
-from deepmimic.distributed.train import Resources, fit
+from deepmimic.distributed.train import RunSpec, fit
 
 
 def student_set(folder: str) -> tuple[TableInfo, TableInfo]:
@@ -45,7 +44,8 @@ def student_set(folder: str) -> tuple[TableInfo, TableInfo]:
     names = tuple(str(i) for i in range(10))
     ids = np.arange(len(data.pool_x))
     pool = write_image_table(f"{folder}/pool.parquet", data.pool_x.numpy(), ids, names)
-    table = tables.read(pool.uri).append_column("soft_label", tables.soft_label_table(ids, soft_labels(mentor, data.pool_x)).column("soft_label"))
+    soft = tables.soft_label_table(ids, soft_labels(mentor, data.pool_x)).column("soft_label")
+    table = tables.read(pool.uri).append_column("soft_label", soft)
     tables.write_table(table, f"{folder}/set.parquet")
     test = write_image_table(f"{folder}/test.parquet", data.test_x.numpy(), np.arange(len(data.test_x)), names,
                              data.test_y.numpy())
@@ -57,7 +57,7 @@ def core_alone(info: TableInfo, test: TableInfo, spec: ModelSpec, hyper: Hyper) 
     x, y = (torch.from_numpy(a) for a in read_shard(info, "soft_label", 0, 1))
     t = tables.to_image_set(tables.read(test.uri), test.shape, test.class_names)
     tx, ty = torch.from_numpy(t.images), torch.from_numpy(t.labels)
-    torch.manual_seed(hyper.seed)
+    torch.manual_seed(0)
     model = spec.build(info.shape, 10, info.mean, info.std)
     scores = []
     train(model, x, y, hyper, lambda epoch, loss: scores.append(accuracy_and_loss(predict_logits(model, tx), ty)))
@@ -69,10 +69,10 @@ def empty_trial(config: dict) -> None:
     tune.report({"done": 1})
 
 
-def in_trial(run: Callable[[Resources], Any], resources: Resources, folder: str) -> Any:
-    """`run(resources)` in one Tune trial holding the worker's CPUs, as a sweep runs it; its return value."""
+def in_trial(run: Callable[[bool], Any], resources: ResourcesConfig, folder: str) -> Any:
+    """`run(in_process=True)` in one Tune trial holding the worker's CPUs, as a sweep runs it; its return value."""
     def trial(config: dict) -> None:
-        tune.report({"out": run(replace(resources, in_process=True))})
+        tune.report({"out": run(True)})
 
     grid = tune.Tuner(tune.with_resources(trial, {"cpu": resources.cpus_per_worker}),
                       run_config=tune.RunConfig(storage_path=folder, verbose=0)).fit()
@@ -80,13 +80,15 @@ def in_trial(run: Callable[[Resources], Any], resources: Resources, folder: str)
 
 
 def on_ray(path: str, name: str, spec: ModelSpec, hyper: Hyper, data: TableInfo, test: TableInfo,
-           resources: Resources, folder: str) -> tuple[float, float]:
+           resources: ResourcesConfig, folder: str) -> tuple[float, float]:
     """Seconds (start-up included) and test accuracy of one run in a Tune trial (`trial`) or on a worker group."""
-    def run(r: Resources) -> float:
-        return fit(name, spec, hyper, data, "soft_label", test, 10, r, f"{folder}/ray").summary["test_accuracy"]
+    def run(in_process: bool) -> float:
+        spec_ = RunSpec(name, f"{folder}/ray", spec, hyper, 0, 1.0, data, "soft_label", test, 10, resources,
+                        in_process=in_process)
+        return fit(spec_).summary.test_accuracy
 
     start = time.perf_counter()
-    acc = in_trial(run, resources, f"{folder}/tune") if path == "trial" else run(resources)
+    acc = in_trial(run, resources, f"{folder}/tune") if path == "trial" else run(False)
     return time.perf_counter() - start, acc
 
 
@@ -94,15 +96,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5, help="rounds of core, trial and worker group, interleaved; medians shown")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="rounds of core, trial and worker group, interleaved; medians shown")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(machine(torch.device("cpu")))
     spec, hyper = ModelSpec(TABLE1["Student-A"]), Hyper(epochs=args.epochs, batch_size=128, lr=0.05)
-    resources = Resources(num_workers=1, cpus_per_worker=args.threads, threads_per_worker=args.threads)
+    resources = ResourcesConfig(num_workers=1, cpus_per_worker=args.threads, threads_per_worker=args.threads)
     with tempfile.TemporaryDirectory() as folder:
         info, test = student_set(folder)
-        print(f"sizes: {info.rows} student images with soft labels, {test.rows} test images; Student-A {spec.architecture}, "
+        print(f"sizes: {info.rows} student images with soft labels, {test.rows} test images; "
+              f"Student-A {spec.architecture}, "
               f"{args.epochs} epochs, batch 128, {args.threads} threads; Ray worker: {args.threads} CPUs")
         connect()
         small = TableInfo(f"{folder}/small.parquet", 128, info.shape, info.class_names, info.mean, info.std)
@@ -111,30 +115,36 @@ def main() -> None:
         # is taken to the core run of its own round, and the medians over rounds are shown.
         accs, runs = {}, {k: [] for k in ("core", "trial", "group", "trial startup", "group startup")}
         for i in range(args.repeats):
-            runs["core"].append(seconds(lambda: accs.__setitem__("core", core_alone(info, test, spec, hyper)), torch.device("cpu")))
+            core = lambda: accs.__setitem__("core", core_alone(info, test, spec, hyper))  # noqa: E731
+            runs["core"].append(seconds(core, torch.device("cpu")))
             for path in ("trial", "group"):
                 t, accs[path] = on_ray(path, f"{path}-{i}", spec, hyper, info, test, resources, folder)
                 runs[path].append(t)
-                t, _ = on_ray(path, f"{path}-startup-{i}", spec, Hyper(epochs=1, batch_size=128), small, test, resources, folder)
+                t, _ = on_ray(path, f"{path}-startup-{i}", spec, Hyper(epochs=1, batch_size=128), small, test,
+                              resources, folder)
                 runs[f"{path} startup"].append(t)
             print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in runs.items())
-                  + f"; trial/core {runs['trial'][-1] / runs['core'][-1]:.3f}, group/core {runs['group'][-1] / runs['core'][-1]:.3f}",
+                  + f"; trial/core {runs['trial'][-1] / runs['core'][-1]:.3f}, "
+                  + f"group/core {runs['group'][-1] / runs['core'][-1]:.3f}",
                   flush=True)
         times = {k: statistics.median(v) for k, v in runs.items()}
-        ratio = {path: statistics.median(t / c for t, c in zip(runs[path], runs["core"])) for path in ("trial", "group")}
+        ratio = {path: statistics.median(t / c for t, c in zip(runs[path], runs["core"]))
+                 for path in ("trial", "group")}
         t_core = times["core"]
         start = time.perf_counter()
         tune.Tuner(tune.with_resources(empty_trial, {"cpu": 0.25}),
                    run_config=tune.RunConfig(storage_path=f"{folder}/tune", verbose=0)).fit()
         t_trial = time.perf_counter() - start
 
-    print_table(f"Ray overhead (medians of {args.repeats} rounds)", ["run", "seconds", "test acc", "ratio to its round's core run"], [
+    print_table(f"Ray overhead (medians of {args.repeats} rounds)",
+                ["run", "seconds", "test acc", "ratio to its round's core run"], [
         ["core loop alone (same process)", round(t_core, 2), accs["core"], 1.0],
-        ["Tune trial training in its own process (a sweep's single-worker run)", round(times["trial"], 2), accs["trial"],
-         round(ratio["trial"], 3)],
+        ["Tune trial training in its own process (a sweep's single-worker run)", round(times["trial"], 2),
+         accs["trial"], round(ratio["trial"], 3)],
         ["Ray Train worker group of 1 (multi-worker runs' path)", round(times["group"], 2), accs["group"],
          round(ratio["group"], 3)],
-        ["start-up, Tune trial: 128 images, 1 epoch, the whole test set evaluated", round(times["trial startup"], 2), "", ""],
+        ["start-up, Tune trial: 128 images, 1 epoch, the whole test set evaluated", round(times["trial startup"], 2),
+         "", ""],
         ["start-up, Ray Train worker group: the same", round(times["group startup"], 2), "", ""],
         ["Tune: one empty trial", round(t_trial, 2), "", ""],
     ])

@@ -28,7 +28,6 @@ import torch
 import yaml
 
 from common import FASHION, TABLE1, build, fashion_split, machine, print_table
-
 from deepmimic.config import load_sweep
 from deepmimic.core.evaluation import accuracy_and_loss, inference_time, predict_logits
 from deepmimic.core.soft_labels import soft_labels
@@ -50,7 +49,10 @@ def core_stages(epochs: int) -> dict[str, float]:
     hyper = Hyper(epochs=epochs, batch_size=128, lr=0.05)
 
     def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
-        train(model, x, y, hyper, lambda epoch, loss: accuracy_and_loss(predict_logits(model, data.test_x), data.test_y))
+        def evaluate(epoch: int, loss: float) -> None:
+            accuracy_and_loss(predict_logits(model, data.test_x), data.test_y)
+
+        train(model, x, y, hyper, evaluate)
         inference_time(model, data.test_x, 1, warm_up=False)
 
     mentor = build(TABLE1["Mentor"], (1, 28, 28), 10, data.mean, data.std)
@@ -85,7 +87,8 @@ def main() -> None:
     args = p.parse_args()
     print(machine(torch.device("cpu")))
     print(f"sizes: mentor 12000 labelled, pool 48000, test 10000; {args.epochs} epochs, batch 128; "
-          f"sweep workers {args.cpus_per_worker} CPU / {args.threads} threads, core loop {torch.get_num_threads()} threads")
+          f"sweep workers {args.cpus_per_worker} CPU / {args.threads} threads, "
+          f"core loop {torch.get_num_threads()} threads")
     connect()
     # This VM's speed wanders by 10-20% from minute to minute: rounds interleave stages and sweep, medians compared.
     cores, sweeps = [], []
@@ -97,7 +100,7 @@ def main() -> None:
             cores.append(core_stages(args.epochs))
             base, points = load_sweep(path)
             start = time.perf_counter()
-            counts = run_sweep(base, points, f"{folder}/out{i}", f"{folder}/out{i}")  # a fresh cache each round
+            counts = run_sweep(base, points, f"{folder}/out{i}", f"{folder}/out{i}").counts  # a fresh cache each round
             sweeps.append(time.perf_counter() - start)
             print(f"round {i + 1}: stages {sum(cores[-1].values()):.2f} s, sweep {sweeps[-1]:.2f} s", flush=True)
         start = time.perf_counter()
@@ -111,7 +114,7 @@ def main() -> None:
     print_table(f"Sweep against its stages (medians of {args.repeats} rounds) and against no reuse (once)",
                 ["run", "seconds", "ratio to summed stages"], [
         ["stages summed (core loop alone)", round(summed, 2), 1.0],
-        [f"sweep ({counts['mentors_trained']} mentor trained, {counts['trials_run']} student trials)", round(t_sweep, 2),
+        [f"sweep ({counts.mentors_trained} mentor trained, {counts.trials_run} student trials)", round(t_sweep, 2),
          round(t_sweep / summed, 3)],
         [f"no-reuse baseline ({len(STUDENTS)} sweeps of one student, each training its own mentor)", round(no_reuse, 2),
          round(no_reuse / summed, 3)],

@@ -1,24 +1,23 @@
 """Benchmark 1: training throughput of the core loop against a plain PyTorch loop.
 
-Images/s come from the median epoch time of each run. Same model, optimizer, schedule, loss, batch size and epochs; the plain loop
-feeds `TensorDataset` + `DataLoader(batch_size=128, shuffle=True)`, the core loop
+Images/s come from the median epoch time of each run. Same model, optimizer, schedule, loss,
+batch size and epochs; the plain loop feeds `TensorDataset` + `DataLoader(batch_size=128, shuffle=True)`, the core loop
 keeps the data on the device and draws batches by index. Fashion-MNIST with
 Table 1's architectures by default; `--tiny` uses Table 5's Tiny ImageNet
 mentor on random 64×64 images (the GPU target).
 
-    python benchmarks/training_throughput.py [--epochs 5] [--seeds 3] [--device cuda] [--bf16 auto|on|off] [--no-channels-last]
+    python benchmarks/training_throughput.py [--epochs 5] [--seeds 3] [--device cuda] [--bf16 auto|on|off]
+                                             [--no-channels-last]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 
 import torch
 
 from common import TABLE1, EpochClock, accuracy, build, fashion_split, machine, plain_train, print_table
-
 from deepmimic.core.architectures import ModelSpec, count_parameters
 from deepmimic.core.evaluation import predict_logits
 from deepmimic.core.training import Hyper, native_bf16, train
@@ -39,14 +38,14 @@ def compare(name: str, make, x, y, test, hyper: Hyper, device: torch.device, see
     for loop in ("plain", "core"):
         clock, accs = EpochClock(device), []
         for seed in range(seeds):
-            model, run = make(seed).to(device), replace(hyper, seed=seed)
+            model = make(seed).to(device)
             if loop == "plain":
                 clock.last = time.perf_counter()
-                plain_train(model, x, y, run, device, clock)
+                plain_train(model, x, y, hyper, device, clock, seed=seed)
             else:
                 xd, yd = x.to(device), y.to(device)
                 clock.last = time.perf_counter()
-                train(model, xd, yd, run, clock)
+                train(model, xd, yd, hyper, clock, seed=seed)
             accs.append(accuracy(predict_logits(model, test[0].to(device)), test[1]) if test else float("nan"))
         rates[loop] = len(x) / clock.median()
         rows.append([name, count_parameters(model), loop, f"{hyper.epochs} × {seeds}", round(sum(clock.times), 2),
@@ -74,7 +73,8 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device(args.device)
     bf16 = {"auto": native_bf16(device), "on": True, "off": False}[args.bf16]
-    fast = Hyper(epochs=args.epochs, batch_size=128, lr=0.05, bf16=bf16, channels_last=args.channels_last, compile=args.compile)
+    fast = Hyper(epochs=args.epochs, batch_size=128, lr=0.05, bf16=bf16, channels_last=args.channels_last,
+                 compile=args.compile)
     print(machine(device))
     print(f"core loop options: bf16={bf16} ({args.bf16}) channels_last={args.channels_last} compile={args.compile}")
     header = ["model", "params", "loop", "epochs × seeds", "seconds", "median epoch s", "images/s", "mean test acc",
@@ -88,15 +88,16 @@ def main() -> None:
         print(f"sizes: {args.tiny} random images 3×64×64, 200 classes, batch 128")
     else:
         data = fashion_split()
-        print(f"sizes: Fashion-MNIST mentor part {len(data.mentor_x)} images (true labels), test {len(data.test_x)}, batch 128")
+        print(f"sizes: Fashion-MNIST mentor part {len(data.mentor_x)} images (true labels), "
+              f"test {len(data.test_x)}, batch 128")
         by_arch: dict[str, list[str]] = {}
         for name, arch in TABLE1.items():  # Student-A is the mentor's architecture: one row for both
             by_arch.setdefault(arch, []).append(name)
         for arch, names in by_arch.items():
             name = " / ".join(names)
             make = lambda seed, arch=arch: build(arch, (1, 28, 28), 10, data.mean, data.std, seed)  # noqa: E731
-            rows += compare(f"{name} {arch}", make, data.mentor_x, data.mentor_y, (data.test_x, data.test_y), fast, device,
-                            args.seeds)
+            rows += compare(f"{name} {arch}", make, data.mentor_x, data.mentor_y, (data.test_x, data.test_y), fast,
+                            device, args.seeds)
     print_table("Training throughput: core loop vs plain DataLoader loop", header, rows)
 
 

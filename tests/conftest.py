@@ -60,7 +60,8 @@ def wait_for(check: Callable[[], Any], what: str = "a condition", timeout: float
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def sweep(ray, tmp_path: Path, space: dict, out: str, cache: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def sweep(ray, tmp_path: Path, space: dict, out: str, cache: str,
+          env: dict | None = None) -> subprocess.CompletedProcess:
     """`deepmimic sweep` of `space` as a real process on the session's Ray; it must succeed."""
     path = tmp_path / f"{space['name']}.yaml"
     path.write_text(yaml.safe_dump(space))
@@ -73,7 +74,8 @@ def sweep(ray, tmp_path: Path, space: dict, out: str, cache: str, env: dict | No
 
 def idx_bytes(arr: np.ndarray, magic: bytes = b"\x00\x00\x08") -> bytes:
     """An IDX file (MNIST's format): magic, dimensions, then the bytes."""
-    return magic + bytes([arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape) + arr.astype(np.uint8).tobytes()
+    dims = b"".join(struct.pack(">I", d) for d in arr.shape)
+    return magic + bytes([arr.ndim]) + dims + arr.astype(np.uint8).tobytes()
 
 
 def cifar_batch(n: int, label_key: str, classes: int, row: int = 3072, seed: int = 0) -> dict:

@@ -20,7 +20,8 @@ def test_models_inherit_top_level_training_key_by_key():
 
 
 def test_overrides_reach_nested_and_list_items():
-    raw = apply_overrides({**BASE, "students": [dict(BASE["students"][0])]}, ["students.0.width=8", "split.mentor_ratio=0.5"])
+    raw = apply_overrides({**BASE, "students": [dict(BASE["students"][0])]},
+                          ["students.0.width=8", "split.mentor_ratio=0.5"])
     cfg = parse_experiment(raw)
     assert cfg.students[0].width == 8 and cfg.split.mentor_ratio == 0.5
 
@@ -29,8 +30,10 @@ def test_overrides_reach_nested_and_list_items():
     ({"split": {"mentor_ratio": 1.5}}, "split.mentor_ratio: Input should be less than 1"),
     ({"mentorr": {}}, "mentorr: unknown key"),
     ({"dataset": {"name": "imagenet"}}, "dataset.name: Input should be"),
-    ({"students": [{"name": "A", "architecture": "c-zz"}]}, "students.0.architecture: architecture 'c-zz': unknown token 'zz'"),
-    ({"students": [{"name": "A", "architecture": "c"}, {"name": "A", "architecture": "c"}]}, "student names must be unique"),
+    ({"students": [{"name": "A", "architecture": "c-zz"}]},
+     "students.0.architecture: architecture 'c-zz': unknown token 'zz'"),
+    ({"students": [{"name": "A", "architecture": "c"}, {"name": "A", "architecture": "c"}]},
+     "student names must be unique"),
     ({"dataset": {"name": "cifar10"}}, "needs dataset.root"),
     ({"dataset": {"name": "digits", "root": "/data"}}, "dataset: data set 'digits' is bundled"),
     ({"training": {"epochz": 3}}, "training.epochz: unknown key"),

@@ -53,8 +53,9 @@ def start(shared, spec: dict) -> subprocess.Popen:
     tmp, env = shared
     path = tmp / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec))
-    return subprocess.Popen([*DEEPMIMIC, "sweep", str(path), "--out", str(tmp / spec["name"]), "--cache", str(tmp / "cache")],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    args = [*DEEPMIMIC, "sweep", str(path), "--out", str(tmp / spec["name"]), "--cache", str(tmp / "cache")]
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def finish(proc: subprocess.Popen) -> str:
@@ -83,7 +84,8 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating(shared):
 
     counts = json.loads((out / "sweep.json").read_text())["counts"]
     assert counts["mentors_trained"] == 0 and counts["trials_reused"] == len(done_before) >= len(first)
-    assert {p.parent.name: p.stat().st_mtime_ns for p in out.glob("trials/*/trial.json") if p.parent.name in done_before} == stamps
+    after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("trials/*/trial.json")}
+    assert {k: v for k, v in after.items() if k in done_before} == stamps
     assert sorted(r["student"] for r in results(out)) == ["A", "B"]  # every trial exactly once
     assert len(list((tmp / "cache").glob("mentors/*/ray/mentor-*"))) == 1
     client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")

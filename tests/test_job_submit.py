@@ -48,7 +48,8 @@ def test_sweep_runs_under_ray_job_submit(tmp_path):
     space.write_text(yaml.safe_dump({
         "name": "job", "dataset": {"name": "digits"}, "training": {"epochs": 2},
         "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8},
-        "students": [{"name": "A", "architecture": "c-fc", "width": 4}, {"name": "B", "architecture": "c-fc", "width": 6}],
+        "students": [{"name": "A", "architecture": "c-fc", "width": 4},
+                     {"name": "B", "architecture": "c-fc", "width": 6}],
         "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
         "fault_tolerance": {"checkpoint_every": 0},
         "grid": {"student": ["A", "B"]},

@@ -29,7 +29,8 @@ def mentor_b(digits):
     torch.manual_seed(0)
     model = ModelSpec("c-mp-fc2", width=8).build((1, 8, 8), 10, *channel_stats(digits.train.images))
     train(model, torch.from_numpy(digits.train.images), torch.from_numpy(digits.train.labels), Hyper(epochs=30))
-    accuracy = float((predict_logits(model, torch.from_numpy(digits.test.images)).argmax(1).numpy() == digits.test.labels).mean())
+    predicted = predict_logits(model, torch.from_numpy(digits.test.images)).argmax(1).numpy()
+    accuracy = float((predicted == digits.test.labels).mean())
     return model, accuracy
 
 

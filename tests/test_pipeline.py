@@ -38,7 +38,8 @@ def test_student_never_sees_a_true_label(ray_local, digits, tmp_path):
     labels = digits.train.labels.copy()
     labels[split.student] = np.random.default_rng(1).permutation(labels[split.student])
     assert (labels != digits.train.labels).mean() > 0.5  # the permutation really scrambles them
-    scrambled = type(digits)(digits.name, type(digits.train)(digits.train.images, labels, digits.train.class_names), digits.test)
+    train = type(digits.train)(digits.train.images, labels, digits.train.class_names)
+    scrambled = type(digits)(digits.name, train, digits.test)
 
     a = run_experiment(cfg, str(tmp_path / "a"), digits, split)
     b = run_experiment(cfg, str(tmp_path / "b"), scrambled, split)

@@ -14,7 +14,8 @@ CLASSES = ("a", "b", "c", "d")
 
 
 def pool_files(tmp_path, digits):
-    """A 400-image label-free pool, its true labels (experimenter's), 50 out-of-domain images, and soft labels for all."""
+    """A 400-image label-free pool, its true labels (experimenter's), 50 out-of-domain images,
+    and soft labels for all."""
     images, labels = digits.train.images[:400], np.repeat(np.arange(4), 100)
     ids = np.arange(1000, 1400)
     pool = write_image_table(str(tmp_path / "pool.parquet"), images, ids, CLASSES)

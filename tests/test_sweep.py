@@ -100,7 +100,8 @@ def test_a_sweep_on_a_storage_uri_tracks_to_a_real_mlflow_server_over_http(ray_l
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "art")],
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "art")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         root = tmp_path / "bucket"
@@ -119,10 +120,12 @@ def test_a_sweep_on_a_storage_uri_tracks_to_a_real_mlflow_server_over_http(ray_l
                 break
             except Exception:
                 time.sleep(0.5)
-        proc = subprocess.run(args, capture_output=True, text=True, env={**env, "MLFLOW_TRACKING_URI": uri}, timeout=600)
+        proc = subprocess.run(args, capture_output=True, text=True, env={**env, "MLFLOW_TRACKING_URI": uri},
+                              timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert f"tracked at {uri}" in proc.stdout
-        assert {"results.csv", "report.md", "sweep.json", "learning_curves.png"} <= {p.name for p in (root / "uri").iterdir()}
+        written = {p.name for p in (root / "uri").iterdir()}
+        assert {"results.csv", "report.md", "sweep.json", "learning_curves.png"} <= written
         assert len(list(root.glob("cache/mentors/*/mentor.json"))) == 1
         assert len(list(root.glob("uri/trials/*/trial.json"))) == 1
         runs = client.search_runs([client.get_experiment_by_name("uri").experiment_id])

@@ -26,7 +26,8 @@ def test_a_run_of_its_own_keeps_its_newest_two_checkpoints(tmp_path):
     run = _OwnProcess(str(tmp_path / "run"))
     for epoch in (2, 4, 6):
         save_epoch(run, tmp_path, epoch)
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint_epoch-000004", "checkpoint_epoch-000006"]
+    kept = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert kept == ["checkpoint_epoch-000004", "checkpoint_epoch-000006"]
     assert run.last.path.endswith("checkpoint_epoch-000006")
 
 

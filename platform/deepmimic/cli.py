@@ -109,7 +109,8 @@ def _export(args: argparse.Namespace) -> None:
 
     model, shape = _load_checkpoint(args.checkpoint)
     export(model, shape, args.format, args.out)
-    print(f"wrote {args.out}: {args.format}, float images in [0, 1] of shape N×{'×'.join(map(str, shape))} → probabilities")
+    dims = "×".join(map(str, shape))
+    print(f"wrote {args.out}: {args.format}, float images in [0, 1] of shape N×{dims} → probabilities")
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -121,7 +122,8 @@ def _serve(args: argparse.Namespace) -> None:
     except OSError as e:
         raise UserError(f"--port {args.port}: cannot listen ({e.strerror})") from None
     host, port = server.server_address[:2]
-    print(f"serving on http://{host}:{port}/invocations: POST {{\"inputs\": N×{'×'.join(map(str, shape))} floats in [0, 1]}}",
+    dims = "×".join(map(str, shape))
+    print(f"serving on http://{host}:{port}/invocations: POST {{\"inputs\": N×{dims} floats in [0, 1]}}",
           flush=True)
     try:
         server.serve_forever()
@@ -145,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
     sweep = sub.add_parser("sweep", help="run a search space's grid on Ray Tune, tracked in MLflow")
     sweep.add_argument("search_space", help="search-space YAML file")
-    sweep.add_argument("--storage", help="root every node reaches: a local or NFS folder, s3://…, gs://… (default runs)")
+    sweep.add_argument("--storage",
+                       help="root every node reaches: a local or NFS folder, s3://…, gs://… (default runs)")
     sweep.add_argument("--out", help="sweep folder (default STORAGE/NAME); rerunning on it skips finished trials")
     sweep.add_argument("--cache", help="mentor cache shared between sweeps (default $DEEPMIMIC_CACHE or STORAGE/cache)")
     sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out (also the default behaviour)")

@@ -53,8 +53,8 @@ class ModelConfig(Strict):
     width_growth: float = Field(ModelSpec.width_growth, gt=0.0)
     fc_width: int = Field(ModelSpec.fc_width, ge=1)
     dropout: float = Field(ModelSpec.dropout, ge=0.0, lt=1.0)
-    seed: int | None = Field(None, ge=0, description="its initialisation and batch order (default: the experiment's "
-                                                      "seed, which also draws the split); ensemble members differ by it")
+    seed: int | None = Field(None, ge=0, description="its initialisation and batch order (default: the "
+                             "experiment's seed, which also draws the split); ensemble members differ by it")
     training: Hyper = Hyper()
 
     def spec(self) -> ModelSpec:
@@ -158,8 +158,10 @@ class FaultToleranceConfig(Strict):
     (about 2 s on a small CPU node), so it is taken every few epochs, not every one."""
 
     checkpoint_every: int = Field(10, ge=0, description="epochs between checkpoints (0: only the final one)")
-    worker_restarts: int = Field(2, ge=0, description="Ray Train restarts of a failed worker group (num_workers > 1), from its last checkpoint")
-    trial_retries: int = Field(1, ge=0, description="Ray Tune retries of a failed trial; a single-worker run goes on from its last checkpoint")
+    worker_restarts: int = Field(2, ge=0, description="Ray Train restarts of a failed worker group "
+                                 "(num_workers > 1), from its last checkpoint")
+    trial_retries: int = Field(1, ge=0, description="Ray Tune retries of a failed trial; a single-worker run "
+                               "goes on from its last checkpoint")
 
 
 class OODConfig(Strict):
@@ -342,7 +344,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def parse_experiment(raw: dict[str, Any], source: str = "config", kind: type[ExperimentConfig] = ExperimentConfig) -> Any:
+def parse_experiment(raw: dict[str, Any], source: str = "config",
+                     kind: type[ExperimentConfig] = ExperimentConfig) -> Any:
     """Validate a raw mapping into `kind`, or raise a one-line UserError."""
     try:
         return kind.model_validate(raw)
@@ -364,7 +367,8 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     return parse_experiment(raw, str(path))
 
 
-def load_sweep(path: str | Path, overrides: Sequence[str] = ()) -> tuple[SweepConfig, list[tuple[dict[str, Any], SweepConfig]]]:
+def load_sweep(path: str | Path,
+               overrides: Sequence[str] = ()) -> tuple[SweepConfig, list[tuple[dict[str, Any], SweepConfig]]]:
     """Read a search space; return it and its grid expanded into (axis values, validated config) per point.
 
     A `student: [names]` axis keeps only the named students at each point.

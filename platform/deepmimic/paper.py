@@ -6,7 +6,8 @@ from __future__ import annotations
 ARCHITECTURE_TABLES = {
     "table1": {"Mentor": ("c-mp-c-mp-fc2-s", 97.46, None), "Student-A": ("c-mp-c-mp-fc2-s", 97.38, 99.91),
                "Student-B": ("c-mp-fc2-s", 97.17, 99.70)},
-    "table2": {"Mentor": ("c2-mp-c2-mp-c2-mp-fc2-s", 73.14, None), "Student-A": ("c2-mp-c2-mp-c2-mp-fc2-s", 73.58, 100.6),
+    "table2": {"Mentor": ("c2-mp-c2-mp-c2-mp-fc2-s", 73.14, None),
+               "Student-A": ("c2-mp-c2-mp-c2-mp-fc2-s", 73.58, 100.6),
                "Student-B": ("c2-mp-c-fc2-s", 72.38, 98.96), "Student-C": ("c2-mp-fc2-s", 69.63, 95.2)},
     "table5": {"Mentor": ("(c-bn-d)9-fc-bn-d-s", 20.45, None), "Student-A": ("(c-bn-d)9-fc-bn-d-s", 20.47, 100.09),
                "Student-B": ("(c-bn-d)6-fc-bn-d-s", 20.51, 100.29), "Student-C": ("(c-bn-d)3-fc-bn-d-s", 19.60, 95.84)},
@@ -28,7 +29,8 @@ TABLE4 = {r: dict(zip(_S, v)) for r, v in {
 # Table 6: inference seconds on the whole test set (GTX 1050 Ti, GTX 1070)
 TABLE6 = {
     ("mnist", "Mentor"): (0.551, 0.652), ("mnist", "Student-B"): (0.399, 0.609),
-    ("cifar10", "Mentor"): (1.637, 1.097), ("cifar10", "Student-B"): (1.275, 0.922), ("cifar10", "Student-C"): (1.129, 0.859),
+    ("cifar10", "Mentor"): (1.637, 1.097), ("cifar10", "Student-B"): (1.275, 0.922),
+    ("cifar10", "Student-C"): (1.129, 0.859),
     ("tiny_imagenet", "Mentor"): (6.328, 3.137), ("tiny_imagenet", "Student-B"): (4.826, 2.449),
     ("tiny_imagenet", "Student-C"): (4.089, 2.194),
 }

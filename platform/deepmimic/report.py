@@ -133,7 +133,7 @@ def _methods(records: list[TrialRecord]) -> str:
 
 
 def _mentors(records: list[TrialRecord]) -> str:
-    """Mentors side by side (beyond the paper): trained, black-box and ensemble mentors, and the students they taught."""
+    """Mentors side by side (beyond the paper): trained, black-box and ensemble mentors, and their students."""
     body = [[r.mentor.name, r.mentor.architecture, r.student.name, _pct(r.mentor.test_accuracy),
              _pct(r.student.test_accuracy), _pct(r.student.relative_accuracy), _pct(r.student.agreement),
              r.mentor.queries.images if r.mentor.queries else "–"]

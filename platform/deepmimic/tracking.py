@@ -50,10 +50,12 @@ class Tracker:
         try:
             exp = self.client.get_experiment_by_name(experiment)
         except Exception as e:  # an unreachable server or a broken store: the user's to fix
-            raise UserError(f"MLflow tracking URI {uri}: unreachable ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+            why = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+            raise UserError(f"MLflow tracking URI {uri}: unreachable ({why})") from None
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
             experiment, artifact_location=artifact_root)
-        self.parent = self._run(f"sweep:{os.path.abspath(sweep_dir)}", experiment, None, {"deepmimic.sweep_dir": sweep_dir})
+        self.parent = self._run(f"sweep:{os.path.abspath(sweep_dir)}", experiment, None,
+                                {"deepmimic.sweep_dir": sweep_dir})
 
     def _find(self, key: str) -> str | None:
         found = self.client.search_runs([self.experiment_id], f"tags.`{KEY_TAG}` = '{key}'", max_results=1)
@@ -80,7 +82,8 @@ class Tracker:
                                 ("train_loss", e.train_loss)) if v is not None]
         finals = {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss, "params": result.params,
                   "inference_time_s": result.inference_time_s, **extra_metrics}
-        metrics += [Metric(k, float(v), now, 0) for k, v in finals.items() if v is not None]  # a black box has no params
+        # A black box has no params.
+        metrics += [Metric(k, float(v), now, 0) for k, v in finals.items() if v is not None]
         self.client.log_batch(run, metrics=metrics, params=[Param(k, str(v)[:500]) for k, v in params.items()])
         with tempfile.TemporaryDirectory() as d:
             for file, draw in (("learning_curves.png", plots.learning_curves),

@@ -46,7 +46,7 @@ def test_tiny_imagenet_stack_appends_a_classifier_after_fc_bn_d():
 
 
 def test_groups_and_counts_expand():
-    kinds = [l.kind for l in parse("(c-bn-d)2-c2-mp-fc-s")]
+    kinds = [layer.kind for layer in parse("(c-bn-d)2-c2-mp-fc-s")]
     assert kinds == ["c", "bn", "d", "c", "bn", "d", "c", "c", "mp", "fc"]
 
 

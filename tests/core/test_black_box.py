@@ -60,7 +60,8 @@ def flaky_server(failures: int, status: int = 503, delay_s: float = 0.0, answer=
             seen.append(time.monotonic())
             time.sleep(delay_s)
             code = status if len(seen) <= failures else 200
-            body = json.dumps({"predictions": answer if answer is not None else np.full((n, 10), 0.1).tolist()}).encode()
+            predictions = answer if answer is not None else np.full((n, 10), 0.1).tolist()
+            body = json.dumps({"predictions": predictions}).encode()
             self.send_response(code)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -123,7 +123,8 @@ def test_cifar_pickle_cannot_run_code(tmp_path):
 
 
 def test_cifar_missing_batch_names_layout(tmp_path):
-    with pytest.raises(UserError, match=r"missing .*cifar-10-batches-py/batches.meta; expected ROOT/cifar-10-batches-py"):
+    expected = r"missing .*cifar-10-batches-py/batches.meta; expected ROOT/cifar-10-batches-py"
+    with pytest.raises(UserError, match=expected):
         load_dataset("cifar10", tmp_path)
 
 
@@ -138,7 +139,8 @@ def test_tiny_imagenet_folders(tmp_path):
     for w in wnids:
         (root / "train" / w / "images").mkdir(parents=True)
         for i in range(2):
-            Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / "train" / w / "images" / f"{w}_{i}.JPEG")
+            pixels = RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "train" / w / "images" / f"{w}_{i}.JPEG")
     (root / "val" / "images").mkdir(parents=True)
     Image.fromarray(RNG.integers(0, 256, (64, 64), dtype=np.uint8), "L").save(root / "val" / "images" / "val_0.JPEG")
     (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn01629819\t0\t0\t63\t63\n")

@@ -89,9 +89,9 @@ def parse(arch: str) -> list[Layer]:
         raise ArchitectureError("architecture is empty")
     layers = expand(arch.strip())
     for i, layer in enumerate(layers):
-        if layer.kind == "s" and any(l.kind != "s" for l in layers[i:]):
+        if layer.kind == "s" and any(later.kind != "s" for later in layers[i:]):
             raise _bad(arch, f"softmax 's' (token {layer.token_pos}) may only end the network")
-    return [l for l in layers if l.kind != "s"]
+    return [layer for layer in layers if layer.kind != "s"]
 
 
 class Normalize(nn.Module):
@@ -148,7 +148,7 @@ def build_model(
     mods: list[nn.Module] = [Normalize(mean or [0.5] * channels, std or [0.25] * channels)]
     flat: int | None = None  # feature count once flattened
     pools = 0
-    last_fc = max((i for i, l in enumerate(layers) if l.kind == "fc"), default=-1)
+    last_fc = max((i for i, layer in enumerate(layers) if layer.kind == "fc"), default=-1)
     classifier_inside = last_fc == len(layers) - 1
 
     def flatten() -> int:

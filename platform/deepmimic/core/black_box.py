@@ -51,7 +51,8 @@ class Queries:
 class BlackBox(ABC):
     """A mentor that answers probabilities, asked in batches of `batch_size`."""
 
-    def __init__(self, where: str, batch_size: int = 256, outputs: Literal["probabilities", "logits"] = "probabilities") -> None:
+    def __init__(self, where: str, batch_size: int = 256,
+                 outputs: Literal["probabilities", "logits"] = "probabilities") -> None:
         self.where, self.batch_size, self.outputs = where, batch_size, outputs
         self.queries = Queries()
 
@@ -68,12 +69,14 @@ class BlackBox(ABC):
 
     def _checked(self, answer: np.ndarray, n: int) -> np.ndarray:
         if answer.ndim != 2 or answer.shape[0] != n or answer.shape[1] < 2:
-            raise BlackBoxError(f"black box {self.where}: answered shape {answer.shape} for {n} images, expected ({n}, classes)")
+            raise BlackBoxError(f"black box {self.where}: answered shape {answer.shape} for {n} images, "
+                                f"expected ({n}, classes)")
         if self.outputs == "logits":
             shifted = np.exp(answer - answer.max(axis=1, keepdims=True))
             return shifted / shifted.sum(axis=1, keepdims=True)
         if (answer < -1e-6).any() or not np.allclose(answer.sum(axis=1), 1.0, atol=1e-3):
-            raise BlackBoxError(f"black box {self.where}: its answers are not probabilities (rows must be ≥ 0 and sum to 1; "
+            raise BlackBoxError(f"black box {self.where}: its answers are not probabilities "
+                                "(rows must be ≥ 0 and sum to 1; "
                                 "set outputs: logits if it answers logits)")
         return answer
 

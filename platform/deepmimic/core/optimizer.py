@@ -16,7 +16,8 @@ import torch
 class SGD:
     """SGD with Nesterov momentum (plain SGD at momentum 0) and L2 weight decay; `lr` may change between steps."""
 
-    def __init__(self, params: Iterable[torch.Tensor], lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, momentum: float = 0.0,
+                 weight_decay: float = 0.0) -> None:
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
             raise ValueError("the optimiser got no trainable parameters")

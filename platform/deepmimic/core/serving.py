@@ -47,7 +47,8 @@ def export(model: nn.Module, input_shape: tuple[int, int, int], fmt: str, path: 
                               dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False,
                               external_data=False)  # one file: weights beside it would keep the temporary name
         except ImportError as e:
-            raise UserError(f"ONNX export needs onnx and onnxscript: pip install 'deepmimic-sweep[onnx]' ({e})") from None
+            hint = "pip install 'deepmimic-sweep[onnx]'"
+            raise UserError(f"ONNX export needs onnx and onnxscript: {hint} ({e})") from None
     else:
         raise UserError(f"export format {fmt!r}: expected torchscript or onnx")
     os.replace(tmp, path)

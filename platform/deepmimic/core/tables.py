@@ -67,13 +67,15 @@ def to_image_set(table: pa.Table, shape: tuple[int, int, int], names: tuple[str,
     """Decode an image table; a table without labels gets -1 labels, which no loss accepts."""
     n = table.num_rows
     labels = table.column("label").to_numpy() if "label" in table.column_names else np.full(n, -1, np.int64)
-    return ImageSet(decode_images(table.column("image"), shape), labels.astype(np.int64), names, table.column("id").to_numpy())
+    images = decode_images(table.column("image"), shape)
+    return ImageSet(images, labels.astype(np.int64), names, table.column("id").to_numpy())
 
 
 def soft_label_table(ids: np.ndarray, probs: np.ndarray) -> pa.Table:
     """Soft labels (N×K float32) by sample id."""
     values = pa.array(np.ascontiguousarray(probs, dtype=np.float32).ravel(), pa.float32())
-    return pa.table({"id": pa.array(ids, pa.int64()), "soft_label": pa.FixedSizeListArray.from_arrays(values, probs.shape[1])})
+    rows = pa.FixedSizeListArray.from_arrays(values, probs.shape[1])
+    return pa.table({"id": pa.array(ids, pa.int64()), "soft_label": rows})
 
 
 def decode_soft_labels(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

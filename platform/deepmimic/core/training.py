@@ -45,7 +45,8 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":  # torch's probes are private: fall back to "no" if they move
-        probes = (getattr(torch.cpu, name, lambda: False) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+        names = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        probes = (getattr(torch.cpu, name, lambda: False) for name in names)
         return any(bool(probe()) for probe in probes)
     return False
 

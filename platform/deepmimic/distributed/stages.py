@@ -261,7 +261,8 @@ def _in_table_order(values: np.ndarray, ids: np.ndarray, info: TableInfo) -> np.
 
 def student_set(cfg: ExperimentConfig, mentor: MentorOutcome) -> StudentSet:
     """The student pool variant `cfg` asks for, labelled by `mentor`; built once, kept beside the mentor."""
-    labels = artifacts.read_manifest(mentor.soft_labels)["sha256"]  # new soft labels, new sets (checked with the mentor)
+    # New soft labels, new sets (their manifest was checked with the mentor).
+    labels = artifacts.read_manifest(mentor.soft_labels)["sha256"]
     what = _with_method({"variant": cfg.variant.model_dump(), "labels": labels}, cfg)
     folder = f"{mentor.folder}/student_sets/{digest(what)}"
     return build_student_set(mentor.student, mentor.ood, mentor.pool_labels, mentor.soft_labels, cfg.variant, cfg.seed,
@@ -271,7 +272,8 @@ def student_set(cfg: ExperimentConfig, mentor: MentorOutcome) -> StudentSet:
 def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOutcome, data: StudentSet,
                   folder: str, in_trial: bool = False) -> StudentResult:
     """Train the student on its set's targets and compare it with its mentor."""
-    spec = run_spec(cfg, "student", student, data.table, "soft_label", mentor.test, mentor.num_classes, folder, in_trial)
+    spec = run_spec(cfg, "student", student, data.table, "soft_label", mentor.test, mentor.num_classes, folder,
+                    in_trial)
     trained = fit(spec)
     return StudentResult(**_summary(trained), name=student.name, architecture=student.architecture,
                          checkpoint=trained.checkpoint.path, method=cfg.method, temperature=spec.temperature,

@@ -137,7 +137,8 @@ def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig
     tuner = tune.Tuner(
         tune.with_resources(fn, tune.PlacementGroupFactory([trial_resources(base)])),
         param_space={axis: tune.grid_search(keys)},
-        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=concurrency(base, ray.cluster_resources())),
+        tune_config=tune.TuneConfig(reuse_actors=True,
+                                    max_concurrent_trials=concurrency(base, ray.cluster_resources())),
         run_config=tune.RunConfig(name=name, storage_path=storage,
                                   failure_config=tune.FailureConfig(max_failures=base.fault_tolerance.trial_retries),
                                   verbose=1),
@@ -217,4 +218,5 @@ def _mentor_params(cfg: SweepConfig) -> dict[str, Any]:
         return {**common, "architecture": cfg.mentor.architecture, **cfg.mentor.model_dump()["training"]}
     if isinstance(cfg.mentor, BlackBoxMentorConfig):
         return {**common, **{f"black_box.{k}": v for k, v in cfg.mentor.black_box.model_dump().items()}}
-    return {**common, "ensemble.rule": cfg.mentor.rule, "ensemble.members": ",".join(m.name for m in cfg.mentor.members)}
+    members = ",".join(m.name for m in cfg.mentor.members)
+    return {**common, "ensemble.rule": cfg.mentor.rule, "ensemble.members": members}

@@ -173,7 +173,8 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
     net = spec.model.build(spec.train.shape, spec.num_classes, spec.train.mean, spec.train.std)
     start_epoch, history, opt_state = _restore(net, place)
     model = place.prepare(net)
-    test = tables.to_image_set(tables.read(spec.test.uri), spec.test.shape, spec.test.class_names) if rank == 0 else None
+    test = (tables.to_image_set(tables.read(spec.test.uri), spec.test.shape, spec.test.class_names)
+            if rank == 0 else None)
     test_x = torch.from_numpy(test.images).to(device) if test else None
     test_y = torch.from_numpy(test.labels).to(device) if test else None
     meta = {"spec": asdict(spec.model), "shape": list(spec.train.shape), "num_classes": spec.num_classes,
