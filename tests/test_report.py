@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import pytest
 
@@ -13,8 +14,8 @@ from deepmimic.report import SWEEP_FILE, write_report
 from .results_fixtures import record, summary
 
 
-def sweep_folder(tmp_path, records, axes=("student",)):
-    artifacts.write_json(summary(records, axes), str(tmp_path / SWEEP_FILE))
+def sweep_folder(tmp_path, records, axes=("student",), paper=None):
+    artifacts.write_json(dataclasses.replace(summary(records, axes), paper=paper), str(tmp_path / SWEEP_FILE))
     for r in records:
         artifacts.write_json(r, str(tmp_path / "trials" / r.key / "trial.json"))
     return str(tmp_path)
@@ -57,3 +58,10 @@ def test_a_torn_trial_file_is_a_one_line_error(tmp_path):
     (tmp_path / "trials" / "A-0-0.2" / "trial.json").write_text("{")
     with pytest.raises(UserError, match="run the sweep again"):
         write_report(folder)
+
+
+def test_a_reproduced_table_stands_beside_the_papers_numbers(tmp_path):
+    records = [record("Student-A", 0.97, mentor_accuracy=0.975), record("Student-B", 0.96, mentor_accuracy=0.975)]
+    text, _ = write_report(sweep_folder(tmp_path, records, paper="table1"))
+    assert row(text, "Mentor")[-2:] == ["97.46", "–"]
+    assert row(text, "Student-A")[-2:] == ["97.38", "99.91"] and row(text, "Student-B")[-2:] == ["97.17", "99.7"]
