@@ -2,19 +2,34 @@
 read by attribute everywhere else (reports, plots, MLflow, the command line).
 
 JSON files carry `schema`; `from_json` reads every schema written so far.
-Schema 0 (no `schema` key): a run summary's confusion matrix was `confusion`
-and a student's training sizes `train_size: {pool, ood}`.
+Schema 0 (no `schema` key): a run summary's confusion matrix was `confusion`,
+a student's training sizes `train_size: {pool, ood}` and a trial's variant
+`variant: {removal_bound, ood_ratio}`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .black_box import Queries
 
 SCHEMA = 1
+T = TypeVar("T", bound="Json")
+
+
+class Json:
+    """A dataclass written as JSON (with `schema`) and read back into its own type."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls: type[T], data: dict[str, Any]) -> T:
+        return _build(cls, data)
 
 
 @dataclass(frozen=True)
@@ -28,7 +43,7 @@ class Epoch:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RunSummary:
+class RunSummary(Json):
     """What a training run measured on the test set, saved in its final checkpoint."""
 
     params: int | None
@@ -40,19 +55,6 @@ class RunSummary:
     device: str | None = None
     node_id: str | None = None
     resumed_from_epoch: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Any:
-        data = _upgrade(data)
-        names = {f.name for f in dataclasses.fields(cls)}
-        known = {k: v for k, v in data.items() if k in names}
-        known["history"] = tuple(Epoch(**e) for e in known.get("history", ()))
-        if known.get("queries") is not None and "queries" in names:
-            known["queries"] = Queries(**known["queries"])
-        return cls(**known)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,7 +92,7 @@ class Sizes:
 
 
 @dataclass(frozen=True)
-class ExperimentResult:
+class ExperimentResult(Json):
     """`deepmimic run`'s result.json: one mentor and its students."""
 
     name: str
@@ -102,19 +104,9 @@ class ExperimentResult:
     students: tuple[StudentResult, ...]
     timings_s: dict[str, float]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ExperimentResult:
-        return cls(name=data["name"], dataset=data["dataset"], split_ratio=data["split_ratio"], seed=data["seed"],
-                   sizes=Sizes(**data["sizes"]), mentor=MentorResult.from_json(data["mentor"]),
-                   students=tuple(StudentResult.from_json(s) for s in data["students"]),
-                   timings_s=data["timings_s"])
-
 
 @dataclass(frozen=True)
-class TrialRecord:
+class TrialRecord(Json):
     """A sweep's finished student trial (`trials/KEY/trial.json`): its grid point, mentor and student."""
 
     key: str
@@ -126,18 +118,6 @@ class TrialRecord:
     ood_ratio: float
     mentor: MentorResult
     student: StudentResult
-
-    def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TrialRecord:
-        variant = data.get("variant", {})  # schema 0
-        return cls(key=data["key"], mentor_key=data["mentor_key"], grid=data["grid"], seed=data["seed"],
-                   split_ratio=data["split_ratio"],
-                   removal_bound=data.get("removal_bound", variant.get("removal_bound", 0.0)),
-                   ood_ratio=data.get("ood_ratio", variant.get("ood_ratio", 0.0)),
-                   mentor=MentorResult.from_json(data["mentor"]), student=StudentResult.from_json(data["student"]))
 
 
 @dataclass(frozen=True)
@@ -153,7 +133,7 @@ class Counts:
 
 
 @dataclass(frozen=True)
-class SweepSummary:
+class SweepSummary(Json):
     """A sweep folder's `sweep.json`: what the report needs besides the trials."""
 
     name: str
@@ -164,25 +144,33 @@ class SweepSummary:
     counts: Counts
     config: dict[str, Any]            # the search space as validated
 
-    def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SweepSummary:
-        names = {f.name for f in dataclasses.fields(Counts)}
-        return cls(name=data["name"], dataset=data["dataset"], paper=data.get("paper"),
-                   grid_axes=tuple(data["grid_axes"]), trial_keys=tuple(data["trial_keys"]),
-                   counts=Counts(**{k: v for k, v in data["counts"].items() if k in names}), config=data["config"])
-
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """A schema-0 row in today's field names."""
+    """A schema-0 mapping in today's field names."""
     if data.get("schema", 0) >= 1:
         return data
     data = dict(data)
     if "confusion" in data:
         data["confusion_matrix"] = data.pop("confusion")
-    sizes = data.pop("train_size", None)
-    if sizes:
+    if isinstance(data.get("train_size"), dict):
+        sizes = data.pop("train_size")
         data["train_pool"], data["train_ood"] = sizes["pool"], sizes["ood"]
+    if isinstance(data.get("variant"), dict):
+        data.update(data.pop("variant"))
     return data
+
+
+def _build(tp: Any, value: Any) -> Any:
+    """`value` read from JSON as type `tp`: dataclasses by their fields (keys they lack are left out),
+    tuples and optionals of them item by item, anything else as it is."""
+    if value is None:
+        return None
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        kinds = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _build(kinds[0], value) if len(kinds) == 1 else value
+    if typing.get_origin(tp) is tuple:
+        return tuple(_build(typing.get_args(tp)[0], v) for v in value)
+    if dataclasses.is_dataclass(tp):
+        hints, data = typing.get_type_hints(tp), _upgrade(value)
+        return tp(**{f.name: _build(hints[f.name], data[f.name]) for f in dataclasses.fields(tp) if f.name in data})
+    return value

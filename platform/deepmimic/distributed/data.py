@@ -28,10 +28,6 @@ class TableInfo:
     mean: list[float]
     std: list[float]
 
-    @classmethod
-    def from_json(cls, saved: dict) -> "TableInfo":
-        return cls(**{**saved, "shape": tuple(saved["shape"]), "class_names": tuple(saved["class_names"])})
-
 
 def write_image_table(uri: str, images: np.ndarray, ids: np.ndarray, names: tuple[str, ...],
                       labels: np.ndarray | None = None, producer: str = "") -> TableInfo:

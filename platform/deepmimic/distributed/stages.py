@@ -20,7 +20,7 @@ from ..core import artifacts, tables
 from ..core.datasets import load_dataset
 from ..core.evaluation import agreement, predict_logits, probability_metrics
 from ..core.images import Dataset, hold_out_classes, select_classes
-from ..core.results import MentorResult, RunSummary, StudentResult
+from ..core.results import Json, MentorResult, RunSummary, StudentResult
 from ..core.soft_labels import combine
 from ..core.splits import Split, stratified_split
 from ..errors import UserError
@@ -54,7 +54,7 @@ def student_key(cfg: ExperimentConfig, student: ModelConfig) -> str:
 
 
 @dataclass(frozen=True)
-class MentorOutcome:
+class MentorOutcome(Json):
     """Everything a student trial needs from its mentor, all on shared storage."""
 
     folder: str
@@ -64,7 +64,7 @@ class MentorOutcome:
     test: TableInfo
     ood: TableInfo | None
     num_classes: int
-    trained: bool                   # False when it came from the cache
+    trained: bool = False           # False when it came from the cache
 
     @property
     def soft_labels(self) -> str:
@@ -83,17 +83,6 @@ class MentorOutcome:
         """Every table a student stage reads from this mentor's folder."""
         tables_ = [self.student, self.test] + ([self.ood] if self.ood else [])
         return [t.uri for t in tables_] + [self.soft_labels, self.test_probabilities, self.pool_labels]
-
-    def to_json(self) -> dict[str, Any]:
-        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "trained"},
-                "student": dataclasses.asdict(self.student), "test": dataclasses.asdict(self.test),
-                "ood": dataclasses.asdict(self.ood) if self.ood else None}
-
-    @classmethod
-    def from_json(cls, saved: dict[str, Any]) -> MentorOutcome:
-        return cls(**{**saved, "result": MentorResult.from_json(saved["result"]),
-                      "student": TableInfo.from_json(saved["student"]), "test": TableInfo.from_json(saved["test"]),
-                      "ood": TableInfo.from_json(saved["ood"]) if saved["ood"] else None, "trained": False})
 
 
 def _summary(trained: Trained) -> dict[str, Any]:
@@ -135,7 +124,7 @@ def _load(cfg: ExperimentConfig) -> tuple[Dataset, Any]:
 def _cached_mentor(done: str, key: str) -> MentorOutcome | None:
     """The finished mentor stage recorded in `done`, if every table it wrote still matches its manifest."""
     try:
-        outcome = MentorOutcome.from_json(artifacts.read_json(done))
+        outcome = dataclasses.replace(MentorOutcome.from_json(artifacts.read_json(done)), trained=False)
     except artifacts.TornArtifact:  # never finished, or cut off
         return None
     try:

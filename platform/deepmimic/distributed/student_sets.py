@@ -13,7 +13,7 @@ manifest is built again.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +23,7 @@ import ray
 from ..config import VariantConfig
 from ..core import artifacts, tables
 from ..core.methods import METHODS
+from ..core.results import Json
 from ..core.splits import out_of_domain, unbalanced
 from .data import TableInfo
 
@@ -30,7 +31,7 @@ OOD_ID_OFFSET = 1 << 40  # out-of-domain ids never collide with the data set's o
 
 
 @dataclass(frozen=True)
-class StudentSet:
+class StudentSet(Json):
     table: TableInfo   # a folder of Parquet files: id, image, soft_label
     pool: int          # images kept from the student pool
     ood: int           # out-of-domain images added
@@ -94,8 +95,7 @@ def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: s
     """
     pointer = f"{folder}/set.json"
     try:
-        saved = artifacts.read_json(pointer)
-        found = StudentSet(TableInfo.from_json(saved["table"]), saved["pool"], saved["ood"])
+        found = StudentSet.from_json(artifacts.read_json(pointer))
         artifacts.verify(found.table.uri)
         return found
     except artifacts.TornArtifact as e:
@@ -114,5 +114,5 @@ def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: s
     artifacts.seal(uri, rows)
     built = StudentSet(TableInfo(uri, rows, pool.shape, pool.class_names, pool.mean, pool.std),
                        len(pool_ids), len(ood_ids))
-    artifacts.write_json(asdict(built), pointer)
+    artifacts.write_json(built, pointer)
     return built
