@@ -100,8 +100,13 @@ def run_spec(cfg: ExperimentConfig, role: str, model: ModelConfig, data: TableIn
         temperature=cfg.loss_temperature if role == "student" else 1.0, train=data, target=target, test=test,
         num_classes=num_classes, resources=cfg.resources, inference_repeats=cfg.inference_repeats,
         checkpoint_every=cfg.fault_tolerance.checkpoint_every, worker_restarts=cfg.fault_tolerance.worker_restarts,
-        in_process=in_trial and cfg.resources.num_workers == 1,
+        in_process=_in_process(cfg, in_trial),
     )
+
+
+def _in_process(cfg: ExperimentConfig, in_trial: bool) -> bool:
+    """Whether a run works in this process: a single-worker run in a Tune trial that holds its resources."""
+    return in_trial and cfg.resources.num_workers == 1
 
 
 def _load(cfg: ExperimentConfig) -> tuple[Dataset, Any]:
@@ -201,8 +206,7 @@ def _answered(cfg: ExperimentConfig, folder: str, key: str, jobs: dict[str, list
     """A black box or an ensemble: write its answers for `jobs`, and score the test set's, which comes last."""
     mentor, (soft_uri, test_uri) = cfg.mentor, jobs
     if isinstance(mentor, BlackBoxMentorConfig):
-        in_process = in_trial and cfg.resources.num_workers == 1
-        answered, queries = label_images(mentor.black_box, jobs, cfg.resources, in_process, key)
+        answered, queries = label_images(mentor.black_box, jobs, cfg.resources, _in_process(cfg, in_trial), key)
         description, seconds = f"black box ({mentor.black_box.kind})", answered[test_uri]
     else:
         members = [train_mentor(member_config(cfg, m), member_folder(folder, cfg, m), *given, in_trial)
