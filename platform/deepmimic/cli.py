@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .errors import UserError
+from .errors import Interrupted, UserError, interruption
 
 if TYPE_CHECKING:
     from .core.results import ExperimentResult
@@ -57,11 +58,12 @@ def _run(args: argparse.Namespace) -> None:
 
     cfg = load_experiment(args.experiment, args.set)
     _check_data([cfg])
+    out = _local_or_uri(args.out or os.path.join("runs", cfg.name))
+    _check_writable(out=out)
     from .distributed.cluster import connect
     from .distributed.experiment import run_experiment
 
     connect()
-    out = args.out or os.path.join("runs", cfg.name)
     print(format_result(run_experiment(cfg, out)))
     print(f"wrote {os.path.join(out, 'result.json')}")
 
@@ -74,6 +76,7 @@ def _sweep(args: argparse.Namespace) -> None:
     storage = _local_or_uri(args.storage or "runs")
     out = _local_or_uri(args.out or f"{storage}/{base.name}")
     cache = _local_or_uri(args.cache or os.environ.get("DEEPMIMIC_CACHE") or f"{storage}/cache")
+    _check_writable(storage=storage, out=out, cache=cache)
     from .distributed.sweep import sweep
 
     outcome = sweep(base, points, out, cache)
@@ -86,6 +89,14 @@ def _sweep(args: argparse.Namespace) -> None:
         print(f"browse: mlflow ui --backend-store-uri {outcome.tracking_uri}")
     else:
         print(f"tracked at {outcome.tracking_uri}")
+
+
+def _check_writable(**roots: str) -> None:
+    """Every output root a folder we may write in, checked before Ray starts or anything is written."""
+    from .core.artifacts import check_writable_folder
+
+    for flag, root in roots.items():
+        check_writable_folder(root, f"--{flag}")
 
 
 def _local_or_uri(path: str) -> str:
@@ -170,15 +181,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = "deepmimic: interrupted: rerun the same command to resume"
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """The first SIGINT or SIGTERM stops the command cleanly (see `main`); a second one while it stops
+    exits at once."""
+    if _on_signal.stopping:  # type: ignore[attr-defined]
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+    _on_signal.stopping = True  # type: ignore[attr-defined]
+    raise Interrupted(signum)
+
+
+_on_signal.stopping = False  # type: ignore[attr-defined]
+
+
+def _stop_ray() -> None:
+    """End what this command started on Ray: its trials and tasks, and the local Ray it may have started."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command's work: 0 done, 2 a user's mistake (one line), 130/143 stopped by SIGINT/SIGTERM."""
     try:
         args = build_parser().parse_args(argv)
         args.func(args)
     except UserError as e:
         print(f"deepmimic: error: {e}", file=sys.stderr)
         return 2
+    except BaseException as e:
+        stop = interruption(e)
+        if stop is None:
+            raise
+        _stop_ray()
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        return 128 + stop.signum
     return 0
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The `deepmimic` executable: `main` with SIGINT and SIGTERM stopping it cleanly."""
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # ours stops the sweep, keeping what finished
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _on_signal)
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -13,13 +13,38 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .core.architectures import ModelSpec
 from .core.datasets import DATASETS
 from .core.methods import METHODS
 from .core.training import Hyper
 from .errors import UserError
+
+
+def _path_safe(name: str) -> str:
+    """Names become folder and file names (runs/NAME, students/NAME, MLflow runs): nothing that could leave
+    the output folder or confuse a file system."""
+    if not 1 <= len(name) <= 100:
+        raise ValueError("a name has 1 to 100 characters")
+    if "/" in name or "\\" in name or ".." in name or name.startswith(".") or name.strip() != name \
+            or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError(f"{name!r}: a name becomes a folder name: no '/', '\\', '..', leading dot, "
+                         "surrounding spaces or control characters")
+    return name
+
+
+Name = Annotated[str, AfterValidator(_path_safe)]
 
 
 class Strict(BaseModel):
@@ -47,7 +72,7 @@ class SplitConfig(Strict):
 class ModelConfig(Strict):
     """A trained model: its name, its `ModelSpec` (defaults there) and its `training` settings (`Hyper`)."""
 
-    name: str = Field(min_length=1)
+    name: Name
     architecture: str
     width: int = Field(ModelSpec.width, ge=1)
     width_growth: float = Field(ModelSpec.width_growth, gt=0.0)
@@ -84,7 +109,7 @@ class BlackBoxConfig(Strict):
 class BlackBoxMentorConfig(Strict):
     """A mentor known only by the probabilities it answers: nothing to train, its architecture unknown."""
 
-    name: str = Field(min_length=1)
+    name: Name
     black_box: BlackBoxConfig
 
 
@@ -104,7 +129,7 @@ class EnsembleConfig(Strict):
     """Several mentors (trained or black boxes) whose soft labels are combined by `rule`:
     `mean` of the probabilities, normalised `geometric` mean, or majority `vote` (one-hot)."""
 
-    name: str = Field(min_length=1)
+    name: Name
     members: list[MemberConfig] = Field(min_length=2)
     rule: Literal["mean", "geometric", "vote"] = "mean"
 
@@ -113,6 +138,10 @@ class EnsembleConfig(Strict):
     def _distinct(cls, members: list[Any]) -> list[Any]:
         if len({m.model_dump_json() for m in members}) < len(members):
             raise ValueError("ensemble members must differ (architecture, seed or black box)")
+        names = [m.name for m in members]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"ensemble member names must be unique, repeated: {', '.join(dup)}")
         return members
 
 
@@ -187,7 +216,7 @@ class VariantConfig(Strict):
 
 
 class ExperimentConfig(Strict):
-    name: str = "experiment"
+    name: Name = "experiment"
     seed: int = Field(0, ge=0)
     dataset: DatasetConfig = DatasetConfig()
     split: SplitConfig = SplitConfig()
@@ -235,6 +264,7 @@ class ExperimentConfig(Strict):
             raise ValueError(f"student names must be unique, repeated: {', '.join(sorted(dup))}")
         return students
 
+
     @model_validator(mode="after")
     def _architectures_fit(self) -> "ExperimentConfig":
         shape, classes = DATASETS[self.dataset.name].shape, DATASETS[self.dataset.name].num_classes
@@ -278,6 +308,10 @@ class SweepConfig(ExperimentConfig):
         for axis, values in self.grid.items():
             if not values:
                 raise UserError(f"grid.{axis}: empty list of values")
+            seen = [json.dumps(v, sort_keys=True) for v in values]
+            repeated = sorted({v for v in seen if seen.count(v) > 1})
+            if repeated:
+                raise UserError(f"grid.{axis}: repeated value {repeated[0]} (each value runs once)")
         if any(v for v in self.grid.get("variant.ood_ratio", [])) and self.ood is None:
             raise ValueError("variant.ood_ratio > 0 needs an `ood` section naming the out-of-domain images")
         return self

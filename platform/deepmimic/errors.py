@@ -7,3 +7,24 @@ class UserError(Exception):
     The CLI prints its message as one line and exits with code 2; anything else
     is a bug and keeps its traceback.
     """
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM reached the command: stop, keep what finished, exit 128 + the signal's number.
+
+    A BaseException, so that no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+def interruption(error: BaseException) -> Interrupted | None:
+    """The Interrupted behind `error`, if any: raised from a signal handler while Ray's compiled code
+    waits, it arrives wrapped (a SystemError caused by it)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, Interrupted):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

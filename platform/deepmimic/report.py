@@ -193,6 +193,9 @@ def _write(sweep_dir: str, sweep: SweepSummary, records: list[TrialRecord]) -> l
 
     axes, key = set(sweep.grid_axes), sweep.paper
     parts = [f"# {sweep.name}: {sweep.dataset}, {len(records)} student trials, {sweep.counts.mentors} mentor(s)\n"]
+    if sweep.partial:
+        parts.append(f"**Partial**: interrupted with {len(records)} of {len(sweep.trial_keys)} student trials "
+                     "finished; rerun the same command to resume.\n")
     if "variant.removal_bound" in axes:
         parts.append(_by_axis(records, lambda r: r.removal_bound, "removal_bound",
                               paper.TABLE3 if key == "table3" else None, "Accuracy % per removal bound (Table 3)"))

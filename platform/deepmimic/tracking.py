@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 import tempfile
 import time
 from typing import Any
@@ -39,6 +40,24 @@ def check_reachable(uri: str) -> None:
         pass  # it answered (an auth proxy may refuse /health): reachable
     except (urllib.error.URLError, OSError) as e:
         raise UserError(f"MLflow tracking URI {uri}: unreachable ({getattr(e, 'reason', e)})") from None
+
+
+def check_store(uri: str) -> None:
+    """A local SQLite store that exists must be MLflow's: a corrupt or foreign file is named, untouched
+    (MLflow would add its tables to a foreign database, or fail deep in SQLAlchemy on a corrupt one)."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = uri.removeprefix("sqlite:///")  # sqlite:////abs/path or sqlite:///relative/path
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return
+    advice = "move it aside (its runs are lost to the UI, the sweep's outputs are not) or set MLFLOW_TRACKING_URI"
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            found = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as e:
+        raise UserError(f"{path}: not a readable MLflow store ({e}): {advice}") from None
+    if "experiments" not in found or "runs" not in found:
+        raise UserError(f"{path}: an SQLite database, but not an MLflow store: {advice}")
 
 
 class Tracker:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import uuid
 from typing import Any
 
@@ -52,6 +53,31 @@ def _kind(uri: str) -> pafs.FileType:
 
 def exists(uri: str) -> bool:
     return _kind(uri) != pafs.FileType.NotFound
+
+
+def check_writable_folder(uri: str, what: str) -> None:
+    """Raise a one-line UserError unless `uri` is (or can become) a folder we may write in. Nothing is left
+    behind: a local path is probed with a temporary folder in its nearest existing ancestor, a URI with a
+    probe object that is deleted again."""
+    fs, path = filesystem(uri)
+    kind = fs.get_file_info(path).type
+    if kind not in (pafs.FileType.NotFound, pafs.FileType.Directory):
+        raise UserError(f"{what} {uri}: is a file, not a folder")
+    try:
+        if is_uri(uri):
+            probe = f"{path}/.deepmimic-probe-{uuid.uuid4().hex}"
+            with fs.open_output_stream(probe) as f:
+                f.write(b"")
+            fs.delete_file(probe)
+            return
+        ancestor = path
+        while not os.path.exists(ancestor):
+            ancestor = os.path.dirname(ancestor)
+        if not os.path.isdir(ancestor):
+            raise UserError(f"{what} {uri}: {ancestor} is a file, not a folder")
+        os.rmdir(tempfile.mkdtemp(prefix=".deepmimic-probe-", dir=ancestor))
+    except OSError as e:
+        raise UserError(f"{what} {uri}: not writable ({e.strerror or e})") from None
 
 
 def manifest_uri(uri: str) -> str:

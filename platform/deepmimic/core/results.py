@@ -143,6 +143,7 @@ class SweepSummary(Json):
     trial_keys: tuple[str, ...]       # grid order
     counts: Counts
     config: dict[str, Any]            # the search space as validated
+    partial: bool = False             # interrupted: the report covers the trials that finished
 
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:

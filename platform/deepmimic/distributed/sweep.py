@@ -20,9 +20,9 @@ from ray import tune
 from ..config import BlackBoxMentorConfig, EnsembleConfig, ModelConfig, SweepConfig
 from ..core import artifacts
 from ..core.results import Counts, SweepSummary, TrialRecord
-from ..errors import UserError
+from ..errors import UserError, interruption
 from ..report import SWEEP_FILE, write_report
-from ..tracking import Tracker, check_reachable, default_uri
+from ..tracking import Tracker, check_reachable, check_store, default_uri
 from .cluster import connect
 from .stages import MentorOutcome, member_config, mentor_key, student_key, student_set, train_mentor, train_student
 from .student_sets import StudentSet
@@ -177,23 +177,48 @@ def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str) -> Counts
 
 def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], out: str, cache: str,
               tracker: Tracker | None = None) -> SweepOutcome:
-    """Run what is not yet finished, then log every mentor and trial to MLflow (runs an earlier,
-    interrupted invocation logged are kept, not repeated), write `sweep.json` and the report."""
+    """Run what is not yet finished, write `sweep.json` and the report, then log every mentor and trial
+    to MLflow (runs an earlier, interrupted invocation logged are kept, not repeated).
+
+    Interrupted (SIGINT, SIGTERM), it writes the report of the trials that finished, marked partial."""
     planned = plan(points)
-    counts = run_stages(base, planned, out, cache)
+    try:
+        counts = run_stages(base, planned, out, cache)
+    except BaseException as e:
+        if interruption(e) is None:
+            raise
+        finished = sum(artifacts.intact(trial_file(out, k)) for k in planned.trials)
+        if finished:
+            _summarise(base, planned, out, Counts(len(planned.mentors), trials=len(planned.trials),
+                                                  trials_reused=finished), partial=True)
+        raise
+    text, files = _summarise(base, planned, out, counts)
     if tracker is not None:
-        for key, cfg in planned.mentors.items():
-            outcome = MentorOutcome.from_json(artifacts.read_json(f"{mentor_folder(cache, key)}/mentor.json"))
-            tracker.log_mentor(key, _mentor_params(cfg), outcome.result)
-        for key in planned.trials:
-            tracker.log_student(TrialRecord.from_json(artifacts.read_json(trial_file(out, key))))
-    summary = SweepSummary(base.name, base.dataset.name, base.paper, tuple(base.grid), tuple(planned.trials), counts,
-                           base.model_dump())
-    artifacts.write_json(summary, f"{out}/{SWEEP_FILE}")
-    text, files = write_report(out)
-    if tracker is not None:
-        tracker.finish({"grid_axes": ",".join(base.grid), "dataset": base.dataset.name}, counts, files)
+        try:
+            _track(tracker, base, planned, out, cache, counts, files)
+        except Exception as e:  # MLflow's and its stores' many errors: the results are written, say so
+            why = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            raise UserError(f"MLflow logging to {tracker.uri} failed ({why}); {out}/results.csv and report.md "
+                            "are written: rerun the same command to log the rest") from None
     return SweepOutcome(counts, text, tracker.uri if tracker else None)
+
+
+def _summarise(base: SweepConfig, planned: Plan, out: str, counts: Counts,
+               partial: bool = False) -> tuple[str, list[str]]:
+    summary = SweepSummary(base.name, base.dataset.name, base.paper, tuple(base.grid), tuple(planned.trials), counts,
+                           base.model_dump(), partial)
+    artifacts.write_json(summary, f"{out}/{SWEEP_FILE}")
+    return write_report(out)
+
+
+def _track(tracker: Tracker, base: SweepConfig, planned: Plan, out: str, cache: str, counts: Counts,
+           files: list[str]) -> None:
+    for key, cfg in planned.mentors.items():
+        outcome = MentorOutcome.from_json(artifacts.read_json(f"{mentor_folder(cache, key)}/mentor.json"))
+        tracker.log_mentor(key, _mentor_params(cfg), outcome.result)
+    for key in planned.trials:
+        tracker.log_student(TrialRecord.from_json(artifacts.read_json(trial_file(out, key))))
+    tracker.finish({"grid_axes": ",".join(base.grid), "dataset": base.dataset.name}, counts, files)
 
 
 def sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], out: str, cache: str) -> SweepOutcome:
@@ -205,6 +230,7 @@ def sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], o
     uri = server or default_uri(out)
     if uri.startswith(("http://", "https://")):
         check_reachable(uri)  # before anything is written
+    check_store(uri)
     connect()  # a cluster that cannot be reached fails here, before anything is written too
     if not artifacts.is_uri(out):
         os.makedirs(out, exist_ok=True)

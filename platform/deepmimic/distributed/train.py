@@ -4,12 +4,13 @@ The worker materialises its shard once as device tensors and hands them to the
 core loop; rank 0 evaluates on the test set after each epoch and, at the end,
 saves the model, its test predictions and its history in the run's checkpoint.
 
-A single-worker run inside a sweep's Tune trial, which already holds the
-worker's CPUs and GPU share, runs in that process instead: a worker group
-starts a controller and five more actors, each a new process, 8-10 s on a
-2-core node for runs that may train for 10. (Ray Train's own local mode is
-refused inside Tune trials.) Such a run stores its checkpoints in the run's
-folder itself, where a retried trial, or a later worker group, finds them.
+A single-worker run never starts a worker group, which costs a controller and
+five more actors, each a new process, 8-10 s on a 2-core node for runs that may
+train for 10 (Ray Train's own local mode is refused inside Tune trials): inside
+a sweep's Tune trial, which already holds the worker's CPUs and GPU share, it
+runs in that process; elsewhere (`deepmimic run`) in a Ray task holding them.
+Such a run stores its checkpoints in the run's folder itself, where a retried
+trial or task, or a later worker group, finds them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -225,9 +226,10 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
 
 
 def fit(spec: RunSpec) -> Trained:
-    """Train one model on `spec.train`'s table against `spec.target`, on a Ray Train worker
-    group, or in this process where `spec.in_process` (its caller, a sweep's Tune trial,
-    holds the worker's resources; restarts are then the trial's).
+    """Train one model on `spec.train`'s table against `spec.target`: in this process where
+    `spec.in_process` (its caller, a sweep's Tune trial, holds the worker's resources; restarts
+    are then the trial's), else a single worker in a Ray task (retried from its last checkpoint
+    up to `worker_restarts` times if its process dies) and several on a Ray Train worker group.
 
     Every epoch's test metrics land in the summary's history. A checkpoint every
     `checkpoint_every` epochs (0: only the final one) lets Ray Train restart a
@@ -236,6 +238,14 @@ def fit(spec: RunSpec) -> Trained:
     """
     if spec.in_process and spec.resources.num_workers != 1:
         raise ValueError("only a single-worker run can train in its caller's process")
+    if not spec.in_process and spec.resources.num_workers == 1:
+        # One Ray task holding the worker's resources, on a worker process Ray keeps for the next task
+        # of the same shape: a worker group's controller and helper actors cost 8-10 s a run here.
+        r = spec.resources
+        task = ray.remote(fit).options(num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker,
+                                       resources=r.custom_per_worker or None, max_retries=spec.worker_restarts,
+                                       retry_exceptions=False)
+        return ray.get(task.remote(replace(spec, in_process=True)))
     if spec.in_process:
         own = _OwnProcess(spec.run)
         _train(spec, own)
