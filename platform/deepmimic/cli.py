@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .errors import Interrupted, UserError, interruption
@@ -188,6 +189,7 @@ def _on_signal(signum: int, frame: Any) -> None:
     """The first SIGINT or SIGTERM stops the command cleanly (see `main`); a second one while it stops
     exits at once."""
     if _on_signal.stopping:  # type: ignore[attr-defined]
+        _kill_children()
         print(INTERRUPTED, file=sys.stderr, flush=True)
         os._exit(128 + signum)
     _on_signal.stopping = True  # type: ignore[attr-defined]
@@ -195,6 +197,26 @@ def _on_signal(signum: int, frame: Any) -> None:
 
 
 _on_signal.stopping = False  # type: ignore[attr-defined]
+
+
+def _kill_children() -> None:
+    """SIGKILL every process this command started (a local Ray's daemons and workers): the second
+    Ctrl-C's way out, which cannot wait for `ray.shutdown`. Read from /proc (Linux; elsewhere nothing)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    todo = [os.getpid()]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            todo.append(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def _stop_ray() -> None:
