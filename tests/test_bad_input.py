@@ -70,6 +70,19 @@ def tiny_imagenet(root: Path, side: int) -> Path:
     return root
 
 
+def store(folder: Path, content: bytes | None = None) -> Path:
+    """A sweep folder whose mlflow.db is `content`, or an SQLite database of someone else's."""
+    import sqlite3
+
+    folder.mkdir()
+    if content is not None:
+        (folder / "mlflow.db").write_bytes(content)
+    else:
+        with sqlite3.connect(folder / "mlflow.db") as db:
+            db.execute("CREATE TABLE invoices (id INTEGER)")
+    return folder
+
+
 def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
     """(id, CLI arguments, fragment the one error line must contain, extra environment)."""
     def space(name: str, raw=None, text: str | None = None) -> str:
@@ -139,6 +152,28 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
         ("export of a folder that is no checkpoint", ["export", str(tmp), "--out", str(tmp / "m.onnx")],
          "no manifest", {}),
         ("report of no sweep", ["report", str(tmp)], str(tmp), {}),
+        ("experiment name with a path", ["run", good, "--set", "name=../../evil"], "name: '../../evil': a name", {}),
+        ("student name with a path", ["run", good, "--set", "students.0.name=../../../tmp/evil"],
+         "students.0.name: '../../../tmp/evil': a name becomes a folder name", {}),
+        ("mentor name with a separator", ["run", good, "--set", "mentor.name=a/b"], "mentor.name: 'a/b'", {}),
+        ("name with a control character", ["run", good, "--set", "students.0.name=\"a\\tb\""],
+         "students.0.name: 'a\\tb'", {}),
+        ("name of 101 characters", ["run", good, "--set", f"name={'n' * 101}"], "name: a name has 1 to 100", {}),
+        ("repeated grid value", ["sweep", space("repeat", sweep({"student": ["A", "A"]}))],
+         "grid.student: repeated value \"A\"", {}),
+        ("ensemble members of one name", ["sweep", space("members", with_("mentor", {"name": "E", "members": [
+            GOOD["mentor"], {**GOOD["mentor"], "seed": 1}]}))], "ensemble member names must be unique", {}),
+        ("--out is a file", ["sweep", good, "--out", str(tmp / "good.yaml")], "good.yaml: is a file, not a folder", {}),
+        ("--out of run under a file", ["run", good, "--out", str(tmp / "good.yaml" / "out")],
+         "good.yaml is a file, not a folder", {}),
+        ("--cache not writable", ["sweep", good, "--out", str(tmp / "out"), "--cache", "/proc/deepmimic-cache"],
+         "--cache /proc/deepmimic-cache: not writable", {}),
+        ("--storage not writable", ["sweep", good, "--storage", "/proc/deepmimic"],
+         "--storage /proc/deepmimic: not writable", {}),
+        ("corrupt mlflow.db", ["sweep", good, "--out", str(store(tmp / "corrupt", b"\x00garbage" * 200))],
+         "mlflow.db: not a readable MLflow store (file is not a database): move it aside", {}),
+        ("foreign mlflow.db", ["sweep", good, "--out", str(store(tmp / "foreign"))],
+         "mlflow.db: an SQLite database, but not an MLflow store", {}),
         ("run on a search space with a grid", ["run", space("grid", sweep({"seed": [0, 1]}))],
          "grid: search-space keys, but `deepmimic run` runs one experiment", {}),
         ("a root for a bundled data set", ["run", good, "--set", f"dataset.root={tmp}"],
@@ -186,6 +221,8 @@ def test_every_user_mistake_gets_one_line_and_exit_2(tmp_path, monkeypatch):
             wrong.append(f"{name}: exit {code}, stderr {stderr[-600:]!r}")
     assert not wrong, "\n".join(wrong)
     assert not (tmp_path / "out").exists()  # no half-written sweep folder for a refused sweep
+    assert not list(tmp_path.parent.glob("evil*")) and not Path("/tmp/evil").exists()  # no name led outside
+    assert sorted(p.name for p in (tmp_path / "corrupt").iterdir()) == ["mlflow.db"]  # the store left as it was
 
 
 def test_the_installed_command_exits_2_with_one_line(tmp_path):

@@ -12,13 +12,15 @@ missing or does not match its content is torn, and is never read as finished.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 import uuid
-from typing import Any
+from typing import Any, Iterator
 
+import filelock
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -78,6 +80,28 @@ def check_writable_folder(uri: str, what: str) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".deepmimic-probe-", dir=ancestor))
     except OSError as e:
         raise UserError(f"{what} {uri}: not writable ({e.strerror or e})") from None
+
+
+@contextlib.contextmanager
+def exclusive(lock: str, what: str) -> Iterator[None]:
+    """Hold `lock` (a file beside the artifact) while making `what`; processes on other machines sharing
+    the folder over NFS wait too. filelock takes a kernel lock (flock, which Linux maps to POSIX locks
+    on NFS), so a killed holder's lock is released with its process, never left held. Object stores
+    have no such lock: there each process makes the artifact itself (it is written atomically)."""
+    if is_uri(lock):
+        yield
+        return
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    held = filelock.FileLock(lock)
+    try:
+        held.acquire(timeout=0)
+    except filelock.Timeout:
+        print(f"waiting for {what}: another process is making it ({lock})", flush=True)
+        held.acquire(poll_interval=0.5)
+    try:
+        yield
+    finally:
+        held.release()
 
 
 def manifest_uri(uri: str) -> str:

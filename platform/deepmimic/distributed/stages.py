@@ -157,6 +157,14 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
     cached = _cached_mentor(done, key)
     if cached:
         return cached
+    # Sweeps sharing the cache make each mentor once: a second one waits here, then finds it made.
+    with artifacts.exclusive(f"{folder}.lock", f"mentor {key}"):
+        return _cached_mentor(done, key) or _make_mentor(cfg, folder, key, dataset, split, in_trial)
+
+
+def _make_mentor(cfg: ExperimentConfig, folder: str, key: str, dataset: Dataset | None, split: Split | None,
+                 in_trial: bool) -> MentorOutcome:
+    done = f"{folder}/mentor.json"
     clock = [time.perf_counter()]
     times: dict[str, float] = {}
 

@@ -93,7 +93,15 @@ def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: s
     naming it come last, so a set interrupted half-way is never mistaken for a
     finished one.
     """
-    pointer = f"{folder}/set.json"
+    found = _finished(f"{folder}/set.json")
+    if found:
+        return found
+    with artifacts.exclusive(f"{folder}.lock", "a student set"):  # sweeps sharing the cache build it once
+        return _finished(f"{folder}/set.json") or _build(pool, ood, pool_labels_uri, soft_uri, variant, seed,
+                                                         folder, method, temperature)
+
+
+def _finished(pointer: str) -> StudentSet | None:
     try:
         found = StudentSet.from_json(artifacts.read_json(pointer))
         artifacts.verify(found.table.uri)
@@ -101,6 +109,11 @@ def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: s
     except artifacts.TornArtifact as e:
         if artifacts.exists(pointer):
             print(f"rebuilding a student set: {e}")
+        return None
+
+
+def _build(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str, soft_uri: str,
+           variant: VariantConfig | None, seed: int, folder: str, method: str, temperature: float) -> StudentSet:
     labels = tables.read(pool_labels_uri)
     pool_ids, ood_ids = choose_ids(labels.column("id").to_numpy(), labels.column("label").to_numpy(),
                                    ood.rows if ood else 0, variant, seed)
@@ -114,5 +127,5 @@ def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: s
     artifacts.seal(uri, rows)
     built = StudentSet(TableInfo(uri, rows, pool.shape, pool.class_names, pool.mean, pool.std),
                        len(pool_ids), len(ood_ids))
-    artifacts.write_json(built, pointer)
+    artifacts.write_json(built, f"{folder}/set.json")
     return built

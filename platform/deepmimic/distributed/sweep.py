@@ -132,7 +132,8 @@ def concurrency(base: SweepConfig, cluster: dict[str, float]) -> int:
     return max(1, min(fits)) if fits else 1
 
 
-def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig, storage: str) -> None:
+def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig, storage: str) -> list[dict]:
+    """Run one stage's trials; their last reported metrics."""
     # Reused trial processes have PyTorch imported already: a new one costs 3-4 s on 2 cores.
     tuner = tune.Tuner(
         tune.with_resources(fn, tune.PlacementGroupFactory([trial_resources(base)])),
@@ -151,6 +152,7 @@ def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig
         if isinstance(cause, UserError):
             raise cause
         raise RuntimeError(f"{len(failed)} {name} trial(s) failed; first: {err}")
+    return [r.metrics for r in grid]
 
 
 def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str) -> Counts:
@@ -163,15 +165,16 @@ def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str) -> Counts
     to_train = [k for k in mentors if k in needed and not artifacts.intact(f"{mentor_folder(cache, k)}/mentor.json")]
     # Ensembles are combined from their members in the driver, after the members' stage.
     on_tune = [k for k in to_train if not isinstance(mentors[k].mentor, EnsembleConfig)]
-    storage = f"{out}/tune"
+    storage, trained = f"{out}/tune", len(to_train) - len(on_tune)
     if on_tune:
-        _tune("mentors", tune.with_parameters(_mentor_trial, mentors=mentors, cache=cache), "mentor", on_tune,
-              base, storage)
+        done = _tune("mentors", tune.with_parameters(_mentor_trial, mentors=mentors, cache=cache), "mentor", on_tune,
+                     base, storage)
+        trained += sum(bool(m["trained"]) for m in done)  # not those another sweep made while this one waited
     if pending:
         inputs = _student_inputs([trials[k] for k in pending], cache)
         _tune("students", tune.with_parameters(_student_trial, trials=trials, inputs=inputs, out=out), "trial",
               pending, base, storage)
-    return Counts(mentors=len(mentors), mentors_trained=len(to_train), mentors_reused=len(mentors) - len(to_train),
+    return Counts(mentors=len(mentors), mentors_trained=trained, mentors_reused=len(mentors) - trained,
                   trials=len(trials), trials_run=len(pending), trials_reused=len(trials) - len(pending))
 
 

@@ -1,0 +1,83 @@
+"""Sweeps sharing a mentor cache make each mentor once: the second waits for the first and reuses its
+mentor, and a holder that is killed does not leave its mentor held."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deepmimic.config import SweepConfig, parse_experiment
+from deepmimic.distributed.stages import mentor_key
+
+from .conftest import DEEPMIMIC, wait_for
+
+
+def space(name: str, epochs: int) -> dict:
+    return {"name": name, "dataset": {"name": "digits"}, "training": {"epochs": 2, "batch_size": 64},
+            "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8, "training": {"epochs": epochs}},
+            "students": [{"name": "S", "architecture": "c-fc", "width": 4}],
+            "resources": {"cpus_per_worker": 1, "threads_per_worker": 1}, "fault_tolerance": {"checkpoint_every": 0}}
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    import ray
+
+    from deepmimic.distributed.cluster import connect
+
+    connect()
+    return ray.get_runtime_context().gcs_address
+
+
+def start(tmp: Path, spec: dict, address: str) -> tuple[subprocess.Popen, Path]:
+    path = tmp / f"{spec['name']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    log = tmp / f"{spec['name']}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([*DEEPMIMIC, "sweep", str(path), "--out", str(tmp / spec["name"]),
+                                 "--cache", str(tmp / "cache")], env={**os.environ, "RAY_ADDRESS": address},
+                                stdout=out, stderr=subprocess.STDOUT)
+    return proc, log
+
+
+def counts(tmp: Path, name: str) -> dict:
+    return json.loads((tmp / name / "sweep.json").read_text())["counts"]
+
+
+def test_two_sweeps_started_together_train_their_mentor_once(tmp_path, ray_address):
+    runs = [start(tmp_path, space(name, epochs=150), ray_address) for name in ("first", "second")]
+    for proc, log in runs:
+        assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
+    waited = [log for _, log in runs if "waiting for mentor" in log.read_text()]
+    assert len(waited) == 1  # they overlapped: one held the mentor while the other waited
+    assert len(list((tmp_path / "cache").glob("mentors/*/ray/mentor-*"))) == 1
+    assert sorted(counts(tmp_path, n)["mentors_trained"] for n in ("first", "second")) == [0, 1]
+    (built,) = (tmp_path / "cache").glob("mentors/*/student_sets/*/set.json")
+    assert len([p for p in built.parent.iterdir() if p.is_dir()]) == 1  # built once: no orphaned copy
+
+
+def test_a_killed_holder_leaves_the_mentor_to_the_waiting_sweep(tmp_path, ray_address):
+    spec = space("waiter", epochs=3)
+    key = mentor_key(parse_experiment(spec, "waiter", SweepConfig))
+    lock = tmp_path / "cache" / "mentors" / f"{key}.lock"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from deepmimic.core import artifacts
+        with artifacts.exclusive({str(lock)!r}, "the test's mentor"):
+            print("held", flush=True)
+            time.sleep(600)
+        """)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    proc, log = start(tmp_path, spec, ray_address)
+    wait_for(lambda: "waiting for mentor" in log.read_text(), "the sweep to wait for the held mentor", 300)
+    holder.kill()  # SIGKILL: no clean release
+    holder.wait()
+    assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
+    assert counts(tmp_path, "waiter")["mentors_trained"] == 1
