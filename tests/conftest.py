@@ -3,17 +3,22 @@ the CLI as a real process, and writers of data sets' published file formats."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,3 +91,33 @@ def cifar_batch(n: int, label_key: str, classes: int, row: int = 3072, seed: int
         label_key.encode(): [i % classes for i in range(n)],
         b"filenames": [f"img{i}.png".encode() for i in range(n)],
     }
+
+
+@contextlib.contextmanager
+def scoring_endpoint(model) -> Iterator[str]:
+    """A user's own model endpoint speaking MLflow's scoring protocol, in a thread: a stand-in for a
+    black-box mentor's server (`deepmimic serve` itself is tested through a real process)."""
+    from deepmimic.core.serving import Probabilities
+
+    wrapped = Probabilities(model.cpu()).eval()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            images = np.asarray(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["inputs"])
+            with torch.inference_mode():
+                probs = wrapped(torch.from_numpy(images.astype(np.float32))).numpy()
+            data = json.dumps({"predictions": probs.tolist()}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/invocations"
+    finally:
+        server.shutdown()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import threading
 
 import pytest
 import torch
@@ -19,7 +18,7 @@ from deepmimic.core.architectures import ModelSpec, channel_stats
 from deepmimic.core.evaluation import predict_logits
 from deepmimic.core.training import Hyper, train
 
-from .conftest import sweep
+from .conftest import scoring_endpoint, sweep
 
 STUDENT = {"name": "Student", "architecture": "c-mp-fc2", "width": 8}
 
@@ -44,21 +43,16 @@ def mentors_sweep(tmp_path_factory, mentor_b):
     tmp = tmp_path_factory.mktemp("mentors")
     model, _ = mentor_b
     serving.export(model, (1, 8, 8), "onnx", str(tmp / "b.onnx"))
-    server = serving.http_server(model)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    host, port = server.server_address
-    http = {"name": "B-http", "black_box": {"kind": "http", "location": f"http://{host}:{port}/invocations",
-                                           "batch_size": 128, "timeout_s": 10, "retries": 2, "max_requests_per_s": 50}}
     onnx = {"name": "B-onnx", "black_box": {"kind": "onnx", "location": str(tmp / "b.onnx")}}
     trained = {"name": "A", "architecture": "c-mp-fc2", "width": 8}
-    space = {"name": "mentors", "dataset": {"name": "digits"}, "training": {"epochs": 12}, "mentor": trained,
-             "students": [STUDENT], "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
-             "fault_tolerance": {"checkpoint_every": 0},
-             "grid": {"mentor": [http, onnx, trained, {"name": "A+B", "members": [trained, onnx]}]}}
-    try:
+    with scoring_endpoint(model) as url:
+        http = {"name": "B-http", "black_box": {"kind": "http", "location": url, "batch_size": 128, "timeout_s": 10,
+                                               "retries": 2, "max_requests_per_s": 50}}
+        space = {"name": "mentors", "dataset": {"name": "digits"}, "training": {"epochs": 12}, "mentor": trained,
+                 "students": [STUDENT], "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
+                 "fault_tolerance": {"checkpoint_every": 0},
+                 "grid": {"mentor": [http, onnx, trained, {"name": "A+B", "members": [trained, onnx]}]}}
         proc = sweep(ray, tmp, space, str(tmp / "out"), str(tmp / "cache"))
-    finally:
-        server.shutdown()
     with open(tmp / "out" / "results.csv") as f:
         rows = {r["mentor"]: r for r in csv.DictReader(f)}
     return tmp, proc, rows

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -126,27 +128,53 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from .core.serving import http_server
+    _, shape = _load_checkpoint(args.checkpoint)
+    with socket.socket() as probe:  # one line now, rather than a Serve proxy failing to start later
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the proxy's server binds
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as e:
+            raise UserError(f"--port {args.port}: cannot listen on {args.host} ({e.strerror})") from None
+    from .distributed import serving
 
-    model, shape = _load_checkpoint(args.checkpoint)
-    try:
-        server = http_server(model, args.host, args.port)
-    except OSError as e:
-        raise UserError(f"--port {args.port}: cannot listen ({e.strerror})") from None
-    host, port = server.server_address[:2]
+    limits = serving.Limits(max_images=args.max_images, request_timeout_s=args.timeout)
+    # Read by Serve's proxy process, which Ray starts with this environment.
+    os.environ[serving.BODY_LIMIT_ENV] = str(limits.body_bytes(shape))
+    os.environ["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"] = "deepmimic.distributed.serving:proxy_guard"
+    from .distributed.cluster import connect
+
+    connect()
+    url = serving.start(os.path.abspath(args.checkpoint), args.host, args.port, limits, args.replicas, args.gpus)
     dims = "×".join(map(str, shape))
-    print(f"serving on http://{host}:{port}/invocations: POST {{\"inputs\": N×{dims} floats in [0, 1]}}",
+    print(f"serving on {url}: POST {{\"inputs\": N×{dims} floats in [0, 1]}}, at most {args.max_images} images",
           flush=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        server.server_close()
+        while True:
+            time.sleep(3600)
+    except BaseException as e:  # Ctrl-C or SIGTERM: the operator's way to stop a server
+        if interruption(e) is None:
+            raise
+    _stop_ray()
+    print("stopped", flush=True)
 
 
 def _report(args: argparse.Namespace) -> None:
     from .report import write_report
 
     print(write_report(_local_or_uri(args.sweep_dir))[0])
+
+
+def _at_least(kind: type, low: float):  # noqa: ANN202 (an argparse type)
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below {low}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,8 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=_export)
     serve = sub.add_parser("serve", help="serve a trained checkpoint as a black-box mentor over HTTP")
     serve.add_argument("checkpoint", help="a checkpoint folder (a mentor's result names it)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    serve.add_argument("--port", type=_at_least(int, 0), default=8080)
+    serve.add_argument("--max-images", type=_at_least(int, 1), default=256,
+                       help="images per request (bounds the body size)")
+    serve.add_argument("--timeout", type=_at_least(float, 0.1), default=30.0,
+                       help="seconds a request may take, body included")
+    serve.add_argument("--replicas", type=_at_least(int, 1), default=1)
+    serve.add_argument("--gpus", type=_at_least(float, 0.0), default=0.0, help="GPUs per replica (may be fractional)")
     serve.set_defaults(func=_serve)
     report = sub.add_parser("report", help="rewrite a sweep's results.csv, report.md and plots")
     report.add_argument("sweep_dir")

@@ -11,6 +11,8 @@ from deepmimic.core import serving
 from deepmimic.core.architectures import ModelSpec
 from deepmimic.core.black_box import BlackBoxError, open_black_box
 
+from ..conftest import scoring_endpoint
+
 IMAGES = np.random.default_rng(0).integers(0, 256, (20, 1, 8, 8), dtype=np.uint8)
 
 
@@ -41,13 +43,10 @@ def serve(server):
 
 
 def test_a_served_model_answers_its_probabilities_over_http(model):
-    server = serving.http_server(model)
-    try:
-        box = open_black_box("http", serve(server), batch_size=8)
+    with scoring_endpoint(model) as url:
+        box = open_black_box("http", url, batch_size=8)
         np.testing.assert_allclose(box.probabilities(IMAGES), expected(model), atol=1e-5)
         assert (box.queries.requests, box.queries.images, box.queries.retries) == (3, 20, 0)
-    finally:
-        server.shutdown()
 
 
 def flaky_server(failures: int, status: int = 503, delay_s: float = 0.0, answer=None):

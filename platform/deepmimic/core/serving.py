@@ -1,5 +1,6 @@
 """A trained model turned into a black box: exported to TorchScript or ONNX, or
-served over HTTP with the protocol `black_box.HttpBox` speaks.
+served (`distributed/serving.py`) with the protocol `black_box.HttpBox` speaks,
+whose requests `parse_inputs` checks.
 
 The exported or served model takes float images in [0, 1] and answers
 probabilities, so whoever mimics it needs nothing else about it.
@@ -9,10 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 import numpy as np
 import torch
@@ -54,41 +52,29 @@ def export(model: nn.Module, input_shape: tuple[int, int, int], fmt: str, path: 
     os.replace(tmp, path)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    predict: Callable[[np.ndarray], np.ndarray]
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        try:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            images = np.asarray(body["inputs"], dtype=np.float32)
-            if images.ndim != 4:
-                raise ValueError(f"inputs must be N×C×H×W, got {images.ndim} dimensions")
-            answer = {"predictions": self.predict(images).tolist()}
-        except (ValueError, KeyError, TypeError, RuntimeError) as e:
-            return self._send(400, {"error": str(e)[:300]})
-        self._send(200, answer)
-
-    def _send(self, code: int, obj: dict) -> None:
-        data = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:  # one line per request would drown the sweep's output
-        pass
-
-
-def http_server(model: nn.Module, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    """An HTTP server answering POST `{"inputs": images}` with `{"predictions": probabilities}`;
-    call `serve_forever()` (port 0 picks a free port: see `server_address`)."""
-    wrapped = Probabilities(model.cpu()).eval()
-    lock = threading.Lock()  # one forward pass at a time: PyTorch already uses every core for one
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        with lock, torch.inference_mode():
-            return wrapped(torch.from_numpy(images)).numpy()
-
-    handler = type("Handler", (_Handler,), {"predict": staticmethod(predict)})
-    return ThreadingHTTPServer((host, port), handler)
+def parse_inputs(body: bytes, shape: tuple[int, int, int], max_images: int) -> np.ndarray:
+    """A scoring request's images (MLflow's protocol: `{"inputs": N×C×H×W floats in [0, 1]}`), checked
+    before any model sees them; a ValueError names what is wrong (the server's 400)."""
+    try:
+        request = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("the body is not JSON") from None
+    if not isinstance(request, dict) or set(request) != {"inputs"}:
+        raise ValueError('expected a JSON object {"inputs": images}')
+    try:
+        raw = np.asarray(request["inputs"])
+    except ValueError:
+        raise ValueError("inputs: rows of different lengths") from None
+    want = "×".join(map(str, shape))
+    if raw.ndim != 4 or raw.shape[1:] != tuple(shape) or not len(raw):
+        raise ValueError(f"inputs: expected N×{want} images, got shape {'×'.join(map(str, raw.shape))}")
+    if raw.dtype.kind not in "iuf":  # no strings, booleans or nulls passed off as numbers
+        raise ValueError(f"inputs: expected numbers, got {raw.dtype.name} values")
+    if len(raw) > max_images:
+        raise ValueError(f"inputs: {len(raw)} images, at most {max_images} per request")
+    images = raw.astype(np.float32)
+    if not np.isfinite(images).all():
+        raise ValueError(f"inputs: {int((~np.isfinite(images)).sum())} values are not finite")
+    if images.min() < 0.0 or images.max() > 1.0:
+        raise ValueError("inputs: values must lie in [0, 1]")
+    return images

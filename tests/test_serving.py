@@ -1,0 +1,146 @@
+"""`deepmimic serve` as a real process (Ray Serve, its own local Ray) under the requests a public
+endpoint meets: valid ones, malformed ones, oversized, slow and unframed bodies, and a crowd."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+from deepmimic.core import checkpoints
+from deepmimic.core.architectures import ModelSpec
+from deepmimic.core.optimizer import SGD
+from deepmimic.core.serving import Probabilities
+
+from .conftest import DEEPMIMIC, free_port, wait_for
+
+TIMEOUT_S = 3
+SHAPE = (1, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A checkpoint of a small model, served on a free loopback port; stopped with Ctrl-C afterwards."""
+    tmp = tmp_path_factory.mktemp("serve")
+    torch.manual_seed(0)
+    spec = ModelSpec("c-mp-fc", width=4)
+    net = spec.build(SHAPE, 10, [80.0], [60.0])
+    meta = {"spec": {"architecture": "c-mp-fc", "width": 4}, "shape": list(SHAPE), "num_classes": 10,
+            "mean": [80.0], "std": [60.0]}
+    (tmp / "checkpoint").mkdir()
+    checkpoints.save(str(tmp / "checkpoint"), net, SGD(net.parameters(), lr=0.1), 1, [], meta)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    log = open(tmp / "serve.log", "w")
+    args = ["serve", str(tmp / "checkpoint"), "--port", str(port), "--timeout", str(TIMEOUT_S), "--max-images", "64"]
+    proc = subprocess.Popen([*DEEPMIMIC, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for(lambda: "serving on" in (tmp / "serve.log").read_text() or proc.poll() is not None, "the server", 180)
+    assert proc.poll() is None, (tmp / "serve.log").read_text()[-3000:]
+    yield f"http://127.0.0.1:{port}", port, Probabilities(net.eval())
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0 and "stopped" in (tmp / "serve.log").read_text()
+
+
+def post(url: str, body: bytes, path: str = "/invocations") -> tuple[int, dict]:
+    request = urllib.request.Request(url + path, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read(), parse_constant=_not_strict)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def _not_strict(name: str) -> None:
+    raise AssertionError(f"the answer holds {name}: not strict JSON")
+
+
+def raw(port: int, head: bytes, body: bytes = b"", wait: float = 30.0) -> tuple[float, bytes]:
+    """Send a hand-made request; the seconds until the first answer bytes, and its status line."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(wait)
+        s.sendall(head + body)
+        begun = time.monotonic()
+        answer = s.recv(200)
+        return time.monotonic() - begun, answer.split(b"\r\n")[0]
+
+
+def images(n: int = 3, shape=SHAPE) -> list:
+    return np.random.default_rng(0).random((n, *shape)).tolist()
+
+
+def test_it_answers_the_models_probabilities(server):
+    url, _, model = server
+    code, answer = post(url, json.dumps({"inputs": images()}).encode())
+    with torch.inference_mode():
+        want = model(torch.tensor(images(), dtype=torch.float32)).numpy()
+    assert code == 200
+    np.testing.assert_allclose(np.array(answer["predictions"]), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("body,fragment", [
+    (json.dumps({"inputs": images(2, (1, 9, 8))}).encode(), "expected N×1×8×8 images, got shape 2×1×9×8"),
+    (json.dumps({"inputs": images(65)}).encode(), "65 images, at most 64 per request"),
+    (json.dumps({"inputs": [[[[1.5] * 8] * 8]]}).encode(), "values must lie in [0, 1]"),
+    (json.dumps({"inputs": [[[["a"] * 8] * 8]]}).encode(), "expected numbers"),
+    (json.dumps({"inputs": [[[[0.5] * 7 + [None]] * 8]]}).encode(), "expected numbers"),
+    (json.dumps({"inputs": [[[[float("nan")] * 8] * 8]]}).encode(), "64 values are not finite"),  # NaN: Python's
+    (json.dumps({"images": images()}).encode(), 'expected a JSON object {"inputs": images}'),
+    (b"{not json", "the body is not JSON"),
+])
+def test_bad_requests_get_400_naming_what_is_wrong(server, body, fragment):
+    code, answer = post(server[0], body)
+    assert code == 400 and fragment in answer["message"], answer
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_sent(server):
+    _, port, _ = server
+    seconds, status = raw(port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n")
+    assert status == b"HTTP/1.1 413 Request Entity Too Large" and seconds < 2
+
+
+def test_a_body_without_a_length_gets_411(server):
+    _, port, _ = server
+    _, status = raw(port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+                    b"2\r\n{}\r\n0\r\n\r\n")
+    assert status == b"HTTP/1.1 411 Length Required"
+
+
+def test_slow_requests_time_out_and_hold_nothing(server):
+    """Fifty clients announce 1000 bytes and send 2 (one asks to lift the timeout): each gets 408 after the
+    timeout, and a proper request sent meanwhile is answered at once."""
+    url, port, _ = server
+    head = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nx-request-timeout-seconds: 0\r\n\r\n"
+    with ThreadPoolExecutor(51) as pool:
+        slow = [pool.submit(raw, port, head, b"{}") for _ in range(50)]
+        time.sleep(0.5)
+        begun = time.monotonic()
+        assert post(url, json.dumps({"inputs": images()}).encode())[0] == 200
+        assert time.monotonic() - begun < TIMEOUT_S
+        answers = [f.result() for f in slow]
+    assert {status for _, status in answers} == {b"HTTP/1.1 408 Request Timeout"}
+    assert max(seconds for seconds, _ in answers) < TIMEOUT_S + 5
+
+
+def test_other_paths_get_404_and_health_answers(server):
+    url = server[0]
+    assert post(url, b"{}", path="/predict")[0] == 404
+    with urllib.request.urlopen(url + "/health", timeout=10) as response:
+        assert response.status == 200
+
+
+def test_two_hundred_concurrent_clients_are_all_answered(server):
+    url = server[0]
+    body = json.dumps({"inputs": images()}).encode()
+    with ThreadPoolExecutor(200) as pool:
+        codes = list(pool.map(lambda _: post(url, body)[0], range(200)))
+    assert codes == [200] * 200
