@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 QUIET_PIP := sed '/^WARNING: Location/d'  # this workplace's pip config names absent local indexes
 
-.PHONY: install demo lint test bench clean
+.PHONY: install demo lint test bench bench-gpu clean
 
 install: $(STAMP)
 
@@ -34,7 +34,14 @@ $(FASHION):
 	apt-get install -y -q dataset-fashion-mnist || sudo apt-get install -y -q dataset-fashion-mnist
 
 bench: $(STAMP) $(FASHION)
-	for b in training_throughput inference ray_overhead sweep_reuse; do $(PY) benchmarks/$$b.py; done
+	for b in training_throughput inference ray_overhead sweep_reuse fixed_costs end_to_end; do $(PY) benchmarks/$$b.py; done
+
+# On a CUDA machine, with PyTorch and this checkout (Ray, MLflow optional): the core loop against the plain
+# loop on Table 5's mentor, and the quickstart's bare work (with the sweep beside it where Ray is installed).
+BENCH_PY ?= python3
+bench-gpu:
+	PYTHONPATH=platform $(BENCH_PY) benchmarks/training_throughput.py --device cuda --tiny 20000 --epochs 3 --seeds 1
+	PYTHONPATH=platform $(BENCH_PY) benchmarks/fixed_costs.py --device cuda --rounds 2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

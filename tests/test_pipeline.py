@@ -74,4 +74,5 @@ def test_quickstart_meets_the_paper_bar(ray_local, tmp_path):
         assert s.relative_accuracy >= 0.98, s.name
         assert 0.9 <= s.agreement <= 1.0 and s.params > 0
         assert len(s.history) == 60 and s.history[-1].test_accuracy is not None
+        assert [e.epoch for e in s.history if e.test_accuracy is not None] == list(range(3, 61, 3))  # eval_every
     assert "Student-B" in proc.stdout and "relative" in proc.stdout

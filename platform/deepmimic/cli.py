@@ -87,6 +87,7 @@ def _sweep(args: argparse.Namespace) -> None:
     c = outcome.counts
     print(f"mentors: {c.mentors} ({c.mentors_trained} trained, {c.mentors_reused} reused); "
           f"student trials: {c.trials} ({c.trials_run} run, {c.trials_reused} already done)")
+    print("driver stage times (s): " + ", ".join(f"{k} {v:.2f}" for k, v in outcome.timings_s.items()))
     print(f"results: {out}/results.csv, {out}/report.md")
     if outcome.tracking_uri.startswith("sqlite:"):
         print(f"browse: mlflow ui --backend-store-uri {outcome.tracking_uri}")

@@ -26,9 +26,10 @@ def learning_curves(models: list[ModelResult], path: str) -> None:
     """Test loss and accuracy per epoch for each model."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for m in models:
-        epochs = [e.epoch for e in m.history]
-        ax_loss.plot(epochs, [e.test_loss for e in m.history], label=m.name)
-        ax_acc.plot(epochs, [e.test_accuracy for e in m.history], label=m.name)
+        scored = [e for e in m.history if e.test_accuracy is not None]  # epochs it was evaluated after
+        epochs = [e.epoch for e in scored]
+        ax_loss.plot(epochs, [e.test_loss for e in scored], label=m.name, marker="." if len(scored) < 30 else None)
+        ax_acc.plot(epochs, [e.test_accuracy for e in scored], label=m.name, marker="." if len(scored) < 30 else None)
     for ax, title in ((ax_loss, "test loss"), (ax_acc, "test accuracy")):
         ax.set_xlabel("epoch")
         ax.set_title(title)

@@ -89,3 +89,8 @@ def test_the_loss_at_a_temperature_has_the_gradient_scale_of_temperature_one():
     cross_entropy(logits, q, 4.0).backward()
     expected = (torch.softmax(logits.detach() / 4.0, 1) - q) / 4  # mean over the batch of 4
     torch.testing.assert_close(logits.grad, expected)
+
+
+@pytest.mark.parametrize("epochs,every,expected", [(60, None, 3), (5, None, 1), (60, 10, 10), (200, None, 10)])
+def test_the_evaluation_schedule_gives_about_twenty_points_unless_set(epochs, every, expected):
+    assert Hyper(epochs=epochs, eval_every=every).evaluation_every == expected

@@ -55,6 +55,7 @@ class RunSummary(Json):
     device: str | None = None
     node_id: str | None = None
     resumed_from_epoch: int | None = None
+    train_time_s: float | None = None         # the training loop's seconds, its evaluations included
 
 
 @dataclass(frozen=True, kw_only=True)

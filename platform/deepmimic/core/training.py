@@ -37,6 +37,12 @@ class Hyper:
     bf16: bool | None = None     # autocast to bfloat16; None: where the device computes it natively
     channels_last: bool = True   # NHWC activations: faster convolutions with oneDNN (CPU) and tensor cores
     compile: bool = False        # torch.compile the model (pays a compile on first use)
+    eval_every: Annotated[int, Ge(1)] | None = None  # test-set evaluation every N epochs (and after the last);
+    #                                                  None: about 20 points on the learning curve
+
+    @property
+    def evaluation_every(self) -> int:
+        return self.eval_every or max(1, self.epochs // 20)
 
 
 def native_bf16(device: torch.device) -> bool:

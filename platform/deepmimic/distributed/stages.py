@@ -31,8 +31,14 @@ from .train import RunSpec, Trained, fit, load_model
 
 
 def digest(obj: Any) -> str:
-    """A short stable hash of a JSON-able object."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """A short stable hash of a JSON-able object; `eval_every` left out wherever it stands: how often a run
+    is scored changes nothing it learns, so cached mentors and finished trials stay valid across it."""
+    def what_is_trained(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: what_is_trained(v) for k, v in node.items() if k != "eval_every"}
+        return [what_is_trained(v) for v in node] if isinstance(node, list) else node
+
+    return hashlib.sha256(json.dumps(what_is_trained(obj), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def mentor_key(cfg: ExperimentConfig) -> str:

@@ -10,9 +10,11 @@ A finished trial leaves `trials/KEY/trial.json` and its manifest; a rerun skips 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import ray
 from ray import tune
@@ -47,6 +49,14 @@ class SweepOutcome:
     counts: Counts
     report: str                       # report.md's text
     tracking_uri: str | None
+    timings_s: dict[str, float]       # the driver's stages, in order
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - start, 3)
 
 
 def plan(points: list[tuple[dict[str, Any], SweepConfig]]) -> Plan:
@@ -155,8 +165,11 @@ def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig
     return [r.metrics for r in grid]
 
 
-def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str) -> Counts:
-    """Run every mentor and student trial not yet finished; return counts of what ran."""
+def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str,
+               timings: dict[str, float] | None = None) -> Counts:
+    """Run every mentor and student trial not yet finished; return counts of what ran (and add each
+    stage's seconds to `timings`)."""
+    timings = {} if timings is None else timings
     mentors, trials = planned.mentors, planned.trials
     pending = [k for k in trials if not artifacts.intact(trial_file(out, k))]
     needed = {mentor_key(trials[k].cfg) for k in pending}
@@ -167,26 +180,29 @@ def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str) -> Counts
     on_tune = [k for k in to_train if not isinstance(mentors[k].mentor, EnsembleConfig)]
     storage, trained = f"{out}/tune", len(to_train) - len(on_tune)
     if on_tune:
-        done = _tune("mentors", tune.with_parameters(_mentor_trial, mentors=mentors, cache=cache), "mentor", on_tune,
-                     base, storage)
+        with _timed(timings, "mentor trials"):
+            done = _tune("mentors", tune.with_parameters(_mentor_trial, mentors=mentors, cache=cache), "mentor",
+                         on_tune, base, storage)
         trained += sum(bool(m["trained"]) for m in done)  # not those another sweep made while this one waited
     if pending:
-        inputs = _student_inputs([trials[k] for k in pending], cache)
-        _tune("students", tune.with_parameters(_student_trial, trials=trials, inputs=inputs, out=out), "trial",
-              pending, base, storage)
+        with _timed(timings, "student sets"):
+            inputs = _student_inputs([trials[k] for k in pending], cache)
+        with _timed(timings, "student trials"):
+            _tune("students", tune.with_parameters(_student_trial, trials=trials, inputs=inputs, out=out), "trial",
+                  pending, base, storage)
     return Counts(mentors=len(mentors), mentors_trained=trained, mentors_reused=len(mentors) - trained,
                   trials=len(trials), trials_run=len(pending), trials_reused=len(trials) - len(pending))
 
 
 def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], out: str, cache: str,
-              tracker: Tracker | None = None) -> SweepOutcome:
+              tracker: Tracker | None = None, timings: dict[str, float] | None = None) -> SweepOutcome:
     """Run what is not yet finished, write `sweep.json` and the report, then log every mentor and trial
     to MLflow (runs an earlier, interrupted invocation logged are kept, not repeated).
 
     Interrupted (SIGINT, SIGTERM), it writes the report of the trials that finished, marked partial."""
-    planned = plan(points)
+    planned, timings = plan(points), {} if timings is None else timings
     try:
-        counts = run_stages(base, planned, out, cache)
+        counts = run_stages(base, planned, out, cache, timings)
     except BaseException as e:
         if interruption(e) is None:
             raise
@@ -195,15 +211,17 @@ def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]
             _summarise(base, planned, out, Counts(len(planned.mentors), trials=len(planned.trials),
                                                   trials_reused=finished), partial=True)
         raise
-    text, files = _summarise(base, planned, out, counts)
+    with _timed(timings, "report and plots"):
+        text, files = _summarise(base, planned, out, counts)
     if tracker is not None:
         try:
-            _track(tracker, base, planned, out, cache, counts, files)
+            with _timed(timings, "MLflow logging"):
+                _track(tracker, base, planned, out, cache, counts, files)
         except Exception as e:  # MLflow's and its stores' many errors: the results are written, say so
             why = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
             raise UserError(f"MLflow logging to {tracker.uri} failed ({why}); {out}/results.csv and report.md "
                             "are written: rerun the same command to log the rest") from None
-    return SweepOutcome(counts, text, tracker.uri if tracker else None)
+    return SweepOutcome(counts, text, tracker.uri if tracker else None, timings)
 
 
 def _summarise(base: SweepConfig, planned: Plan, out: str, counts: Counts,
@@ -234,11 +252,14 @@ def sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], o
     if uri.startswith(("http://", "https://")):
         check_reachable(uri)  # before anything is written
     check_store(uri)
-    connect()  # a cluster that cannot be reached fails here, before anything is written too
+    timings: dict[str, float] = {}
+    with _timed(timings, "Ray start"):
+        connect()  # a cluster that cannot be reached fails here, before anything is written too
     if not artifacts.is_uri(out):
         os.makedirs(out, exist_ok=True)
-    tracker = Tracker(uri, base.name, out, None if server else f"{out}/mlartifacts")
-    return run_sweep(base, points, out, cache, tracker)
+    with _timed(timings, "MLflow set-up"):
+        tracker = Tracker(uri, base.name, out, None if server else f"{out}/mlartifacts")
+    return run_sweep(base, points, out, cache, tracker, timings)
 
 
 def _mentor_params(cfg: SweepConfig) -> dict[str, Any]:

@@ -1,0 +1,150 @@
+"""Fixed costs: `deepmimic sweep` of the quickstart at one epoch against the same work — loading and
+splitting, training (with its evaluations), soft labels, inference timing — done by the core in one
+plain Python process, measured in the same run; then where the difference goes.
+
+The sweep runs as a user runs it: a fresh `deepmimic` process that starts its own local Ray, with a
+fresh output folder and cache each round. Its driver prints its stages' seconds; the trials' own
+records give the training inside them.
+
+    python benchmarks/fixed_costs.py [--epochs 1] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import machine, print_table
+from deepmimic.config import load_sweep
+from deepmimic.core.architectures import channel_stats
+from deepmimic.core.datasets import load_dataset
+from deepmimic.core.evaluation import accuracy_and_loss, inference_time, predict_logits
+from deepmimic.core.soft_labels import soft_labels
+from deepmimic.core.splits import stratified_split
+from deepmimic.core.training import train
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
+IMPORTS = "import deepmimic.cli, deepmimic.distributed.sweep, deepmimic.distributed.stages"
+
+
+def bare_work(epochs: int, device: torch.device) -> float:
+    """The sweep's computations, one after another in this process: seconds (no Ray needed)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    start = time.perf_counter()
+    _, points = load_sweep(QUICKSTART, [f"training.epochs={epochs}"])
+    dataset = load_dataset("digits")
+    test_x, test_y = torch.from_numpy(dataset.test.images).to(device), torch.from_numpy(dataset.test.labels).to(device)
+    pools = {}  # a mentor per split ratio and seed, as the sweep's cache keys them
+    for _, cfg in points:
+        made = (cfg.split.mentor_ratio, cfg.seed)
+        if made not in pools:
+            split = stratified_split(dataset.train.labels, cfg.split.mentor_ratio, cfg.seed)
+            mentor = _fitted(cfg.mentor, dataset.train.images[split.mentor], torch.from_numpy(
+                dataset.train.labels[split.mentor]).to(device), test_x, test_y, cfg.seed)
+            pool = dataset.train.images[split.student]
+            pools[made] = (pool, torch.from_numpy(soft_labels(mentor, torch.from_numpy(pool).to(device))).to(device))
+            predict_logits(mentor, test_x)  # the mentor's test predictions
+        for student in cfg.students:
+            _fitted(student, pools[made][0], pools[made][1], test_x, test_y, cfg.seed)
+    sync()
+    return time.perf_counter() - start
+
+
+def _fitted(model_cfg, images: np.ndarray, targets: torch.Tensor, test_x, test_y, seed: int) -> torch.nn.Module:
+    """Train as a worker does (its evaluation schedule, its inference timing); the model."""
+    torch.manual_seed(seed)
+    x = torch.from_numpy(images).to(test_x.device)
+    net = model_cfg.spec().build(tuple(images.shape[1:]), 10, *channel_stats(images)).to(test_x.device)
+    every = model_cfg.training.evaluation_every
+    hyper = model_cfg.training
+
+    def evaluate(epoch: int, loss: float) -> None:
+        if epoch % every == 0 or epoch == hyper.epochs:
+            accuracy_and_loss(predict_logits(net, test_x), test_y)
+
+    train(net, x, targets, hyper, evaluate, seed=seed)
+    inference_time(net, test_x, 5, warm_up=False)
+    return net
+
+
+def sweep_once(epochs: int, folder: str) -> tuple[float, dict[str, float], dict[str, float]]:
+    """Wall seconds of one `deepmimic sweep`, its driver's stages, and the work measured inside its trials."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    args = [sys.executable, "-m", "deepmimic.cli", "sweep", str(QUICKSTART), "--set", f"training.epochs={epochs}",
+            "--out", f"{folder}/out", "--cache", f"{folder}/cache"]
+    start = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        sys.exit(proc.stdout[-3000:] + proc.stderr[-3000:])
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("driver stage times (s): "))
+    stages = {k: float(v) for k, v in (p.rsplit(" ", 1) for p in line.split(": ", 1)[1].split(", "))}
+    inside = {"mentor load and split": 0.0, "mentor training": 0.0, "soft labels": 0.0, "student training": 0.0}
+    for path in Path(folder, "cache").glob("mentors/*/mentor.json"):
+        result = json.loads(path.read_text())["result"]
+        inside["mentor load and split"] += result["stage_times_s"]["load_and_split"]
+        inside["mentor training"] += result["train_time_s"]
+        inside["soft labels"] += result["stage_times_s"]["soft_labels"]
+    for path in Path(folder, "out").glob("trials/*/trial.json"):
+        inside["student training"] += json.loads(path.read_text())["student"]["train_time_s"]
+    return wall, stages, inside
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=2, help="rounds of core and sweep, interleaved; medians shown")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    print(machine(device))
+    bare_work(args.epochs, device)  # first-use costs (kernels, the data set's files) paid once, not timed
+    if importlib.util.find_spec("ray") is None:  # a GPU machine with PyTorch alone: the core's side only
+        times = [bare_work(args.epochs, device) for _ in range(args.rounds)]
+        print_table("The bare work alone (no Ray here: the sweep's side is not measured)", ["run", "seconds"],
+                    [["the quickstart's work in one plain process (core)", round(statistics.median(times), 2)]])
+        return
+    imports = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", IMPORTS], check=True)
+        imports.append(time.perf_counter() - start)
+    cores, walls, stages, insides = [], [], [], []
+    for i in range(args.rounds):
+        cores.append(bare_work(args.epochs, device))
+        with tempfile.TemporaryDirectory() as folder:
+            wall, stage, inside = sweep_once(args.epochs, folder)
+        walls.append(wall)
+        stages.append(stage)
+        insides.append(inside)
+        print(f"round {i + 1}: core {cores[-1]:.2f} s, sweep {wall:.2f} s", flush=True)
+    core, wall = statistics.median(cores), statistics.median(walls)
+    med = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
+    inside = {k: statistics.median(s[k] for s in insides) for k in insides[0]}
+    print(f"quickstart at {args.epochs} epoch(s): 2 mentors, 4 student trials; medians of {args.rounds} rounds")
+    rows = [["the same work in one plain process (core)", round(core, 2), 1.0],
+            ["`deepmimic sweep`, a fresh process, wall", round(wall, 2), round(wall / core, 2)]]
+    print_table("Sweep against the bare work", ["run", "seconds", "ratio to core"], rows)
+    t_imports = statistics.median(imports)
+    rest = wall - sum(med.values()) - t_imports
+    rows = [["Python start and imports (measured apart)", round(t_imports, 2), ""]]
+    rows += [[f"driver: {k}", v, ""] for k, v in med.items()]
+    rows.append(["config, data check, Ray shutdown, exit (the rest)", round(rest, 2), ""])
+    rows += [[f"inside trials: {k}", round(v, 2), "summed over trials"] for k, v in inside.items()]
+    print_table("Where the sweep's seconds go", ["stage", "seconds", "note"], rows)
+
+
+if __name__ == "__main__":
+    main()
