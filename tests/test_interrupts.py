@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepmimic.cli import INTERRUPTED
+from deepmimic.stopping import MESSAGE as INTERRUPTED
 
 from .conftest import DEEPMIMIC, wait_for
 

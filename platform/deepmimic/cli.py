@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .errors import Interrupted, UserError, interruption
+from . import stopping
+from .errors import UserError, interruption
 
 if TYPE_CHECKING:
     from .core.results import ExperimentResult
@@ -217,43 +216,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-INTERRUPTED = "deepmimic: interrupted: rerun the same command to resume"
-
-
-def _on_signal(signum: int, frame: Any) -> None:
-    """The first SIGINT or SIGTERM stops the command cleanly (see `main`); a second one while it stops
-    exits at once."""
-    if _on_signal.stopping:  # type: ignore[attr-defined]
-        _kill_children()
-        print(INTERRUPTED, file=sys.stderr, flush=True)
-        os._exit(128 + signum)
-    _on_signal.stopping = True  # type: ignore[attr-defined]
-    raise Interrupted(signum)
-
-
-_on_signal.stopping = False  # type: ignore[attr-defined]
-
-
-def _kill_children() -> None:
-    """SIGKILL every process this command started (a local Ray's daemons and workers): the second
-    Ctrl-C's way out, which cannot wait for `ray.shutdown`. Read from /proc (Linux; elsewhere nothing)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(stat.parent.name))
-    todo = [os.getpid()]
-    while todo:
-        for pid in children.get(todo.pop(), []):
-            todo.append(pid)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-
-
 def _stop_ray() -> None:
     """End what this command started on Ray: its trials and tasks, and the local Ray it may have started."""
     ray = sys.modules.get("ray")
@@ -273,8 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop = interruption(e)
         if stop is None:
             raise
-        _stop_ray()
-        print(INTERRUPTED, file=sys.stderr, flush=True)
+        _stop_ray()  # the trials with it; where that hangs, the stop's watchdog ends the process
+        print(stopping.MESSAGE, file=sys.stderr, flush=True)
         return 128 + stop.signum
     return 0
 
@@ -282,8 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def entry() -> None:
     """The `deepmimic` executable: `main` with SIGINT and SIGTERM stopping it cleanly."""
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # ours stops the sweep, keeping what finished
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _on_signal)
+    stopping.install()
     sys.exit(main())
 
 

@@ -66,11 +66,15 @@ def check_writable_folder(uri: str, what: str) -> None:
     if kind not in (pafs.FileType.NotFound, pafs.FileType.Directory):
         raise UserError(f"{what} {uri}: is a file, not a folder")
     try:
-        if is_uri(uri):
+        if is_uri(uri):  # file:// needs the folder, object stores do not: made for the probe, removed after it
+            made = kind == pafs.FileType.NotFound
+            fs.create_dir(path, recursive=True)
             probe = f"{path}/.deepmimic-probe-{uuid.uuid4().hex}"
             with fs.open_output_stream(probe) as f:
                 f.write(b"")
             fs.delete_file(probe)
+            if made:
+                fs.delete_dir(path)
             return
         ancestor = path
         while not os.path.exists(ancestor):

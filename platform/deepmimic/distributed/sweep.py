@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 import ray
 from ray import tune
 
+from .. import stopping
 from ..config import BlackBoxMentorConfig, EnsembleConfig, ModelConfig, SweepConfig
 from ..core import artifacts
 from ..core.results import Counts, SweepSummary, TrialRecord
@@ -201,16 +202,20 @@ def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]
 
     Interrupted (SIGINT, SIGTERM), it writes the report of the trials that finished, marked partial."""
     planned, timings = plan(points), {} if timings is None else timings
-    try:
-        counts = run_stages(base, planned, out, cache, timings)
-    except BaseException as e:
-        if interruption(e) is None:
-            raise
+
+    def partial() -> None:
         finished = sum(artifacts.intact(trial_file(out, k)) for k in planned.trials)
         if finished:
-            _summarise(base, planned, out, Counts(len(planned.mentors), trials=len(planned.trials),
-                                                  trials_reused=finished), partial=True)
-        raise
+            counts = Counts(len(planned.mentors), trials=len(planned.trials), trials_reused=finished)
+            _summarise(base, planned, out, counts, partial=True)
+
+    with stopping.on_stop(partial):
+        try:
+            counts = run_stages(base, planned, out, cache, timings)
+        except BaseException as e:
+            if interruption(e) is not None:
+                stopping.finish()
+            raise
     with _timed(timings, "report and plots"):
         text, files = _summarise(base, planned, out, counts)
     if tracker is not None:

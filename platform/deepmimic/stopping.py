@@ -1,0 +1,86 @@
+"""What a command does when SIGINT or SIGTERM stops it.
+
+The first signal raises `Interrupted` in the main thread, which unwinds through Ray and Tune (their
+cleanup stops the trials) to the CLI, which shuts Ray down and exits 130 or 143. Library cleanup can
+take long on a loaded machine, so a watchdog ends the process after `GRACE_S` whatever it is doing;
+the work a stop must not lose (a sweep's partial report) is registered with `on_stop` and runs once,
+on whichever path comes first. A second signal ends the process at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .errors import Interrupted
+
+GRACE_S = 10.0
+MESSAGE = "deepmimic: interrupted: rerun the same command to resume"
+_finishers: list[Callable[[], None]] = []
+_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+@contextlib.contextmanager
+def on_stop(finish: Callable[[], None]) -> Iterator[None]:
+    """Run `finish` (once) if the command is stopped while inside this block."""
+    _finishers.append(finish)
+    try:
+        yield
+    finally:
+        _finishers.remove(finish)
+
+
+def finish() -> None:
+    """Run the registered finishers, each once, whichever thread asks first."""
+    with _lock:
+        while _finishers:
+            _finishers.pop()()
+
+
+def install() -> None:
+    """SIGINT and SIGTERM stop the command (see the module's docstring)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _on_signal)
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    if _stopping.is_set():
+        _end(signum)
+    _stopping.set()
+    threading.Thread(target=_watchdog, args=(signum,), daemon=True).start()
+    raise Interrupted(signum)
+
+
+def _watchdog(signum: int) -> None:
+    time.sleep(GRACE_S)  # a command that stopped in time has exited, this daemon thread with it
+    try:
+        finish()
+    finally:
+        _end(signum)
+
+
+def _end(signum: int) -> None:
+    """Kill every process this command started (a local Ray's daemons and workers, read from /proc;
+    elsewhere nothing) and exit now: `ray.shutdown` would wait."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    todo = [os.getpid()]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            todo.append(pid)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    print(MESSAGE, file=sys.stderr, flush=True)
+    os._exit(128 + signum)
