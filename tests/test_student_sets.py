@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from deepmimic.config import VariantConfig
 from deepmimic.core import tables
@@ -28,14 +29,15 @@ def pool_files(tmp_path, digits):
     return pool, ood, dict(zip(all_ids.tolist(), probs))
 
 
-def build(tmp_path, pool, ood, variant, name, seed=0):
+def build(tmp_path, pool, ood, variant, name, seed=0, on_ray=True):
     return build_student_set(pool, ood, str(tmp_path / "labels.parquet"), str(tmp_path / "soft.parquet"),
-                             variant, seed, str(tmp_path / name))
+                             variant, seed, str(tmp_path / name), on_ray=on_ray)
 
 
-def test_unbalanced_set_keeps_each_class_above_its_bound_with_no_label(ray_local, digits, tmp_path):
+@pytest.mark.parametrize("on_ray", [True, False], ids=["ray-data", "in-driver"])
+def test_unbalanced_set_keeps_each_class_above_its_bound_with_no_label(ray_local, digits, tmp_path, on_ray):
     pool, ood, probs = pool_files(tmp_path, digits)
-    built = build(tmp_path, pool, ood, VariantConfig(removal_bound=0.6), "unbalanced")
+    built = build(tmp_path, pool, ood, VariantConfig(removal_bound=0.6), "unbalanced", on_ray=on_ray)
     table = pq.read_table(built.table.uri)
     assert table.column_names == ["id", "image", "soft_label"]
     per_class = np.bincount((table.column("id").to_numpy() - 1000) // 100, minlength=4)
@@ -52,6 +54,14 @@ def test_out_of_domain_set_adds_candidates_and_is_reproducible(ray_local, digits
     ids = [np.sort(pq.read_table(s.table.uri).column("id").to_numpy()) for s in (a, b, c)]
     assert a.pool == 400 and 0 < a.ood <= 50 and (ids[0] >= OOD_ID_OFFSET).sum() == a.ood
     assert np.array_equal(ids[0], ids[1]) and not np.array_equal(ids[0], ids[2])
+
+
+def test_a_small_set_made_in_the_driver_holds_what_ray_data_writes(ray_local, digits, tmp_path):
+    pool, ood, _ = pool_files(tmp_path, digits)
+    variant = VariantConfig(removal_bound=0.3, ood_ratio=0.3)
+    here, there = (pq.read_table(build(tmp_path, pool, ood, variant, name, on_ray=on_ray).table.uri).sort_by("id")
+                   for name, on_ray in (("here", False), ("there", True)))
+    assert here.num_rows > 300 and here.equals(there)
 
 
 def test_a_finished_set_is_found_by_its_manifest(ray_local, digits, tmp_path):
