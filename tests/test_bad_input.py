@@ -156,6 +156,11 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
         ("student name with a path", ["run", good, "--set", "students.0.name=../../../tmp/evil"],
          "students.0.name: '../../../tmp/evil': a name becomes a folder name", {}),
         ("mentor name with a separator", ["run", good, "--set", "mentor.name=a/b"], "mentor.name: 'a/b'", {}),
+        ("ensemble name with a path", ["sweep", space("ens", with_("mentor", {"name": "../evil", "members": [
+            GOOD["mentor"], {**GOOD["mentor"], "name": "M2", "seed": 1}]}))], "mentor.name: '../evil'", {}),
+        ("black-box mentor name with a path", ["sweep", space("boxname", with_("mentor", {"name": "../../evil",
+            "black_box": {"kind": "http", "location": "http://127.0.0.1:9/invocations"}}))],
+         "mentor.name: '../../evil'", {}),
         ("name with a control character", ["run", good, "--set", "students.0.name=\"a\\tb\""],
          "students.0.name: 'a\\tb'", {}),
         ("name of 101 characters", ["run", good, "--set", f"name={'n' * 101}"], "name: a name has 1 to 100", {}),

@@ -134,3 +134,19 @@ def test_a_sweep_on_a_storage_uri_tracks_to_a_real_mlflow_server_over_http(ray_l
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, tmp_path):
+    """MLflow failing at the end (a store gone, a server down) is one line; the results are already written."""
+    from concurrent.futures import Future
+
+    from deepmimic.config import SweepConfig, parse_experiment
+    from deepmimic.distributed.sweep import run_sweep
+    from deepmimic.errors import UserError
+
+    base = parse_experiment({**SIX_STUDENTS, "name": "untracked", "grid": {"student": ["S2"]}}, "x", SweepConfig)
+    broken: Future = Future()
+    broken.set_exception(RuntimeError("the tracking server went away"))
+    with pytest.raises(UserError, match="MLflow logging failed .*the tracking server went away.*results.csv"):
+        run_sweep(base, [({"student": "S2"}, base)], str(tmp_path / "out"), str(tmp_path / "cache"), broken)
+    assert (tmp_path / "out" / "results.csv").exists() and (tmp_path / "out" / "report.md").exists()
