@@ -156,7 +156,7 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
     `mentor.json`, written last, marks a finished mentor stage; its tables are
     checked against their manifests before they are used again. An ensemble's
     members are mentors of their own, beside it, each trained once. `in_trial`:
-    called in a Tune trial holding one worker's resources (see `_resources`).
+    called in a Tune trial holding one worker's resources (see `run_spec`).
     """
     key = mentor_key(cfg)
     done = f"{folder}/mentor.json"
