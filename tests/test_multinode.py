@@ -15,8 +15,10 @@ SPACE = {
     "dataset": {"name": "digits"},
     "training": {"epochs": 2},
     "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8},
-    # two trials at once, each worker holding a node's one "accel": they must run on different nodes
-    "students": [{"name": f"S{w}", "architecture": "c-fc", "width": w} for w in (2, 3)],
+    # two trials at once, each worker holding a node's one "accel": they must run on different nodes. Each
+    # trains long enough (a few seconds) that the second trial's process has started before the first ends;
+    # otherwise Tune may hand the second trial to the first one's reused process, on the same node.
+    "students": [{"name": f"S{w}", "architecture": "c-fc", "width": w, "training": {"epochs": 80}} for w in (2, 3)],
     # each training worker needs one "accel" (a stand-in for a GPU) and one CPU: one per node at a time
     "resources": {"cpus_per_worker": 1, "threads_per_worker": 1, "custom_per_worker": {"accel": 1}},
     "trial_cpus": 0.25,
