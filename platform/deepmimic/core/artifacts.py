@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 import uuid
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import filelock
 import numpy as np
@@ -113,9 +113,17 @@ def manifest_uri(uri: str) -> str:
     return f"{uri}/{FOLDER_MANIFEST}" if _kind(uri) == pafs.FileType.Directory else f"{uri}.manifest.json"
 
 
-def write_bytes(data: bytes, uri: str, producer: str = "", rows: int | None = None) -> None:
+def write_bytes(data: bytes, uri: str, producer: str = "") -> None:
     """An artifact written atomically, then its manifest."""
-    _write_atomic(data, uri)
+    write_sealed(lambda fs, tmp: _put(fs, tmp, data), uri, producer)
+
+
+def write_sealed(write: Callable[[pafs.FileSystem, str], None], uri: str, producer: str = "",
+                 rows: int | None = None) -> None:
+    """`write(fs, path)` writes the artifact at a temporary path beside `uri`, which is then renamed
+    into place (a reader sees the old artifact or the whole new one, never half of it); the
+    manifest comes last."""
+    _write_atomic(write, uri)
     seal(uri, rows, producer)
 
 
@@ -132,7 +140,8 @@ def read_json(uri: str) -> Any:
 
 def seal(uri: str, rows: int | None = None, producer: str = "") -> None:
     """Record a finished artifact's content hash, rows (tables only) and producer: written last."""
-    _write_atomic(_dumps({"sha256": content_hash(uri), "rows": rows, "producer": producer}), manifest_uri(uri))
+    manifest = _dumps({"sha256": content_hash(uri), "rows": rows, "producer": producer})
+    _write_atomic(lambda fs, tmp: _put(fs, tmp, manifest), manifest_uri(uri))
 
 
 def read_manifest(uri: str) -> dict:
@@ -216,19 +225,17 @@ def load_json(uri: str) -> Any:
         raise UserError(f"{uri}: unreadable JSON ({e})") from None
 
 
-def tmp_name(uri: str) -> str:
-    """A fresh name beside `uri`, for writing before the rename."""
-    return f"{uri}.tmp-{uuid.uuid4().hex}"
-
-
-def _write_atomic(data: bytes, uri: str) -> None:
-    """A reader sees the old file or the whole new one, never half of it."""
+def _write_atomic(write: Callable[[pafs.FileSystem, str], None], uri: str) -> None:
     fs, path = filesystem(uri)
     fs.create_dir(os.path.dirname(path), recursive=True)
-    tmp = tmp_name(path)
-    with fs.open_output_stream(tmp) as f:
-        f.write(data)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    write(fs, tmp)
     fs.move(tmp, path)
+
+
+def _put(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    with fs.open_output_stream(path) as f:
+        f.write(data)
 
 
 def _dumps(obj: object) -> bytes:

@@ -10,8 +10,6 @@ the table with its manifest (see `artifacts`).
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,15 +20,8 @@ from .images import ImageSet
 
 
 def write_table(table: pa.Table, uri: str, producer: str = "") -> None:
-    """Write to a temporary name beside `uri`, then rename: readers never see half
-    a file. The manifest, written last, records its hash, rows and `producer`
-    (the hash of the config that made it)."""
-    fs, path = artifacts.filesystem(uri)
-    fs.create_dir(os.path.dirname(path), recursive=True)
-    tmp = artifacts.tmp_name(path)
-    pq.write_table(table, tmp, filesystem=fs)
-    fs.move(tmp, path)
-    artifacts.seal(uri, table.num_rows, producer)
+    """Write atomically, then the manifest: its hash, rows and `producer` (the hash of the config that made it)."""
+    artifacts.write_sealed(lambda fs, tmp: pq.write_table(table, tmp, filesystem=fs), uri, producer, table.num_rows)
 
 
 def read(uri: str, columns: list[str] | None = None) -> pa.Table:

@@ -17,7 +17,7 @@ from ..core import tables
 from ..core.black_box import Queries, open_black_box
 from ..core.soft_labels import soft_labels
 from .data import TableInfo
-from .train import load_model
+from .train import as_task, load_model
 
 Answered = tuple[dict[str, float], Queries | None]  # seconds spent on each job; a black box's queries
 
@@ -51,7 +51,4 @@ def label_images(mentor: Checkpoint | BlackBoxConfig, jobs: dict[str, list[Table
     Returns the seconds spent answering each job and, for a black box, the queries it answered."""
     if in_process:
         return _label(mentor, jobs, producer)
-    # DEFAULT scheduling: inside a Tune trial, a task would otherwise be held to the trial's own small bundle.
-    task = ray.remote(_label).options(num_cpus=resources.cpus_per_worker, num_gpus=resources.gpus_per_worker,
-                                      resources=resources.custom_per_worker or None, scheduling_strategy="DEFAULT")
-    return ray.get(task.remote(mentor, jobs, producer))
+    return ray.get(as_task(_label, resources).remote(mentor, jobs, producer))

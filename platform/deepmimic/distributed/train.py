@@ -20,7 +20,7 @@ import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow.fs as pafs
@@ -230,6 +230,14 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
         place.report(last, d, hyper.epochs)
 
 
+def as_task(fn: Callable, resources: ResourcesConfig, **options: Any) -> Any:
+    """`fn` as a Ray task holding one worker's resources. DEFAULT scheduling: called inside a Tune trial,
+    a task would otherwise be held to the trial's own small bundle."""
+    return ray.remote(fn).options(num_cpus=resources.cpus_per_worker, num_gpus=resources.gpus_per_worker,
+                                  resources=resources.custom_per_worker or None, scheduling_strategy="DEFAULT",
+                                  **options)
+
+
 def fit(spec: RunSpec) -> Trained:
     """Train one model on `spec.train`'s table against `spec.target`: in this process where
     `spec.in_process` (its caller, a sweep's Tune trial, holds the worker's resources; restarts
@@ -246,10 +254,7 @@ def fit(spec: RunSpec) -> Trained:
     if not spec.in_process and spec.resources.num_workers == 1:
         # One Ray task holding the worker's resources, on a worker process Ray keeps for the next task
         # of the same shape: a worker group's controller and helper actors cost 8-10 s a run here.
-        r = spec.resources
-        task = ray.remote(fit).options(num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker,
-                                       resources=r.custom_per_worker or None, max_retries=spec.worker_restarts,
-                                       retry_exceptions=False)
+        task = as_task(fit, spec.resources, max_retries=spec.worker_restarts, retry_exceptions=False)
         return ray.get(task.remote(replace(spec, in_process=True)))
     if spec.in_process:
         own = _OwnProcess(spec.run)
