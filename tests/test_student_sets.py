@@ -30,7 +30,7 @@ def pool_files(tmp_path, digits):
 
 
 def build(tmp_path, pool, ood, variant, name, seed=0, on_ray=True):
-    return build_student_set(pool, ood, str(tmp_path / "labels.parquet"), str(tmp_path / "soft.parquet"),
+    return build_student_set(pool, ood, str(tmp_path / "labels.parquet"), [str(tmp_path / "soft.parquet")],
                              variant, seed, str(tmp_path / name), on_ray=on_ray)
 
 

@@ -16,6 +16,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -27,6 +28,8 @@ from pydantic import (
 
 from .core.architectures import ModelSpec
 from .core.datasets import DATASETS
+from .core.datasets.image_files import ImageFormat
+from .core.datasets.source import Source
 from .core.methods import METHODS
 from .core.training import Hyper
 from .errors import UserError
@@ -51,18 +54,90 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _bytes(value: Any) -> Any:
+    """`2GiB`, `512 MiB`, `100MB` or a number of bytes."""
+    if not isinstance(value, str):
+        return value
+    units = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40, "kb": 10**3, "mb": 10**6,
+             "gb": 10**9, "tb": 10**12, "b": 1}
+    text = value.strip().lower().replace(" ", "")
+    for unit, scale in units.items():
+        if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
+            return int(float(text[: -len(unit)]) * scale)
+    raise ValueError(f"{value!r}: expected a size such as 512MiB or 2GiB")
+
+
+Paths = Annotated[tuple[str, ...], BeforeValidator(lambda v: (v,) if isinstance(v, str) else v)]
+
+
 class DatasetConfig(Strict):
+    """A data set: one of the registry's academic ones by name (and root), or the user's own images
+    (`image_folder`: root/train/<class>/, root/test/<class>/; `parquet`: train/test files or globs),
+    optionally with a separate unlabelled pool for the students (`unlabeled`)."""
+
     name: Literal[tuple(DATASETS)] = "digits"  # type: ignore[valid-type]
     root: str | None = None
+    train: Paths = Field((), description="parquet: labelled files or globs (local, s3://, gs://)")
+    test: Paths = Field((), description="parquet: test files or globs (none: test_ratio of train)")
+    unlabeled: str | None = Field(None, min_length=1, description="the student pool: a folder of images at any "
+                                  "depth, or Parquet files or a glob (only its image column is read)")
+    test_ratio: float | None = Field(None, gt=0.0, lt=1.0, description="held out of train where no test set is given "
+                                     "(default 0.2)")
+    image_size: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] | None = None
+    channels: Literal[1, 3] | None = None
+    image_column: str = Field("image", min_length=1)
+    label_column: str = Field("label", min_length=1)
+    class_names: tuple[str, ...] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _root_fits(self) -> "DatasetConfig":
         entry = DATASETS[self.name]
         if not entry.takes_root and self.root is not None:
-            raise ValueError(f"data set {self.name!r} is bundled and reads no files: remove dataset.root")
+            raise ValueError(f"data set {self.name!r} names its files with dataset.train: remove dataset.root"
+                             if entry.own_data else
+                             f"data set {self.name!r} is bundled and reads no files: remove dataset.root")
         if entry.takes_root and entry.default_root is None and not self.root:
             raise ValueError(f"data set {self.name!r} needs dataset.root: the folder holding its files")
+        own = sorted(k for k in self._OWN if k in self.model_fields_set and getattr(self, k) not in (None, ()))
+        if own and not entry.own_data:
+            raise ValueError(f"{own[0]}: applies to your own images (image_folder, parquet), not {self.name!r}")
+        parquet_only = [k for k in ("train", "test", "image_column", "label_column") if k in self.model_fields_set]
+        if parquet_only and self.name != "parquet":
+            raise ValueError(f"{parquet_only[0]}: applies to data set 'parquet' only")
+        if self.name == "parquet" and not self.train:
+            raise ValueError("data set 'parquet' needs dataset.train: Parquet files or globs of labelled images")
         return self
+
+    _OWN = ("train", "test", "unlabeled", "test_ratio", "image_size", "channels", "image_column", "label_column",
+            "class_names")
+
+    def key(self) -> dict[str, Any]:
+        """What identifies the data in cache keys: name and root, and any other field set away from its default
+        (so the keys of configs written before those fields existed stay as they were)."""
+        dump = self.model_dump()
+        return {k: v for k, v in dump.items() if k in ("name", "root") or v != type(self).model_fields[k].default}
+
+    def source(self, skip_unreadable: bool = False) -> Source:
+        """The core's description of what to read."""
+        return Source(self.name, Path(self.root).expanduser() if self.root else None, self.train, self.test,
+                      self.unlabeled, self.test_ratio, ImageFormat(self.image_size, self.channels),
+                      self.image_column, self.label_column, self.class_names, skip_unreadable)
+
+
+class DataConfig(Strict):
+    """How data reaches the students. A student set larger than `in_memory_limit` (default: a quarter of a
+    worker's share of its node's memory) streams through Ray Data, with `data_cpus` reserved beside each
+    trial for its reads; below it the set is held on the device. `stream` forces either path."""
+
+    stream: Literal["auto", "always", "never"] = "auto"
+    in_memory_limit: Annotated[int, BeforeValidator(_bytes), Field(gt=0)] | None = None
+    data_cpus: float = Field(0.5, gt=0.0, description="CPUs reserved for Ray Data beside each streaming run")
+    batch_inference: bool | None = Field(None, description="soft-label the pool with Ray Data actors (default: "
+                                         "for a separate unlabelled pool)")
+    label_actors: int = Field(1, ge=1, description="Ray Data actors labelling the pool, each with one worker's "
+                              "resources and its own copy of the mentor (or its own black-box client)")
+    skip_unreadable: bool = Field(False, description="skip and count unreadable files of a separate pool "
+                                  "instead of stopping at the first")
 
 
 class SplitConfig(Strict):
@@ -226,6 +301,7 @@ class ExperimentConfig(Strict):
     fault_tolerance: FaultToleranceConfig = FaultToleranceConfig()
     inference_repeats: int = Field(5, ge=1)
     variant: VariantConfig = VariantConfig()
+    data: DataConfig = DataConfig()
     method: Literal[tuple(METHODS)] = "deepmimic"  # type: ignore[valid-type]
     temperature: float = Field(4.0, gt=0.0, description="the softening of methods that take one (hinton)")
     ood: OODConfig | None = None
@@ -264,20 +340,33 @@ class ExperimentConfig(Strict):
             raise ValueError(f"student names must be unique, repeated: {', '.join(sorted(dup))}")
         return students
 
-
     @model_validator(mode="after")
     def _architectures_fit(self) -> "ExperimentConfig":
         shape, classes = DATASETS[self.dataset.name].shape, DATASETS[self.dataset.name].num_classes
-        mentors = ([(f"mentor.members.{i}", m) for i, m in enumerate(self.mentor.members)]
-                   if isinstance(self.mentor, EnsembleConfig) else [("mentor", self.mentor)])
-        models = [(where, m) for where, m in mentors if isinstance(m, ModelConfig)]
-        models += [(f"students.{i}", s) for i, s in enumerate(self.students)]
-        for where, model in models:
-            try:
-                model.spec().check(shape, classes)
-            except UserError as e:
-                raise UserError(f"{where}.architecture: {e}") from None
+        if shape is not None:
+            check_architectures(self, shape, classes)
         return self
+
+    @model_validator(mode="after")
+    def _pool_fits(self) -> "ExperimentConfig":
+        if self.dataset.unlabeled is None:
+            return self
+        if "split" in self.model_fields_set:
+            raise ValueError("split: does not apply with dataset.unlabeled (the mentor learns from every labelled "
+                             "training image, the students from the pool): remove it")
+        if self.variant.removal_bound > 0:
+            raise ValueError("variant.removal_bound: an unlabelled pool has no classes to remove images from")
+        if METHODS[self.method].true_labels:
+            raise ValueError(f"method {self.method!r} needs the pool's true labels: an unlabelled pool has none")
+        return self
+
+    @property
+    def pool_separate(self) -> bool:
+        """Whether the students learn from a separate unlabelled pool (else the paper's split of one set)."""
+        return self.dataset.unlabeled is not None
+
+    def source(self) -> Source:
+        return self.dataset.source(self.data.skip_unreadable)
 
     @model_validator(mode="after")
     def _variant_fits(self) -> "ExperimentConfig":
@@ -291,6 +380,19 @@ class ExperimentConfig(Strict):
     def loss_temperature(self) -> float:
         """The temperature a student's loss uses: the configured one where its method takes one, else 1."""
         return METHODS[self.method].temperature(self.temperature)
+
+
+def check_architectures(cfg: ExperimentConfig, shape: tuple[int, int, int], classes: int) -> None:
+    """Every trained model of `cfg` fits images of `shape` and `classes` classes, or a UserError naming it."""
+    mentors = ([(f"mentor.members.{i}", m) for i, m in enumerate(cfg.mentor.members)]
+               if isinstance(cfg.mentor, EnsembleConfig) else [("mentor", cfg.mentor)])
+    models = [(where, m) for where, m in mentors if isinstance(m, ModelConfig)]
+    models += [(f"students.{i}", s) for i, s in enumerate(cfg.students)]
+    for where, model in models:
+        try:
+            model.spec().check(shape, classes)
+        except UserError as e:
+            raise UserError(f"{where}.architecture: {e}") from None
 
 
 class SweepConfig(ExperimentConfig):

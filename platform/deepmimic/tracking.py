@@ -124,7 +124,8 @@ class Tracker:
                   "seed": record.seed, "split_ratio": record.split_ratio, "removal_bound": record.removal_bound,
                   "ood_ratio": record.ood_ratio}
         extra = {"relative_accuracy": s.relative_accuracy, "agreement": s.agreement,
-                 "mentor_test_accuracy": m.test_accuracy}
+                 "mentor_test_accuracy": m.test_accuracy, "train_pool": s.train_pool, "train_ood": s.train_ood,
+                 "pool_unreadable": s.pool_unreadable}
         self._log_model_run(f"student:{record.key}", f"student:{s.name}", params, s, extra, [m, s])
 
     def finish(self, params: dict[str, Any], counts: Counts, files: list[str]) -> None:

@@ -56,6 +56,7 @@ class RunSummary(Json):
     node_id: str | None = None
     resumed_from_epoch: int | None = None
     train_time_s: float | None = None         # the training loop's seconds, its evaluations included
+    streamed: bool = False                    # its training set streamed through Ray Data (else on the device)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +84,7 @@ class StudentResult(ModelResult):
     ood_agreement: float | None = None        # agreement on the out-of-domain candidates
     train_pool: int = 0                       # pool images it learned from
     train_ood: int = 0                        # out-of-domain images it learned from
+    pool_unreadable: int = 0                  # files of a separate pool skipped as unreadable
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class Sizes:
     mentor: int     # labelled images the mentor learned from
     student: int    # the student pool
     test: int
+    unreadable: int = 0  # files of a separate pool skipped as unreadable
 
 
 @dataclass(frozen=True)

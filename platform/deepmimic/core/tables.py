@@ -79,3 +79,11 @@ def decode_soft_labels(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 def label_table(ids: np.ndarray, labels: np.ndarray) -> pa.Table:
     """True labels by sample id (the experimenter's; never a student's input)."""
     return pa.table({"id": pa.array(ids, pa.int64()), "label": pa.array(labels, pa.int64())})
+
+
+def read_head(uri: str, columns: list[str], rows: int) -> pa.Table:
+    """The first `rows` rows of a table (file or folder) without reading the rest."""
+    import pyarrow.dataset as ds
+
+    fs, path = artifacts.filesystem(uri)
+    return ds.dataset(path, filesystem=fs, format="parquet").head(rows, columns=columns)

@@ -1,7 +1,7 @@
 """The training loop shared by mentor and student.
 
-The whole shard lives on the device as uint8 tensors and batches are drawn by
-index, so one step is an index gather, a forward, a backward and an update.
+Batches come from `batches`: the whole shard on the device as uint8 tensors, drawn
+by index (one step: an index gather, a forward, a backward and an update), or a stream.
 Targets are either class indices (the mentor's true labels) or probability
 rows (the student's soft labels): `F.cross_entropy` takes both.
 """
@@ -18,6 +18,7 @@ from annotated_types import Ge, Gt, Le, Lt
 from torch import nn
 
 from .allocator import keep_freed_memory
+from .batches import Batches, InMemory
 from .optimizer import SGD
 
 
@@ -83,10 +84,17 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, temperature: floa
     return F.cross_entropy(logits / temperature, targets) * temperature
 
 
-def train(
+def train(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, hyper: Hyper,
+          on_epoch: Callable[[int, float], None] | None = None, start_epoch: int = 0, opt: SGD | None = None,
+          *, seed: int = 0, temperature: float = 1.0) -> SGD:
+    """`train_on` a shard held on the device as tensors."""
+    return train_on(model, InMemory(images, targets, hyper.batch_size), hyper, on_epoch, start_epoch, opt,
+                    seed=seed, temperature=temperature)
+
+
+def train_on(
     model: nn.Module,
-    images: torch.Tensor,
-    targets: torch.Tensor,
+    data: Batches,
     hyper: Hyper,
     on_epoch: Callable[[int, float], None] | None = None,
     start_epoch: int = 0,
@@ -99,33 +107,30 @@ def train(
 
     `on_epoch(epoch, mean_train_loss)` runs after each epoch (1-based), e.g. to
     evaluate, report or checkpoint. Training may resume at `start_epoch` with
-    the optimiser `opt` restored from a checkpoint; the shuffling order stays
+    the optimiser `opt` restored from a checkpoint; the batch order stays
     the same as an uninterrupted run's, since it depends only on seed and epoch.
     `temperature`: Hinton's (see `cross_entropy`); 1 for every other method.
     """
     keep_freed_memory()
-    n = len(images)
-    steps_per_epoch = max(1, math.ceil(n / hyper.batch_size))  # the last batch may be smaller
+    device, steps_per_epoch = data.device, data.steps
     total = steps_per_epoch * hyper.epochs
     opt = opt or sgd(model, hyper)
     if hyper.channels_last:
         model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if hyper.compile else model
     memory_format = torch.channels_last if hyper.channels_last else torch.contiguous_format
-    bf16 = native_bf16(images.device) if hyper.bf16 is None else hyper.bf16
+    bf16 = native_bf16(device) if hyper.bf16 is None else hyper.bf16
     lr_at = lambda step: 0.5 * hyper.lr * (1 + math.cos(math.pi * step / total))  # noqa: E731
     for epoch in range(start_epoch, hyper.epochs):
         torch.manual_seed(seed * 100_003 + epoch)  # dropout and shuffle depend only on (seed, epoch)
-        perm = torch.randperm(n).to(images.device)
         model.train()
-        loss_sum = torch.zeros((), device=images.device)
-        for step in range(steps_per_epoch):
-            idx = perm[step * hyper.batch_size : (step + 1) * hyper.batch_size]
+        loss_sum = torch.zeros((), device=device)
+        for step, (images, targets) in enumerate(data.epoch(epoch, seed)):
             opt.lr = lr_at(epoch * steps_per_epoch + step)
-            x = random_shift(images[idx], hyper.shift) if hyper.shift else images[idx]
-            with torch.autocast(images.device.type, torch.bfloat16, enabled=bf16):
+            x = random_shift(images, hyper.shift) if hyper.shift else images
+            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
                 logits = forward(x.contiguous(memory_format=memory_format))
-            loss = cross_entropy(logits.float(), targets[idx], temperature)
+            loss = cross_entropy(logits.float(), targets, temperature)
             opt.zero_grad()
             loss.backward()
             opt.step()

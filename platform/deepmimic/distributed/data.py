@@ -39,18 +39,19 @@ def write_image_table(uri: str, images: np.ndarray, ids: np.ndarray, names: tupl
 
 @dataclass(frozen=True)
 class SplitTables:
-    mentor: TableInfo   # id, image, label
-    student: TableInfo  # id, image: no label column
-    test: TableInfo     # id, image, label
+    mentor: TableInfo          # id, image, label
+    student: TableInfo | None  # id, image: no label column; None where the pool is separate
+    test: TableInfo            # id, image, label
 
 
-def write_split(dataset: Dataset, split: Split, folder: str, producer: str = "") -> SplitTables:
-    """Write the mentor part, the label-free student pool and the test set."""
+def write_split(dataset: Dataset, split: Split, folder: str, producer: str = "", pool: bool = True) -> SplitTables:
+    """Write the mentor part, the label-free student pool (unless `pool` is False) and the test set."""
     train, names, test = dataset.train, dataset.train.class_names, dataset.test
     m, s = train.subset(split.mentor), train.subset(split.student)
     return SplitTables(
         mentor=write_image_table(f"{folder}/mentor.parquet", m.images, m.ids, names, m.labels, producer),
-        student=write_image_table(f"{folder}/student.parquet", s.images, s.ids, names, producer=producer),
+        student=write_image_table(f"{folder}/student.parquet", s.images, s.ids, names, producer=producer)
+        if pool else None,
         test=write_image_table(f"{folder}/test.parquet", test.images, test.ids, names, test.labels, producer),
     )
 

@@ -30,8 +30,9 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str, dataset: Dataset | None 
         start = time.perf_counter()
         students.append(train_student(cfg, model, mentor, data, f"{out_dir}/students/{model.name}"))
         timings[f"student:{model.name}"] = round(time.perf_counter() - start, 3)
-    sizes = Sizes(tables.read(f"{mentor.folder}/data/mentor.parquet", ["id"]).num_rows, mentor.student.rows,
-                  mentor.test.rows)
+    pool = mentor.student.rows if mentor.student else data.pool
+    sizes = Sizes(tables.read(f"{mentor.folder}/data/mentor.parquet", ["id"]).num_rows, pool, mentor.test.rows,
+                  data.unreadable)
     result = ExperimentResult(cfg.name, cfg.dataset.name, cfg.split.mentor_ratio, cfg.seed, sizes, mentor.result,
                               tuple(students), timings)
     artifacts.write_json(result, f"{out_dir}/result.json")

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
+import ray
 import torch
 
-from ..config import BlackBoxMentorConfig, ExperimentConfig, ModelConfig
+from ..config import BlackBoxMentorConfig, EnsembleConfig, ExperimentConfig, ModelConfig
 from ..core import artifacts, tables
 from ..core.datasets import load_dataset
 from ..core.evaluation import agreement, predict_logits, probability_metrics
@@ -25,6 +26,7 @@ from ..core.soft_labels import combine
 from ..core.splits import Split, stratified_split
 from ..errors import UserError
 from .data import TableInfo, write_image_table, write_split
+from .pool import checkpoint_at, ingest, label, pools_folder
 from .soft_labeling import label_images
 from .student_sets import OOD_ID_OFFSET, StudentSet, build_student_set
 from .train import RunSpec, Trained, fit, load_model
@@ -44,7 +46,8 @@ def digest(obj: Any) -> str:
 def mentor_key(cfg: ExperimentConfig) -> str:
     """What determines a mentor and its soft labels: data, split, seed, mentor, out-of-domain source."""
     ood = cfg.ood.model_dump() if cfg.ood else None
-    return digest({"dataset": cfg.dataset.model_dump(), "split": cfg.split.model_dump(), "seed": cfg.seed,
+    data = cfg.dataset.key() | ({"skip_unreadable": True} if cfg.data.skip_unreadable else {})
+    return digest({"dataset": data, "split": cfg.split.model_dump(), "seed": cfg.seed,
                    "mentor": cfg.mentor.model_dump(), "ood": ood})
 
 
@@ -66,11 +69,15 @@ class MentorOutcome(Json):
     folder: str
     result: MentorResult
     test_predictions: list[int]
-    student: TableInfo              # the pool: id, image (no label)
+    student: TableInfo | None       # the pool: id, image (no label); None: a separate pool (`pool.py`)
     test: TableInfo
     ood: TableInfo | None
     num_classes: int
     trained: bool = False           # False when it came from the cache
+
+    @property
+    def pool_separate(self) -> bool:
+        return self.student is None
 
     @property
     def soft_labels(self) -> str:
@@ -87,6 +94,9 @@ class MentorOutcome(Json):
 
     def artifacts(self) -> list[str]:
         """Every table a student stage reads from this mentor's folder."""
+        if self.pool_separate:  # its pool and soft labels are made and checked after this stage
+            return [t.uri for t in [self.test, self.ood] if t] + [self.test_probabilities] + (
+                [self.soft_labels] if self.ood else [])
         tables_ = [self.student, self.test] + ([self.ood] if self.ood else [])
         return [t.uri for t in tables_] + [self.soft_labels, self.test_probabilities, self.pool_labels]
 
@@ -106,8 +116,27 @@ def run_spec(cfg: ExperimentConfig, role: str, model: ModelConfig, data: TableIn
         temperature=cfg.loss_temperature if role == "student" else 1.0, train=data, target=target, test=test,
         num_classes=num_classes, resources=cfg.resources, inference_repeats=cfg.inference_repeats,
         checkpoint_every=cfg.fault_tolerance.checkpoint_every, worker_restarts=cfg.fault_tolerance.worker_restarts,
-        in_process=_in_process(cfg, in_trial),
+        in_process=_in_process(cfg, in_trial), stream=role == "student" and streams(cfg, data),
+        data_cpus=cfg.data.data_cpus,
     )
+
+
+def in_memory_limit(cfg: ExperimentConfig) -> int:
+    """`data.in_memory_limit`, or a quarter of one worker's share of the cluster's memory for workers."""
+    if cfg.data.in_memory_limit is not None:
+        return cfg.data.in_memory_limit
+    cluster = ray.cluster_resources()
+    share = cluster.get("memory", 0) / max(cluster.get("CPU", 1), 1) * cfg.resources.cpus_per_worker
+    return int(share / 4)
+
+
+def streams(cfg: ExperimentConfig, table: TableInfo) -> bool:
+    """Whether a student trains on `table` streamed through Ray Data (else held on its device): per
+    `data.stream`, or where its images and soft labels exceed `in_memory_limit`."""
+    if cfg.data.stream != "auto":
+        return cfg.data.stream == "always"
+    row = int(np.prod(table.shape)) + 4 * len(table.class_names) + 8
+    return table.rows * row > in_memory_limit(cfg)
 
 
 def _in_process(cfg: ExperimentConfig, in_trial: bool) -> bool:
@@ -117,7 +146,7 @@ def _in_process(cfg: ExperimentConfig, in_trial: bool) -> bool:
 
 def _load(cfg: ExperimentConfig) -> tuple[Dataset, Any]:
     """The data set, and the out-of-domain candidates where the config names some."""
-    dataset, ood = load_dataset(cfg.dataset.name, cfg.dataset.root), cfg.ood
+    dataset, ood = load_dataset(cfg.source()), cfg.ood
     if ood is None:
         return dataset, None
     try:
@@ -183,10 +212,13 @@ def _make_mentor(cfg: ExperimentConfig, folder: str, key: str, dataset: Dataset 
     ood_images = None
     if dataset is None:
         dataset, ood_images = _load(cfg)
+    if cfg.pool_separate:  # every labelled training image is the mentor's; the pool comes later, by Ray Data
+        split = Split(np.arange(len(dataset.train)), np.zeros(0, np.int64))
     split = split or stratified_split(dataset.train.labels, cfg.split.mentor_ratio, cfg.seed)
-    data = write_split(dataset, split, f"{folder}/data", key)
-    tables.write_table(tables.label_table(dataset.train.ids[split.student], dataset.train.labels[split.student]),
-                       f"{folder}/data/pool_labels.parquet", key)
+    data = write_split(dataset, split, f"{folder}/data", key, pool=not cfg.pool_separate)
+    if not cfg.pool_separate:
+        tables.write_table(tables.label_table(dataset.train.ids[split.student], dataset.train.labels[split.student]),
+                           f"{folder}/data/pool_labels.parquet", key)
     ood = None
     if ood_images is not None:
         ood = write_image_table(f"{folder}/data/ood.parquet", ood_images.images,
@@ -195,7 +227,9 @@ def _make_mentor(cfg: ExperimentConfig, folder: str, key: str, dataset: Dataset 
     num_classes, mentor = dataset.train.num_classes, cfg.mentor
     # as MentorOutcome names them
     soft_uri, test_uri = f"{folder}/soft_labels.parquet", f"{folder}/test_probabilities.parquet"
-    jobs = {soft_uri: [data.student] + ([ood] if ood else []), test_uri: [data.test]}  # the test set last
+    pool = [data.student] if data.student else []
+    jobs = {soft_uri: pool + ([ood] if ood else []), test_uri: [data.test]}  # the test set last
+    jobs = {uri: sources for uri, sources in jobs.items() if sources}
     if isinstance(mentor, ModelConfig):
         spec = run_spec(cfg, "mentor", mentor, data.mentor, "label", data.test, num_classes, folder, in_trial)
         trained = fit(spec)
@@ -218,7 +252,7 @@ def _answered(cfg: ExperimentConfig, folder: str, key: str, jobs: dict[str, list
               given: tuple[Dataset | None, Split | None], test_info: TableInfo, num_classes: int,
               in_trial: bool) -> tuple[MentorResult, np.ndarray]:
     """A black box or an ensemble: write its answers for `jobs`, and score the test set's, which comes last."""
-    mentor, (soft_uri, test_uri) = cfg.mentor, jobs
+    mentor, soft_uri, test_uri = cfg.mentor, f"{folder}/soft_labels.parquet", f"{folder}/test_probabilities.parquet"
     if isinstance(mentor, BlackBoxMentorConfig):
         answered, queries = label_images(mentor.black_box, jobs, cfg.resources, _in_process(cfg, in_trial), key)
         description, seconds = f"black box ({mentor.black_box.kind})", answered[test_uri]
@@ -250,14 +284,20 @@ def member_folder(folder: str, cfg: ExperimentConfig, member: Any) -> str:
 def _combine(members: list[MentorOutcome], rule: str, soft_uri: str, test_uri: str, producer: str) -> float:
     """Write the ensemble's soft labels and test probabilities from its members'; return the members' summed
     test-set inference time (an ensemble asks every member)."""
-    for uri, member_uri in ((soft_uri, lambda m: m.soft_labels), (test_uri, lambda m: m.test_probabilities)):
-        answers = [tables.read(member_uri(m)).sort_by("id") for m in members]
-        ids = answers[0].column("id")
-        if any(not a.column("id").equals(ids) for a in answers[1:]):
-            raise RuntimeError(f"{uri}: ensemble members labelled different images")
-        combined = combine([tables.decode_soft_labels(a.column("soft_label")) for a in answers], rule)
-        tables.write_table(tables.soft_label_table(ids.to_numpy(), combined), uri, producer)
+    if members[0].artifacts().count(members[0].soft_labels):  # a separate pool without out-of-domain images: none
+        combine_tables([m.soft_labels for m in members], rule, soft_uri, producer)
+    combine_tables([m.test_probabilities for m in members], rule, test_uri, producer)
     return sum(m.result.inference_time_s for m in members)
+
+
+def combine_tables(members: list[str], rule: str, uri: str, producer: str) -> None:
+    """One soft-label table at `uri` from the members' tables of the same images, combined by `rule`."""
+    answers = [tables.read(member).sort_by("id") for member in members]
+    ids = answers[0].column("id")
+    if any(not a.column("id").equals(ids) for a in answers[1:]):
+        raise RuntimeError(f"{uri}: ensemble members labelled different images")
+    combined = combine([tables.decode_soft_labels(a.column("soft_label")) for a in answers], rule)
+    tables.write_table(tables.soft_label_table(ids.to_numpy(), combined), uri, producer)
 
 
 def _in_table_order(values: np.ndarray, ids: np.ndarray, info: TableInfo) -> np.ndarray:
@@ -268,12 +308,51 @@ def _in_table_order(values: np.ndarray, ids: np.ndarray, info: TableInfo) -> np.
 
 def student_set(cfg: ExperimentConfig, mentor: MentorOutcome) -> StudentSet:
     """The student pool variant `cfg` asks for, labelled by `mentor`; built once, kept beside the mentor."""
+    if mentor.pool_separate:
+        pool, unreadable = separate_pool(cfg, mentor)
+        soft = [pool_soft_labels(cfg, mentor, pool)] + ([mentor.soft_labels] if mentor.ood else [])
+        labels: Any = [artifacts.read_manifest(uri)["sha256"] for uri in soft]
+        pool_labels = None
+    else:
+        pool, unreadable, soft, pool_labels = mentor.student, 0, [mentor.soft_labels], mentor.pool_labels
+        labels = artifacts.read_manifest(mentor.soft_labels)["sha256"]
     # New soft labels, new sets (their manifest was checked with the mentor).
-    labels = artifacts.read_manifest(mentor.soft_labels)["sha256"]
     what = _with_method({"variant": cfg.variant.model_dump(), "labels": labels}, cfg)
     folder = f"{mentor.folder}/student_sets/{digest(what)}"
-    return build_student_set(mentor.student, mentor.ood, mentor.pool_labels, mentor.soft_labels, cfg.variant, cfg.seed,
-                             folder, cfg.method, cfg.loss_temperature)
+    return build_student_set(pool, mentor.ood, pool_labels, soft, cfg.variant, cfg.seed, folder, cfg.method,
+                             cfg.loss_temperature, unreadable=unreadable)
+
+
+def separate_pool(cfg: ExperimentConfig, mentor: MentorOutcome) -> tuple[TableInfo, int]:
+    """The separate pool's Parquet shards (made once for every mentor reading the same files) and its
+    count of skipped unreadable files."""
+    key = digest({"dataset": cfg.dataset.key(), "skip_unreadable": cfg.data.skip_unreadable})
+    made = ingest(cfg.source(), mentor.test.shape, f"{pools_folder(mentor.folder)}/{key}", mentor.test.class_names,
+                  on_ray=True if cfg.data.batch_inference else None)
+    return made.table, made.unreadable
+
+
+def pool_soft_labels(cfg: ExperimentConfig, mentor: MentorOutcome, pool: TableInfo) -> str:
+    """The mentor's probabilities for every image of a separate pool (`pool_soft_labels/` beside it), made
+    once: by Ray Data batch inference (an ensemble: by each member, then combined)."""
+    uri = f"{mentor.folder}/pool_soft_labels"
+    if artifacts.intact(uri):
+        return uri
+    with artifacts.exclusive(f"{mentor.folder}/pool_soft_labels.lock", "a pool's soft labels"):
+        if artifacts.intact(uri):
+            return uri
+        if isinstance(cfg.mentor, EnsembleConfig):
+            members = [pool_soft_labels(member_config(cfg, m), train_mentor(member_config(cfg, m),
+                                                                            member_folder(mentor.folder, cfg, m)), pool)
+                       for m in cfg.mentor.members]
+            combine_tables(members, cfg.mentor.rule, uri, mentor_key(cfg))
+        else:
+            asked = cfg.mentor.black_box if isinstance(cfg.mentor, BlackBoxMentorConfig) else checkpoint_at(
+                mentor.result.checkpoint)
+            seconds = label(asked, pool, uri, cfg.resources, cfg.data.label_actors, mentor_key(cfg))
+            print(f"mentor {mentor.result.name}: labelled {pool.rows} pool images in {seconds:.1f} s "
+                  f"({cfg.data.label_actors} Ray Data actor(s))", flush=True)
+    return uri
 
 
 def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOutcome, data: StudentSet,
@@ -285,7 +364,8 @@ def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOut
     return StudentResult(**_summary(trained), name=student.name, architecture=student.architecture,
                          checkpoint=trained.checkpoint.path, method=cfg.method, temperature=spec.temperature,
                          relative_accuracy=trained.summary.test_accuracy / mentor.result.test_accuracy,
-                         train_pool=data.pool, train_ood=data.ood, **fidelity(trained, mentor))
+                         train_pool=data.pool, train_ood=data.ood, pool_unreadable=data.unreadable,
+                         **fidelity(trained, mentor))
 
 
 def fidelity(trained: Trained, mentor: MentorOutcome) -> dict[str, float | None]:

@@ -37,12 +37,16 @@ class StudentSet(Json):
     table: TableInfo   # a folder of Parquet files: id, image, soft_label
     pool: int          # images kept from the student pool
     ood: int           # out-of-domain images added
+    unreadable: int = 0  # files of a separate pool skipped as unreadable (`data.skip_unreadable`)
 
 
-def choose_ids(pool_ids: np.ndarray, pool_labels: np.ndarray, ood_rows: int, variant: VariantConfig | None,
-               seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The pool ids a variant keeps and the out-of-domain ids it adds, drawn from `seed`."""
+def choose_ids(pool_ids: np.ndarray, pool_labels: np.ndarray | None, ood_rows: int, variant: VariantConfig | None,
+               seed: int, num_classes: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The pool ids a variant keeps and the out-of-domain ids it adds, drawn from `seed`. A separate pool
+    (`pool_labels` None) has no classes: out-of-domain images are drawn as for `num_classes` equal classes."""
     keep = np.arange(len(pool_ids))
+    if pool_labels is None:
+        pool_labels = np.arange(len(pool_ids)) % num_classes  # only the class sizes are read
     if variant and variant.removal_bound > 0:
         keep = unbalanced(pool_labels, variant.removal_bound, seed)
     ood = np.zeros(0, np.int64)
@@ -96,9 +100,9 @@ def _write_here(sources: list[TableInfo], keep: list[np.ndarray], target: pa.Tab
     pq.write_table(table, f"{path}/part-00000.parquet", filesystem=fs)
 
 
-def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str, soft_uri: str,
+def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str | None, soft_uris: list[str],
                       variant: VariantConfig | None, seed: int, folder: str, method: str = "deepmimic",
-                      temperature: float = 1.0, on_ray: bool | None = None) -> StudentSet:
+                      temperature: float = 1.0, on_ray: bool | None = None, unreadable: int = 0) -> StudentSet:
     """Write (or find) the student set of one variant under `folder`.
 
     Ray Data writes into a fresh sub-folder; its manifest and then `set.json`
@@ -111,8 +115,8 @@ def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: s
     if found:
         return found
     with artifacts.exclusive(f"{folder}.lock", "a student set"):  # sweeps sharing the cache build it once
-        return _finished(f"{folder}/set.json") or _build(pool, ood, pool_labels_uri, soft_uri, variant, seed,
-                                                         folder, method, temperature, on_ray)
+        return _finished(f"{folder}/set.json") or _build(pool, ood, pool_labels_uri, soft_uris, variant, seed,
+                                                         folder, method, temperature, on_ray, unreadable)
 
 
 def _finished(pointer: str) -> StudentSet | None:
@@ -126,15 +130,18 @@ def _finished(pointer: str) -> StudentSet | None:
         return None
 
 
-def _build(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str, soft_uri: str,
+def _build(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str | None, soft_uris: list[str],
            variant: VariantConfig | None, seed: int, folder: str, method: str, temperature: float,
-           on_ray: bool | None) -> StudentSet:
-    labels = tables.read(pool_labels_uri)
-    pool_ids, ood_ids = choose_ids(labels.column("id").to_numpy(), labels.column("label").to_numpy(),
-                                   ood.rows if ood else 0, variant, seed)
+           on_ray: bool | None, unreadable: int) -> StudentSet:
+    # A separate pool has no labels: its ids come from its own table, whose label column never existed.
+    labels = tables.read(pool_labels_uri) if pool_labels_uri else tables.read(pool.uri, ["id"])
+    pool_ids, ood_ids = choose_ids(labels.column("id").to_numpy(),
+                                   labels.column("label").to_numpy() if pool_labels_uri else None,
+                                   ood.rows if ood else 0, variant, seed, len(pool.class_names))
     sources = [pool] + ([ood] if ood else [])
     uri = f"{folder}/{uuid.uuid4().hex}"
-    target = targets(method, tables.read(soft_uri), labels, temperature)
+    soft = pa.concat_tables([tables.read(u) for u in soft_uris])
+    target = targets(method, soft, labels, temperature)
     size = sum(info.rows * int(np.prod(info.shape)) for info in sources)
     if on_ray if on_ray is not None else size > IN_DRIVER_BYTES:
         student_dataset(sources, [pool_ids, ood_ids], target).write_parquet(uri)
@@ -145,6 +152,6 @@ def _build(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str, soft_ur
         raise RuntimeError(f"{uri}: wrote {rows} rows, expected {len(pool_ids) + len(ood_ids)}")
     artifacts.seal(uri, rows)
     built = StudentSet(TableInfo(uri, rows, pool.shape, pool.class_names, pool.mean, pool.std),
-                       len(pool_ids), len(ood_ids))
+                       len(pool_ids), len(ood_ids), unreadable)
     artifacts.write_json(built, f"{folder}/set.json")
     return built

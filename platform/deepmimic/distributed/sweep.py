@@ -28,7 +28,16 @@ from ..errors import UserError, interruption
 from ..report import SWEEP_FILE, write_report
 from ..tracking import Tracker, check_reachable, check_store, default_uri
 from .cluster import connect
-from .stages import MentorOutcome, member_config, mentor_key, student_key, student_set, train_mentor, train_student
+from .stages import (
+    MentorOutcome,
+    member_config,
+    mentor_key,
+    streams,
+    student_key,
+    student_set,
+    train_mentor,
+    train_student,
+)
 from .student_sets import StudentSet
 
 
@@ -128,7 +137,7 @@ def trial_resources(base: SweepConfig) -> dict[str, float]:
     return {k: v for k, v in base.resources.per_worker().items() if v}
 
 
-def concurrency(base: SweepConfig, cluster: dict[str, float]) -> int:
+def concurrency(base: SweepConfig, cluster: dict[str, float], data_cpus: float = 0.0) -> int:
     """How many trials fit the cluster at once, each with its own process and its training workers.
 
     A trial with a worker group reserves only `trial_cpus`; its Ray Train workers
@@ -140,18 +149,22 @@ def concurrency(base: SweepConfig, cluster: dict[str, float]) -> int:
     need = {k: workers * v for k, v in base.resources.per_worker().items()}
     if workers > 1:
         need["CPU"] += base.trial_cpus
+    need["CPU"] += data_cpus
     fits = [int(cluster[k] // v) for k, v in need.items() if v > 0 and cluster.get(k, 0) > 0]
     return max(1, min(fits)) if fits else 1
 
 
-def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig, storage: str) -> list[dict]:
-    """Run one stage's trials; their last reported metrics."""
+def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig, storage: str,
+          data_cpus: float = 0.0) -> list[dict]:
+    """Run one stage's trials; their last reported metrics. `data_cpus` > 0: each trial's placement group
+    has a bundle of that many CPUs beside its own, where its Ray Data reads run (`streaming.py`)."""
+    bundles = [trial_resources(base)] + ([{"CPU": data_cpus}] if data_cpus else [])
     # Reused trial processes have PyTorch imported already: a new one costs 3-4 s on 2 cores.
     tuner = tune.Tuner(
-        tune.with_resources(fn, tune.PlacementGroupFactory([trial_resources(base)])),
+        tune.with_resources(fn, tune.PlacementGroupFactory(bundles)),
         param_space={axis: tune.grid_search(keys)},
         tune_config=tune.TuneConfig(reuse_actors=True,
-                                    max_concurrent_trials=concurrency(base, ray.cluster_resources())),
+                                    max_concurrent_trials=concurrency(base, ray.cluster_resources(), data_cpus)),
         run_config=tune.RunConfig(name=name, storage_path=storage,
                                   failure_config=tune.FailureConfig(max_failures=base.fault_tolerance.trial_retries),
                                   verbose=1),
@@ -189,9 +202,10 @@ def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str,
     if pending:
         with _timed(timings, "student sets"):
             inputs = _student_inputs([trials[k] for k in pending], cache)
+        streaming = [k for k in pending if streams(trials[k].cfg, inputs[k][1].table)]
         with _timed(timings, "student trials"):
             _tune("students", tune.with_parameters(_student_trial, trials=trials, inputs=inputs, out=out), "trial",
-                  pending, base, storage)
+                  pending, base, storage, base.data.data_cpus if streaming else 0.0)
     return Counts(mentors=len(mentors), mentors_trained=trained, mentors_reused=len(mentors) - trained,
                   trials=len(trials), trials_run=len(pending), trials_reused=len(trials) - len(pending))
 

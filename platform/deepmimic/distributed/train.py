@@ -30,14 +30,18 @@ import ray.train.torch
 import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..config import ResourcesConfig
 from ..core import artifacts, checkpoints, tables
 from ..core.architectures import ModelSpec, count_parameters
+from ..core.batches import Batches, InMemory
 from ..core.evaluation import accuracy_and_loss, confusion_matrix, inference_time, predict_logits
 from ..core.results import Epoch, RunSummary
-from ..core.training import Hyper, sgd, train
+from ..core.training import Hyper, sgd, train_on
 from .data import TableInfo, read_shard
+from .streaming import Streamed
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class RunSpec:
     checkpoint_every: int = 0     # epochs between checkpoints (0: only the final one)
     worker_restarts: int = 0
     in_process: bool = False      # the one worker runs in this process, whose caller holds its resources
+    stream: bool = False          # stream `train` through Ray Data (`streaming.py`) instead of holding it
+    data_cpus: float = 0.5        # CPUs reserved for Ray Data's reads where it streams
 
     @property
     def run(self) -> str:
@@ -168,8 +174,12 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
     """One worker's run: its shard on its device, the core loop, rank 0's scores and checkpoints."""
     rank, device, hyper = place.rank, place.device, spec.hyper
     torch.set_num_threads(spec.resources.threads)
-    images, targets = read_shard(spec.train, spec.target, rank, place.world_size)
-    x, y = torch.from_numpy(images).to(device), torch.from_numpy(targets).to(device)
+    if spec.stream:
+        data: Batches = Streamed(spec.train, spec.target, hyper.batch_size, rank, place.world_size, device,
+                                 spec.data_cpus, reserved=spec.in_process)
+    else:
+        images, targets = read_shard(spec.train, spec.target, rank, place.world_size)
+        data = InMemory(torch.from_numpy(images).to(device), torch.from_numpy(targets).to(device), hyper.batch_size)
 
     torch.manual_seed(spec.seed)
     net = spec.model.build(spec.train.shape, spec.num_classes, spec.train.mean, spec.train.std)
@@ -207,7 +217,7 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
                 place.report(metrics, d if rank == 0 else None, epoch)
 
     started = time.perf_counter()
-    train(model, x, y, hyper, on_epoch, start_epoch, optimizer, seed=spec.seed, temperature=spec.temperature)
+    train_on(model, data, hyper, on_epoch, start_epoch, optimizer, seed=spec.seed, temperature=spec.temperature)
     train_time = time.perf_counter() - started
 
     if rank != 0:
@@ -221,7 +231,7 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
         inference_time_s=inference_time(net, test_x, spec.inference_repeats, warm_up=False),  # warm: just scored
         device=str(device), node_id=ray.get_runtime_context().get_node_id(),
         confusion_matrix=confusion_matrix(test.labels, preds, spec.num_classes).tolist(),
-        history=tuple(history), resumed_from_epoch=start_epoch, train_time_s=round(train_time, 3),
+        history=tuple(history), resumed_from_epoch=start_epoch, train_time_s=round(train_time, 3), streamed=spec.stream,
     )
     with tempfile.TemporaryDirectory() as d:
         save(d, hyper.epochs, {"summary.json": json.dumps(summary.to_json()).encode(),
@@ -233,9 +243,9 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
 def as_task(fn: Callable, resources: ResourcesConfig, **options: Any) -> Any:
     """`fn` as a Ray task holding one worker's resources. DEFAULT scheduling: called inside a Tune trial,
     a task would otherwise be held to the trial's own small bundle."""
+    options.setdefault("scheduling_strategy", "DEFAULT")
     return ray.remote(fn).options(num_cpus=resources.cpus_per_worker, num_gpus=resources.gpus_per_worker,
-                                  resources=resources.custom_per_worker or None, scheduling_strategy="DEFAULT",
-                                  **options)
+                                  resources=resources.custom_per_worker or None, **options)
 
 
 def fit(spec: RunSpec) -> Trained:
@@ -254,8 +264,20 @@ def fit(spec: RunSpec) -> Trained:
     if not spec.in_process and spec.resources.num_workers == 1:
         # One Ray task holding the worker's resources, on a worker process Ray keeps for the next task
         # of the same shape: a worker group's controller and helper actors cost 8-10 s a run here.
-        task = as_task(fit, spec.resources, max_retries=spec.worker_restarts, retry_exceptions=False)
-        return ray.get(task.remote(replace(spec, in_process=True)))
+        if not spec.stream:
+            task = as_task(fit, spec.resources, max_retries=spec.worker_restarts, retry_exceptions=False)
+            return ray.get(task.remote(replace(spec, in_process=True)))
+        # A streaming run's Ray Data reads get CPUs of their own: a placement group with the task's bundle
+        # and theirs, which the task's child tasks are held to.
+        group = placement_group([spec.resources.per_worker(), {"CPU": spec.data_cpus}])
+        try:
+            ray.get(group.ready())
+            task = as_task(fit, spec.resources, max_retries=spec.worker_restarts, retry_exceptions=False,
+                           scheduling_strategy=PlacementGroupSchedulingStrategy(
+                               group, placement_group_bundle_index=0, placement_group_capture_child_tasks=True))
+            return ray.get(task.remote(replace(spec, in_process=True)))
+        finally:
+            remove_placement_group(group)
     if spec.in_process:
         own = _OwnProcess(spec.run)
         _train(spec, own)

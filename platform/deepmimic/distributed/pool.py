@@ -1,0 +1,166 @@
+"""A separate unlabelled pool at any size: its files decoded into Parquet shards (id, image) and
+labelled by the mentor, both as Ray Data jobs.
+
+Both run in the driver between the mentor and student stages, when no trial holds the cluster's
+CPUs: Ray Data then has every node to itself (tasks waiting for CPUs held by trials deadlocked here
+once). A pool is kept beside the mentors, keyed by what was read, so every mentor on the same
+files shares one copy; `pool.json`, written last, marks it finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+import torch
+from ray.train import Checkpoint
+
+from ..config import BlackBoxConfig, ResourcesConfig
+from ..core import artifacts, tables
+from ..core.architectures import channel_stats
+from ..core.black_box import open_black_box
+from ..core.datasets.pool import PoolPart, decode_part, list_pool
+from ..core.datasets.source import Source
+from ..core.results import Json
+from ..core.soft_labels import soft_labels
+from ..errors import UserError
+from .data import TableInfo
+from .student_sets import IN_DRIVER_BYTES
+from .train import load_model
+
+STATS_SAMPLE = 10_000  # pool images the students' input normalisation is measured on
+
+
+@dataclass(frozen=True)
+class Pool(Json):
+    table: TableInfo   # a folder of Parquet shards: id, image
+    unreadable: int    # files or cells skipped (`data.skip_unreadable`)
+
+
+def user_error(error: BaseException) -> UserError | None:
+    """The UserError behind an error raised in a Ray task or Ray Data operator, if any."""
+    seen: Any = error
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, UserError):
+            return seen
+        seen = getattr(seen, "cause", None) or seen.__cause__ or seen.__context__
+    return None
+
+
+def _decode(batch: dict[str, np.ndarray], src: Source, shape: tuple[int, int, int]) -> pa.Table:
+    """Ray Data's map over pool parts (one per row): their decoded images."""
+    ids, images = [], []
+    for fields in batch["part"]:
+        got_ids, got, _ = decode_part(PoolPart(**fields), src, shape)
+        ids.append(got_ids)
+        images.append(got)
+    return tables.image_table(np.concatenate(images), np.concatenate(ids))
+
+
+def ingest(src: Source, shape: tuple[int, int, int], folder: str, names: tuple[str, ...],
+           on_ray: bool | None = None) -> Pool:
+    """The pool's images as Parquet shards under `folder` (made once; found again by `pool.json`).
+    A pool smaller than `IN_DRIVER_BYTES` (`on_ray` None) is decoded in this process."""
+    found = _finished(f"{folder}/pool.json")
+    if found:
+        return found
+    with artifacts.exclusive(f"{folder}.lock", "an unlabelled pool"):
+        return _finished(f"{folder}/pool.json") or _ingest(src, shape, folder, names, on_ray)
+
+
+def _finished(pointer: str) -> Pool | None:
+    try:
+        pool = Pool.from_json(artifacts.read_json(pointer))
+        artifacts.verify(pool.table.uri)
+        return pool
+    except artifacts.TornArtifact:
+        return None
+
+
+def _ingest(src: Source, shape: tuple[int, int, int], folder: str, names: tuple[str, ...],
+            on_ray: bool | None) -> Pool:
+    listing = list_pool(src)
+    uri = f"{folder}/{uuid.uuid4().hex}"
+    if on_ray if on_ray is not None else listing.rows * int(np.prod(shape)) > IN_DRIVER_BYTES:
+        # One Ray Data row per part: each call decodes a part's files (or a Parquet row group) with their ids.
+        # ray.data.read_images gives no stable ids and no per-file error naming, so the parts are ours.
+        parts = ray.data.from_items([{"part": dataclasses.asdict(p)} for p in listing.parts])
+        data = parts.map_batches(_decode, batch_size=1, fn_kwargs={"src": src, "shape": shape},
+                                 batch_format="numpy")
+        try:
+            data.write_parquet(uri)
+        except Exception as e:  # a broken file, raised in a Ray Data task: its one line, not Ray's traceback
+            raise user_error(e) or e from None
+    else:
+        fs, path = artifacts.filesystem(uri)
+        fs.create_dir(path, recursive=True)
+        ids, images = zip(*[decode_part(p, src, shape)[:2] for p in listing.parts])
+        pq.write_table(tables.image_table(np.concatenate(images), np.concatenate(ids)), f"{path}/part-00000.parquet",
+                       filesystem=fs)
+    rows = tables.read(uri, ["id"]).num_rows
+    artifacts.seal(uri, rows)
+    sample = tables.read_head(uri, ["image"], STATS_SAMPLE)
+    mean, std = channel_stats(tables.decode_images(sample.column("image"), shape))
+    pool = Pool(TableInfo(uri, rows, shape, names, mean, std), listing.rows - rows + listing.skipped)
+    if rows == 0:
+        raise UserError(f"dataset.unlabeled {src.unlabeled}: no readable image")
+    artifacts.write_json(pool, f"{folder}/pool.json")
+    return pool
+
+
+class _Labeller:
+    """A Ray Data actor: its own copy of the mentor (or its own rate-limited black-box client)."""
+
+    def __init__(self, mentor: Checkpoint | BlackBoxConfig, shape: tuple[int, int, int]) -> None:
+        self.shape = shape
+        if isinstance(mentor, BlackBoxConfig):
+            box = open_black_box(**mentor.model_dump())
+            self.answer = box.probabilities
+        else:
+            device = torch.device("cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu")
+            model = load_model(mentor, device)
+            self.answer = lambda images: soft_labels(model, torch.from_numpy(images).to(device))
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        images = tables.decode_images(batch.column("image"), self.shape)
+        return tables.soft_label_table(batch.column("id").to_numpy(), self.answer(images))
+
+
+def label(mentor: Checkpoint | BlackBoxConfig, pool: TableInfo, uri: str, resources: ResourcesConfig, actors: int,
+          producer: str = "") -> float:
+    """Ray Data batch inference: `actors` actors, each holding one worker's resources (its GPU share too),
+    write the mentor's probabilities for every pool image as Parquet shards (id, soft_label) under `uri`,
+    sealed with their manifest last. Returns the seconds it took."""
+    start = time.perf_counter()
+    fs, path = artifacts.filesystem(uri)
+    fs.delete_dir_contents(path, missing_dir_ok=True)  # an attempt cut off: no manifest, so never used
+    data = ray.data.read_parquet(pool.uri, columns=["id", "image"]).map_batches(
+        _Labeller, fn_constructor_kwargs={"mentor": mentor, "shape": pool.shape}, concurrency=actors,
+        batch_size=4096, batch_format="pyarrow", num_cpus=resources.cpus_per_worker,
+        num_gpus=resources.gpus_per_worker, resources=resources.custom_per_worker or None)
+    try:
+        data.write_parquet(uri)
+    except Exception as e:
+        raise user_error(e) or e from None
+    artifacts.seal(uri, tables.read(uri, ["id"]).num_rows, producer)
+    return time.perf_counter() - start
+
+
+def checkpoint_at(path: str) -> Checkpoint:
+    fs, local = artifacts.filesystem(path)
+    return Checkpoint(local, fs)
+
+
+def pools_folder(mentor_folder: str) -> str:
+    """Pools live beside the mentors folder (`…/mentors/KEY` → `…/pools`)."""
+    return f"{os.path.dirname(os.path.dirname(mentor_folder))}/pools"

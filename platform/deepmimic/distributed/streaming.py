@@ -1,0 +1,79 @@
+"""A student set streamed through Ray Data, for sets too large to hold on the device.
+
+Each epoch reads the set's Parquet shards in a block order drawn from (seed, epoch), shuffles
+rows in a seeded buffer and keeps order while streaming, so a resumed run sees the same batches.
+Every DDP rank reads the same stream and keeps the rows at its own positions of each global batch,
+capped at the set's rows // world: equal steps on every rank, no coordination between them.
+
+Ray Data's read tasks run on CPUs reserved for them: a bundle of the caller's placement group
+(a Tune trial's, or the one `fit` makes around a Ray task) that nothing else may take. Unreserved,
+they waited forever for CPUs that trials held on a small node.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import ray
+import torch
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from ..core import tables
+from .data import TableInfo
+
+SHUFFLE_BATCHES = 8  # rows shuffled together: this many batches' worth
+
+
+def data_task_options(data_cpus: float, reserved: bool) -> dict[str, Any]:
+    """Ray remote arguments that keep Ray Data's tasks on the CPUs reserved for them (`reserved`): the current
+    placement group's free bundle (its first is held by the caller). Else, in a Ray Train worker whose group
+    has no such bundle, anywhere in the cluster."""
+    group = ray.util.get_current_placement_group() if reserved else None
+    if group is None:
+        return {"num_cpus": data_cpus, "scheduling_strategy": "DEFAULT"}
+    return {"num_cpus": data_cpus, "scheduling_strategy": PlacementGroupSchedulingStrategy(
+        group, placement_group_capture_child_tasks=True)}
+
+
+class Streamed:
+    """`core.batches.Batches` over a Parquet table read by Ray Data, rank `rank`'s share of it."""
+
+    def __init__(self, info: TableInfo, target: str, batch_size: int, rank: int, world: int,
+                 device: torch.device, data_cpus: float, reserved: bool) -> None:
+        self.info, self.target, self.batch_size, self.rank, self.world = info, target, batch_size, rank, world
+        self.device, self.data_cpus, self.reserved = device, data_cpus, reserved
+        self.rows = info.rows // world
+        if self.rows == 0:
+            raise RuntimeError(f"{info.uri}: {info.rows} rows cannot feed {world} workers")
+        self.steps = max(1, math.ceil(self.rows / batch_size))
+
+    def epoch(self, epoch: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order_seed = (seed * 100_003 + epoch) % (2**32)
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True  # the same seeds give the same batches
+        context.execution_options.resource_limits = context.execution_options.resource_limits.copy(
+            cpu=self.data_cpus)
+        data = ray.data.read_parquet(self.info.uri, columns=["image", self.target],
+                                     ray_remote_args=data_task_options(self.data_cpus, self.reserved))
+        data = data.randomize_block_order(seed=order_seed)
+        left = self.rows
+        for batch in data.iter_batches(batch_size=self.batch_size * self.world, batch_format="pyarrow",
+                                       local_shuffle_buffer_size=SHUFFLE_BATCHES * self.batch_size * self.world,
+                                       local_shuffle_seed=order_seed, prefetch_batches=2):
+            own = batch.take(pa.array(np.arange(self.rank, batch.num_rows, self.world)[:left]))
+            if own.num_rows == 0:
+                break
+            left -= own.num_rows
+            yield self._tensors(own)
+            if left == 0:
+                break
+
+    def _tensors(self, batch: pa.Table) -> tuple[torch.Tensor, torch.Tensor]:
+        images = torch.from_numpy(tables.decode_images(batch.column("image"), self.info.shape))
+        column = batch.column(self.target)
+        targets = (torch.from_numpy(column.to_numpy().astype(np.int64)) if self.target == "label"
+                   else torch.from_numpy(tables.decode_soft_labels(column)))
+        return images.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
