@@ -41,18 +41,34 @@ def format_result(result: ExperimentResult) -> str:
 
 
 def _check_data(configs: list[Any]) -> None:
-    """Every data folder the configs name, checked in the driver before any Ray work."""
-    from .config import black_boxes
+    """Every data set the configs name, checked in the driver before any Ray work: read (its labelled part;
+    a registered cheap check instead where there is one), models checked against its images, a separate
+    pool listed (its files are decoded later, each named if broken, before any student trains)."""
+    from .config import black_boxes, check_architectures
     from .core.datasets import check_dataset
+    from .core.datasets.pool import list_pool
 
-    wanted = {(c.dataset.name, c.dataset.root) for c in configs}
-    wanted |= {(c.ood.dataset.name, c.ood.dataset.root) for c in configs if c.ood and c.ood.dataset}
-    for name, root in sorted(wanted, key=str):
-        check_dataset(name, root)
+    checked: dict[Any, tuple[tuple[int, int, int], int]] = {}
+    for c in configs:
+        sources = [c.source()] + ([c.ood.dataset.source()] if c.ood and c.ood.dataset else [])
+        for src in sources:
+            if src not in checked:
+                checked[src] = check_dataset(src)
+        check_architectures(c, *checked[sources[0]])
+        if sources[0].unlabeled and ("pool", sources[0]) not in checked:
+            checked["pool", sources[0]] = list_pool(sources[0])
     for c in configs:
         for box in black_boxes(c.mentor):
             if box.kind != "http" and not os.path.isfile(box.location):
                 raise UserError(f"mentor black_box.location {box.location}: no such file")
+
+
+def _example_data(args: argparse.Namespace) -> None:
+    from .core.datasets.example import write_example
+
+    counts = write_example(args.folder)
+    print(f"wrote {args.folder}: train/ {counts['train']} labelled images in 10 class folders, "
+          f"test/ {counts['test']}, unlabeled/ {counts['unlabeled']} without a class")
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -210,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--replicas", type=_at_least(int, 1), default=1)
     serve.add_argument("--gpus", type=_at_least(float, 0.0), default=0.0, help="GPUs per replica (may be fractional)")
     serve.set_defaults(func=_serve)
+    example = sub.add_parser("example-data", help="write scikit-learn's digits as your own data would look")
+    example.add_argument("folder", help="a new folder: FOLDER/train/<class>/, FOLDER/test/<class>/, FOLDER/unlabeled/")
+    example.set_defaults(func=_example_data)
     report = sub.add_parser("report", help="rewrite a sweep's results.csv, report.md and plots")
     report.add_argument("sweep_dir")
     report.set_defaults(func=_report)

@@ -145,7 +145,8 @@ def label(mentor: Checkpoint | BlackBoxConfig, pool: TableInfo, uri: str, resour
     fs, path = artifacts.filesystem(uri)
     fs.delete_dir_contents(path, missing_dir_ok=True)  # an attempt cut off: no manifest, so never used
     data = ray.data.read_parquet(pool.uri, columns=["id", "image"]).map_batches(
-        _Labeller, fn_constructor_kwargs={"mentor": mentor, "shape": pool.shape}, concurrency=actors,
+        _Labeller, fn_constructor_kwargs={"mentor": mentor, "shape": pool.shape},
+        compute=ray.data.ActorPoolStrategy(size=actors),
         batch_size=4096, batch_format="pyarrow", num_cpus=resources.cpus_per_worker,
         num_gpus=resources.gpus_per_worker, resources=resources.custom_per_worker or None)
     try:

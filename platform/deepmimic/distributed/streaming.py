@@ -1,6 +1,6 @@
 """A student set streamed through Ray Data, for sets too large to hold on the device.
 
-Each epoch reads the set's Parquet shards in a block order drawn from (seed, epoch), shuffles
+Each epoch reads the set's Parquet row groups in an order drawn from (seed, epoch), shuffles
 rows in a seeded buffer and keeps order while streaming, so a resumed run sees the same batches.
 Every DDP rank reads the same stream and keeps the rows at its own positions of each global batch,
 capped at the set's rows // world: equal steps on every rank, no coordination between them.
@@ -12,16 +12,19 @@ they waited forever for CPUs that trials held on a small node.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import ray
 import torch
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from ..core import tables
+from ..core import artifacts, tables
 from .data import TableInfo
 
 SHUFFLE_BATCHES = 8  # rows shuffled together: this many batches' worth
@@ -38,6 +41,22 @@ def data_task_options(data_cpus: float, reserved: bool) -> dict[str, Any]:
         group, placement_group_capture_child_tasks=True)}
 
 
+def row_groups(uri: str) -> list[dict[str, Any]]:
+    """Every row group of a table's Parquet files: the units a stream reads and orders."""
+    fs, path = artifacts.filesystem(uri)
+    files = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+                   if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+    return [{"file": f, "row_group": g} for f in files
+            for g in range(pq.ParquetFile(fs.open_input_file(f)).metadata.num_row_groups)]
+
+
+def _read_parts(batch: pa.Table, columns: list[str]) -> pa.Table:
+    """Ray Data's map over row groups: their rows."""
+    fs, _ = artifacts.filesystem(batch.column("file")[0].as_py())  # every file of a table is on one file system
+    return pa.concat_tables([pq.ParquetFile(fs.open_input_file(f)).read_row_group(g, columns=columns)
+                             for f, g in zip(batch.column("file").to_pylist(), batch.column("row_group").to_pylist())])
+
+
 class Streamed:
     """`core.batches.Batches` over a Parquet table read by Ray Data, rank `rank`'s share of it."""
 
@@ -49,16 +68,21 @@ class Streamed:
         if self.rows == 0:
             raise RuntimeError(f"{info.uri}: {info.rows} rows cannot feed {world} workers")
         self.steps = max(1, math.ceil(self.rows / batch_size))
+        self.parts = row_groups(info.uri)
 
     def epoch(self, epoch: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order_seed = (seed * 100_003 + epoch) % (2**32)
+        order = np.random.default_rng(order_seed).permutation(len(self.parts))
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # not two lines an epoch in the trial's log
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # the same seeds give the same batches
         context.execution_options.resource_limits = context.execution_options.resource_limits.copy(
             cpu=self.data_cpus)
-        data = ray.data.read_parquet(self.info.uri, columns=["image", self.target],
-                                     ray_remote_args=data_task_options(self.data_cpus, self.reserved))
-        data = data.randomize_block_order(seed=order_seed)
+        # One block per row group, in this epoch's order. Not read_parquet: its file-listing task takes a
+        # whole CPU wherever it finds one and ignores the reserved bundle, which deadlocked a 2-CPU node.
+        parts = ray.data.from_items([self.parts[i] for i in order], override_num_blocks=len(order))
+        data = parts.map_batches(_read_parts, fn_kwargs={"columns": ["image", self.target]}, batch_size=None,
+                                 batch_format="pyarrow", **data_task_options(self.data_cpus, self.reserved))
         left = self.rows
         for batch in data.iter_batches(batch_size=self.batch_size * self.world, batch_format="pyarrow",
                                        local_shuffle_buffer_size=SHUFFLE_BATCHES * self.batch_size * self.world,
