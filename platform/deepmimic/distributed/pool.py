@@ -1,16 +1,16 @@
 """A separate unlabelled pool at any size: its files decoded into Parquet shards (id, image) and
 labelled by the mentor, both as Ray Data jobs.
 
-Both run in the driver between the mentor and student stages, when no trial holds the cluster's
-CPUs: Ray Data then has every node to itself (tasks waiting for CPUs held by trials deadlocked here
-once). A pool is kept beside the mentors, keyed by what was read, so every mentor on the same
-files shares one copy; `pool.json`, written last, marks it finished.
+Both run in the driver, before the mentor stage and between it and the students', when no trial holds
+the cluster's CPUs: Ray Data then has every node to itself (tasks waiting for CPUs held by trials deadlocked here
+once). A pool is decoded before any training (a broken file stops a run first) and kept beside the
+mentors, keyed by what was read, so every mentor on the same files shares one copy; `pool.json`,
+written last, marks it finished.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -67,28 +67,27 @@ def _decode(batch: dict[str, np.ndarray], src: Source, shape: tuple[int, int, in
     return tables.image_table(np.concatenate(images), np.concatenate(ids))
 
 
-def ingest(src: Source, shape: tuple[int, int, int], folder: str, names: tuple[str, ...],
-           on_ray: bool | None = None) -> Pool:
+def ingest(src: Source, shape: tuple[int, int, int], folder: str, on_ray: bool | None = None) -> Pool:
     """The pool's images as Parquet shards under `folder` (made once; found again by `pool.json`).
     A pool smaller than `IN_DRIVER_BYTES` (`on_ray` None) is decoded in this process."""
-    found = _finished(f"{folder}/pool.json")
+    found = pool_made(folder)
     if found:
         return found
     with artifacts.exclusive(f"{folder}.lock", "an unlabelled pool"):
-        return _finished(f"{folder}/pool.json") or _ingest(src, shape, folder, names, on_ray)
+        return pool_made(folder) or _ingest(src, shape, folder, on_ray)
 
 
-def _finished(pointer: str) -> Pool | None:
+def pool_made(folder: str) -> Pool | None:
+    """The pool finished in `folder`, if its shards still match their manifest."""
     try:
-        pool = Pool.from_json(artifacts.read_json(pointer))
+        pool = Pool.from_json(artifacts.read_json(f"{folder}/pool.json"))
         artifacts.verify(pool.table.uri)
         return pool
     except artifacts.TornArtifact:
         return None
 
 
-def _ingest(src: Source, shape: tuple[int, int, int], folder: str, names: tuple[str, ...],
-            on_ray: bool | None) -> Pool:
+def _ingest(src: Source, shape: tuple[int, int, int], folder: str, on_ray: bool | None) -> Pool:
     listing = list_pool(src)
     uri = f"{folder}/{uuid.uuid4().hex}"
     if on_ray if on_ray is not None else listing.rows * int(np.prod(shape)) > IN_DRIVER_BYTES:
@@ -108,12 +107,13 @@ def _ingest(src: Source, shape: tuple[int, int, int], folder: str, names: tuple[
         pq.write_table(tables.image_table(np.concatenate(images), np.concatenate(ids)), f"{path}/part-00000.parquet",
                        filesystem=fs)
     rows = tables.read(uri, ["id"]).num_rows
+    if rows == 0:
+        raise UserError(f"dataset.unlabeled {src.unlabeled}: no readable image")
     artifacts.seal(uri, rows)
     sample = tables.read_head(uri, ["image"], STATS_SAMPLE)
     mean, std = channel_stats(tables.decode_images(sample.column("image"), shape))
-    pool = Pool(TableInfo(uri, rows, shape, names, mean, std), listing.rows - rows + listing.skipped)
-    if rows == 0:
-        raise UserError(f"dataset.unlabeled {src.unlabeled}: no readable image")
+    # No class names: a pool has none; each mentor's are put in when its students read it.
+    pool = Pool(TableInfo(uri, rows, shape, (), mean, std), listing.rows - rows + listing.skipped)
     artifacts.write_json(pool, f"{folder}/pool.json")
     return pool
 
@@ -160,8 +160,3 @@ def label(mentor: Checkpoint | BlackBoxConfig, pool: TableInfo, uri: str, resour
 def checkpoint_at(path: str) -> Checkpoint:
     fs, local = artifacts.filesystem(path)
     return Checkpoint(local, fs)
-
-
-def pools_folder(mentor_folder: str) -> str:
-    """Pools live beside the mentors folder (`…/mentors/KEY` → `…/pools`)."""
-    return f"{os.path.dirname(os.path.dirname(mentor_folder))}/pools"

@@ -26,7 +26,7 @@ from ..core.soft_labels import combine
 from ..core.splits import Split, stratified_split
 from ..errors import UserError
 from .data import TableInfo, write_image_table, write_split
-from .pool import checkpoint_at, ingest, label, pools_folder
+from .pool import Pool, checkpoint_at, ingest, label, pool_made
 from .soft_labeling import label_images
 from .student_sets import OOD_ID_OFFSET, StudentSet, build_student_set
 from .train import RunSpec, Trained, fit, load_model
@@ -323,13 +323,22 @@ def student_set(cfg: ExperimentConfig, mentor: MentorOutcome) -> StudentSet:
                              cfg.loss_temperature, unreadable=unreadable)
 
 
-def separate_pool(cfg: ExperimentConfig, mentor: MentorOutcome) -> tuple[TableInfo, int]:
-    """The separate pool's Parquet shards (made once for every mentor reading the same files) and its
-    count of skipped unreadable files."""
+def prepare_pool(cfg: ExperimentConfig, root: str) -> Pool:
+    """A separate pool's Parquet shards under `root/pools/` (made once for every mentor reading the same
+    files), decoded before any training starts so that a broken file stops the run first."""
     key = digest({"dataset": cfg.dataset.key(), "skip_unreadable": cfg.data.skip_unreadable})
-    made = ingest(cfg.source(), mentor.test.shape, f"{pools_folder(mentor.folder)}/{key}", mentor.test.class_names,
-                  on_ray=True if cfg.data.batch_inference else None)
-    return made.table, made.unreadable
+    folder = f"{root}/pools/{key}"
+    found = pool_made(folder)
+    if found:
+        return found
+    shape = load_dataset(cfg.source()).train.shape  # the labelled images': the pool's are made the same
+    return ingest(cfg.source(), shape, folder, on_ray=True if cfg.data.batch_inference else None)
+
+
+def separate_pool(cfg: ExperimentConfig, mentor: MentorOutcome) -> tuple[TableInfo, int]:
+    """The separate pool's table, named with the mentor's classes, and its count of skipped unreadable files."""
+    made = prepare_pool(cfg, os.path.dirname(os.path.dirname(mentor.folder)))  # beside `…/mentors/KEY`
+    return dataclasses.replace(made.table, class_names=mentor.test.class_names), made.unreadable
 
 
 def pool_soft_labels(cfg: ExperimentConfig, mentor: MentorOutcome, pool: TableInfo) -> str:
