@@ -121,3 +121,52 @@ def scoring_endpoint(model) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_address[1]}/invocations"
     finally:
         server.shutdown()
+
+
+def image_folder(root: Path, per_class: int = 4, classes: int = 3, side: int = 8, suffix: str = ".png",
+                 test: int = 2, pool: int = 0, mode: str = "L") -> Path:
+    """A user's ImageFolder layout of real image files (Pillow-written PNG or JPEG): root/train/<class>/,
+    root/test/<class>/ (where `test`), root/unlabeled/<sub>/ (where `pool`); pixels encode the class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+
+    def write(folder: Path, n: int, c: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            pixels = (rng.integers(0, 40, (side, side)) + 60 * c).astype(np.uint8)
+            Image.fromarray(pixels).convert(mode).save(folder / f"{i}{suffix}")
+
+    for c in range(classes):
+        write(root / "train" / f"class{c}", per_class, c)
+        if test:
+            write(root / "test" / f"class{c}", test, c)
+    if pool:
+        write(root / "unlabeled" / "batch-a", pool, 0)
+    return root
+
+
+def parquet_images(path: Path, images: np.ndarray, labels: list | None = None, encoded: bool = True,
+                   image_column: str = "image", label_column: str = "label") -> Path:
+    """A Parquet file of images (uint8 N×H×W or N×H×W×C): PNG bytes (`encoded`) or fixed-shape tensors."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    if encoded:
+        cells = []
+        for image in images:
+            buf = io.BytesIO()
+            Image.fromarray(image).save(buf, format="PNG")
+            cells.append(buf.getvalue())
+        column = pa.array(cells, pa.binary())
+    else:
+        kind = pa.fixed_shape_tensor(pa.uint8(), images.shape[1:])
+        column = pa.ExtensionArray.from_storage(kind, pa.FixedSizeListArray.from_arrays(
+            pa.array(images.reshape(-1), pa.uint8()), int(np.prod(images.shape[1:]))))
+    table = pa.table({image_column: column, **({label_column: labels} if labels is not None else {})})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
