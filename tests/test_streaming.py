@@ -1,0 +1,96 @@
+"""Students streamed through Ray Data: the same batches for the same (seed, epoch), equal steps on every
+rank, and two streaming trials at once on a 2-CPU node, each with CPUs reserved for its reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from deepmimic.core import artifacts, tables
+from deepmimic.distributed.data import TableInfo
+from deepmimic.distributed.streaming import Streamed
+
+from .conftest import image_folder, parquet_images, sweep
+
+ROWS = 103
+
+
+@pytest.fixture
+def student_table(tmp_path) -> TableInfo:
+    """A student set of ROWS rows in three files of several row groups; each image holds its own id."""
+    ids = np.arange(ROWS)
+    images = np.zeros((ROWS, 1, 1, 2), np.uint8)
+    images[:, 0, 0, 0], images[:, 0, 0, 1] = ids // 256, ids % 256
+    soft = np.eye(3, dtype=np.float32)[ids % 3]
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for i, part in enumerate(np.array_split(ids, 3)):
+        table = tables.image_table(images[part], ids[part]).append_column(
+            "soft_label", tables.soft_label_table(ids[part], soft[part]).column("soft_label"))
+        pq.write_table(table, folder / f"part-{i}.parquet", row_group_size=10)
+    artifacts.seal(str(folder), ROWS)
+    return TableInfo(str(folder), ROWS, (1, 1, 2), ("a", "b", "c"), [0.0], [1.0])
+
+
+def seen(stream: Streamed, epoch: int, seed: int = 7) -> list[list[int]]:
+    """The ids of each batch of one epoch."""
+    return [(x[:, 0, 0, 0].long() * 256 + x[:, 0, 0, 1].long()).tolist() for x, _ in stream.epoch(epoch, seed)]
+
+
+def stream(info: TableInfo, rank: int = 0, world: int = 1) -> Streamed:
+    return Streamed(info, "soft_label", 16, rank, world, torch.device("cpu"), 0.5, reserved=False)
+
+
+def test_one_epoch_is_every_row_once_in_the_same_order_again(ray_local, student_table):
+    first, again = seen(stream(student_table), 3), seen(stream(student_table), 3)
+    assert first == again  # a resumed run at epoch 3 sees these batches
+    assert sorted(sum(first, [])) == list(range(ROWS)) and len(first) == stream(student_table).steps == 7
+    assert sum(first, []) != list(range(ROWS))  # shuffled
+    assert seen(stream(student_table), 4) != first  # and differently each epoch
+
+
+def test_ranks_take_equal_steps_of_disjoint_rows(ray_local, student_table):
+    ranks = [seen(stream(student_table, r, 2), 0) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == stream(student_table, 0, 2).steps == 4
+    rows = [sum(r, []) for r in ranks]
+    assert len(rows[0]) == len(rows[1]) == ROWS // 2 and not set(rows[0]) & set(rows[1])
+
+
+def test_targets_travel_with_their_images(ray_local, student_table):
+    for x, y in stream(student_table).epoch(0, 1):
+        ids = x[:, 0, 0, 0].long() * 256 + x[:, 0, 0, 1].long()
+        assert torch.equal(y.argmax(1), ids % 3)
+
+
+def test_two_streaming_trials_at_once_on_a_two_cpu_node(ray_local, tmp_path):
+    """Each trial holds 0.5 CPU for training and 0.5 for its Ray Data reads: both run together on 2 CPUs,
+    neither waiting for the other's CPUs."""
+    assert ray_local.cluster_resources()["CPU"] == 2
+    root = image_folder(tmp_path / "data", per_class=8, classes=3, test=3)
+    rng = np.random.default_rng(0)
+    parquet_images(tmp_path / "pool.parquet", (rng.integers(0, 200, (90, 8, 8))).astype(np.uint8))
+    space = {
+        "name": "streams", "dataset": {"name": "image_folder", "root": str(root),
+                                       "unlabeled": str(tmp_path / "pool.parquet")},
+        "training": {"epochs": 6, "batch_size": 8}, "data": {"stream": "always", "data_cpus": 0.5},
+        "resources": {"cpus_per_worker": 0.5},
+        "mentor": {"name": "M", "architecture": "c-fc", "width": 4},
+        "students": [{"name": "A", "architecture": "c-fc", "width": 4},
+                     {"name": "B", "architecture": "c-fc", "width": 2}],
+    }
+    proc = sweep(ray_local, tmp_path, space, str(tmp_path / "out"), str(tmp_path / "cache"))
+    assert "student trials: 2 (2 run" in proc.stdout
+    records = [json.loads(p.read_text()) for p in Path(tmp_path / "out").glob("trials/*/trial.json")]
+    assert len(records) == 2 and all(r["student"]["streamed"] for r in records)
+    spans = []
+    for result in Path(tmp_path / "out" / "tune" / "students").glob("*/result.json"):
+        last = json.loads(result.read_text().strip().splitlines()[-1])
+        spans.append((last["timestamp"] - last["time_total_s"], last["timestamp"]))
+    assert len(spans) == 2
+    (a0, a1), (b0, b1) = spans
+    assert max(a0, b0) < min(a1, b1), f"the two trials did not overlap: {spans}"
