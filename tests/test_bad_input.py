@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .conftest import DEEPMIMIC, cifar_batch, idx_bytes
+from .conftest import DEEPMIMIC, cifar_batch, idx_bytes, image_folder, parquet_images
 
 GOOD = {
     "name": "bad", "dataset": {"name": "digits"}, "training": {"epochs": 1},
@@ -83,6 +83,27 @@ def store(folder: Path, content: bytes | None = None) -> Path:
     return folder
 
 
+def own_folder(root: Path, how: str) -> Path:
+    """A user's ImageFolder with one mistake."""
+    image_folder(root, pool=3)
+    first = root / "train" / "class0" / "0.png"
+    if how == "corrupt":
+        first.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
+    elif how == "truncated":
+        (root / "test" / "class1" / "1.png").write_bytes((root / "test" / "class1" / "1.png").read_bytes()[:45])
+    elif how == "not an image":
+        (root / "train" / "class2" / "labels.csv").write_text("a,b")
+    elif how == "empty class":
+        (root / "train" / "class3").mkdir()
+    elif how == "sizes":
+        from PIL import Image
+
+        Image.new("L", (16, 16)).save(root / "train" / "class1" / "large.png")
+    elif how == "pool not an image":
+        (root / "unlabeled" / "batch-a" / "notes.txt").write_text("x")
+    return root
+
+
 def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
     """(id, CLI arguments, fragment the one error line must contain, extra environment)."""
     def space(name: str, raw=None, text: str | None = None) -> str:
@@ -92,6 +113,15 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
 
     def data(name: str, dataset: str, root: Path) -> str:
         return space(name, with_("dataset", {"name": dataset, "root": str(root)}))
+
+    def own(name: str, how: str, **extra) -> str:
+        root = own_folder(tmp / f"own-{name}", how)
+        return space(name, with_("dataset", {"name": "image_folder", "root": str(root),
+                                             "unlabeled": str(root / "unlabeled"), **extra}))
+
+    def parquet(name: str, labels, **extra) -> str:
+        path = parquet_images(tmp / name / "train.parquet", np.zeros((6, 8, 8), np.uint8), labels)
+        return space(name, with_("dataset", {"name": "parquet", "train": str(path), **extra}))
 
     good = space("good", GOOD)
     sweep = lambda raw: with_("grid", raw)  # noqa: E731
@@ -186,6 +216,36 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
         ("unknown key in training", ["run", good, "--set", "mentor.training.lrate=0.1"],
          "mentor.training.lrate: unknown key", {}),
         ("unknown command", ["fly"], "invalid choice: 'fly'", {}),
+        ("corrupt image", ["run", own("corrupt", "corrupt")], "class0/0.png: not a readable image", {}),
+        ("truncated image", ["run", own("truncated", "truncated")], "class1/1.png: not a readable image", {}),
+        ("a file that is not an image", ["run", own("csv", "not an image")], "labels.csv: not an image file", {}),
+        ("empty class folder", ["run", own("emptyclass", "empty class")], "class3: empty class folder", {}),
+        ("images of different sizes", ["run", own("sizes", "sizes")], "large.png is 16×16", {}),
+        ("a pool file that is not an image", ["run", own("poolfile", "pool not an image")],
+         "notes.txt: not an image file", {}),
+        ("a pool inside train/", ["run", space("inside", with_("dataset", {
+            "name": "image_folder", "root": str(own_folder(tmp / "inside", "")),
+            "unlabeled": str(tmp / "inside" / "train" / "class0")}))], "keep the pool in a folder of its own", {}),
+        ("pool glob matching nothing", ["run", space("noglob", with_("dataset", {
+            "name": "image_folder", "root": str(own_folder(tmp / "noglob", "")),
+            "unlabeled": str(tmp / "nowhere" / "*.parquet")}))], "matches no file", {}),
+        ("label column of floats", ["run", parquet("floats", [0.5] * 6)], "is double: expected integers or strings",
+         {}),
+        ("missing label column", ["run", parquet("nolabel", None)], "no column 'label'", {}),
+        ("renamed image column", ["run", parquet("column", [0, 1] * 3, image_column="pixels")], "no column 'pixels'",
+         {}),
+        ("train glob matching nothing", ["run", space("trainglob", with_("dataset", {
+            "name": "parquet", "train": str(tmp / "none-*.parquet")}))], "none-*.parquet' matches no file", {}),
+        ("a split with a separate pool", ["run", space("split", {**with_("dataset", {
+            "name": "image_folder", "root": str(tmp), "unlabeled": str(tmp)}), "split": {"mentor_ratio": 0.3}})],
+         "split: does not apply with dataset.unlabeled", {}),
+        ("removal bounds on a pool", ["sweep", space("removal", {**with_("dataset", {
+            "name": "image_folder", "root": str(tmp), "unlabeled": str(tmp)}),
+            "grid": {"variant.removal_bound": [0.0, 0.5]}})], "an unlabelled pool has no classes", {}),
+        ("test_ratio on an academic data set", ["run", good, "--set", "dataset.test_ratio=0.2"],
+         "test_ratio: applies to your own images", {}),
+        ("in_memory_limit not a size", ["run", good, "--set", "data.in_memory_limit=lots"],
+         "data.in_memory_limit: 'lots': expected a size", {}),
     ]
 
 
