@@ -33,6 +33,7 @@ from ..core.results import Json
 from ..core.soft_labels import soft_labels
 from ..errors import UserError
 from .data import TableInfo
+from .streaming import read_parts, row_groups
 from .student_sets import IN_DRIVER_BYTES
 from .train import load_model
 
@@ -136,24 +137,42 @@ class _Labeller:
         return tables.soft_label_table(batch.column("id").to_numpy(), self.answer(images))
 
 
+READ_CPUS = 0.25  # each read of the pool's row groups: light, and leaving the actors every other CPU
+
+
 def label(mentor: Checkpoint | BlackBoxConfig, pool: TableInfo, uri: str, resources: ResourcesConfig, actors: int,
           producer: str = "") -> float:
     """Ray Data batch inference: `actors` actors, each holding one worker's resources (its GPU share too),
     write the mentor's probabilities for every pool image as Parquet shards (id, soft_label) under `uri`,
-    sealed with their manifest last. Returns the seconds it took."""
+    sealed with their manifest last. Returns the seconds it took.
+
+    The pool is read as row groups by small tasks (`READ_CPUS`), not by `read_parquet`, whose file-listing
+    task wants a whole CPU: with as many actors as CPUs it waited forever. Actors are capped to what the
+    cluster holds beside one read."""
     start = time.perf_counter()
     fs, path = artifacts.filesystem(uri)
     fs.delete_dir_contents(path, missing_dir_ok=True)  # an attempt cut off: no manifest, so never used
-    data = ray.data.read_parquet(pool.uri, columns=["id", "image"]).map_batches(
+    fits = int((ray.cluster_resources().get("CPU", 1) - READ_CPUS) // max(resources.cpus_per_worker, 1e-9))
+    if actors > max(fits, 1):
+        print(f"labelling with {max(fits, 1)} actor(s), not {actors}: the cluster holds no more beside the reads")
+        actors = max(fits, 1)
+    parts = row_groups(pool.uri)
+    data = ray.data.from_items(parts, override_num_blocks=len(parts)).map_batches(
+        read_parts, fn_kwargs={"columns": ["id", "image"]}, batch_size=None, batch_format="pyarrow",
+        num_cpus=READ_CPUS).map_batches(
         _Labeller, fn_constructor_kwargs={"mentor": mentor, "shape": pool.shape},
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        batch_size=4096, batch_format="pyarrow", num_cpus=resources.cpus_per_worker,
-        num_gpus=resources.gpus_per_worker, resources=resources.custom_per_worker or None)
-    try:
-        data.write_parquet(uri)
+        compute=ray.data.ActorPoolStrategy(size=actors), batch_size=4096, batch_format="pyarrow",
+        num_cpus=resources.cpus_per_worker, num_gpus=resources.gpus_per_worker,
+        resources=resources.custom_per_worker or None)
+    fs.create_dir(path, recursive=True)
+    rows = 0
+    try:  # written here, not by a Write task: one more CPU-hungry stage that could wait behind the actors
+        for i, batch in enumerate(data.iter_batches(batch_size=None, batch_format="pyarrow")):
+            pq.write_table(batch, f"{path}/part-{i:05d}.parquet", filesystem=fs)
+            rows += batch.num_rows
     except Exception as e:
         raise user_error(e) or e from None
-    artifacts.seal(uri, tables.read(uri, ["id"]).num_rows, producer)
+    artifacts.seal(uri, rows, producer)
     return time.perf_counter() - start
 
 

@@ -1,7 +1,7 @@
 """A student set streamed through Ray Data, for sets too large to hold on the device.
 
 Each epoch reads the set's Parquet row groups in an order drawn from (seed, epoch), shuffles
-rows in a seeded buffer and keeps order while streaming, so a resumed run sees the same batches.
+each row group's rows by the same seed and keeps order while streaming, so a resumed run sees the same batches.
 Every DDP rank reads the same stream and keeps the rows at its own positions of each global batch,
 capped at the set's rows // world: equal steps on every rank, no coordination between them.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zlib
 from typing import Any, Iterator
 
 import numpy as np
@@ -26,8 +27,6 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..core import artifacts, tables
 from .data import TableInfo
-
-SHUFFLE_BATCHES = 8  # rows shuffled together: this many batches' worth
 
 
 def data_task_options(data_cpus: float, reserved: bool) -> dict[str, Any]:
@@ -50,11 +49,17 @@ def row_groups(uri: str) -> list[dict[str, Any]]:
             for g in range(pq.ParquetFile(fs.open_input_file(f)).metadata.num_row_groups)]
 
 
-def _read_parts(batch: pa.Table, columns: list[str]) -> pa.Table:
-    """Ray Data's map over row groups: their rows."""
+def read_parts(batch: pa.Table, columns: list[str], seed: int | None = None) -> pa.Table:
+    """Ray Data's map over row groups: their rows, shuffled where a `seed` is given (in the read task, in
+    parallel with training: Ray Data's local shuffle buffer, in the training process, cost more than the step)."""
     fs, _ = artifacts.filesystem(batch.column("file")[0].as_py())  # every file of a table is on one file system
-    return pa.concat_tables([pq.ParquetFile(fs.open_input_file(f)).read_row_group(g, columns=columns)
-                             for f, g in zip(batch.column("file").to_pylist(), batch.column("row_group").to_pylist())])
+    parts = zip(batch.column("file").to_pylist(), batch.column("row_group").to_pylist())
+    rows = pa.concat_tables([pq.ParquetFile(fs.open_input_file(f)).read_row_group(g, columns=columns)
+                             for f, g in parts])
+    if seed is None:
+        return rows
+    first = [zlib.crc32(batch.column("file")[0].as_py().encode()), batch.column("row_group")[0].as_py()]
+    return rows.take(pa.array(np.random.default_rng([seed, *first]).permutation(rows.num_rows)))
 
 
 class Streamed:
@@ -81,13 +86,14 @@ class Streamed:
         # One block per row group, in this epoch's order. Not read_parquet: its file-listing task takes a
         # whole CPU wherever it finds one and ignores the reserved bundle, which deadlocked a 2-CPU node.
         parts = ray.data.from_items([self.parts[i] for i in order], override_num_blocks=len(order))
-        data = parts.map_batches(_read_parts, fn_kwargs={"columns": ["image", self.target]}, batch_size=None,
-                                 batch_format="pyarrow", **data_task_options(self.data_cpus, self.reserved))
+        data = parts.map_batches(read_parts, fn_kwargs={"columns": ["image", self.target], "seed": order_seed},
+                                 batch_size=None, batch_format="pyarrow",
+                                 **data_task_options(self.data_cpus, self.reserved))
         left = self.rows
         for batch in data.iter_batches(batch_size=self.batch_size * self.world, batch_format="pyarrow",
-                                       local_shuffle_buffer_size=SHUFFLE_BATCHES * self.batch_size * self.world,
-                                       local_shuffle_seed=order_seed, prefetch_batches=2):
-            own = batch.take(pa.array(np.arange(self.rank, batch.num_rows, self.world)[:left]))
+                                       prefetch_batches=4):
+            own = batch if self.world == 1 and batch.num_rows <= left else batch.take(
+                pa.array(np.arange(self.rank, batch.num_rows, self.world)[:left]))
             if own.num_rows == 0:
                 break
             left -= own.num_rows
