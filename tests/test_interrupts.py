@@ -91,9 +91,11 @@ def test_ctrl_c_keeps_the_finished_trials_in_a_partial_report(interrupted):
     tmp = interrupted[0]
     finished = len(list((tmp / "out").glob("trials/*/trial.json")))
     with open(tmp / "out" / "results.csv") as f:
-        assert len(list(csv.DictReader(f))) == finished >= 1
+        reported = len(list(csv.DictReader(f)))
+    # A trial may still write its record while Ray stops it, after the report: never the other way round.
+    assert 1 <= reported <= finished, (reported, finished)
     report = (tmp / "out" / "report.md").read_text()
-    assert f"**Partial**: interrupted with {finished} of 4 student trials finished" in report
+    assert f"**Partial**: interrupted with {reported} of 4 student trials finished" in report
 
 
 def test_the_rerun_finishes_without_retraining_what_finished(interrupted):
