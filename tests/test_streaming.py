@@ -77,7 +77,7 @@ def test_two_streaming_trials_at_once_on_a_two_cpu_node(ray_local, tmp_path):
     space = {
         "name": "streams", "dataset": {"name": "image_folder", "root": str(root),
                                        "unlabeled": str(tmp_path / "pool.parquet")},
-        "training": {"epochs": 6, "batch_size": 8}, "data": {"stream": "always", "data_cpus": 0.5},
+        "training": {"epochs": 3, "batch_size": 8}, "data": {"stream": "always", "data_cpus": 0.5},
         "resources": {"cpus_per_worker": 0.5},
         "mentor": {"name": "M", "architecture": "c-fc", "width": 4},
         "students": [{"name": "A", "architecture": "c-fc", "width": 4},
