@@ -68,6 +68,8 @@ def _bytes(value: Any) -> Any:
 
 
 Paths = Annotated[tuple[str, ...], BeforeValidator(lambda v: (v,) if isinstance(v, str) else v)]
+OWN_DATA_FIELDS = ("train", "test", "unlabeled", "test_ratio", "image_size", "channels", "image_column",
+                   "label_column", "class_names")  # `dataset:` fields only users' own data sets take
 
 
 class DatasetConfig(Strict):
@@ -98,7 +100,7 @@ class DatasetConfig(Strict):
                              f"data set {self.name!r} is bundled and reads no files: remove dataset.root")
         if entry.takes_root and entry.default_root is None and not self.root:
             raise ValueError(f"data set {self.name!r} needs dataset.root: the folder holding its files")
-        own = sorted(k for k in self._OWN if k in self.model_fields_set and getattr(self, k) not in (None, ()))
+        own = sorted(k for k in OWN_DATA_FIELDS if k in self.model_fields_set and getattr(self, k) not in (None, ()))
         if own and not entry.own_data:
             raise ValueError(f"{own[0]}: applies to your own images (image_folder, parquet), not {self.name!r}")
         parquet_only = [k for k in ("train", "test", "image_column", "label_column") if k in self.model_fields_set]
@@ -107,9 +109,6 @@ class DatasetConfig(Strict):
         if self.name == "parquet" and not self.train:
             raise ValueError("data set 'parquet' needs dataset.train: Parquet files or globs of labelled images")
         return self
-
-    _OWN = ("train", "test", "unlabeled", "test_ratio", "image_size", "channels", "image_column", "label_column",
-            "class_names")
 
     def key(self) -> dict[str, Any]:
         """What identifies the data in cache keys: name and root, and any other field set away from its default
