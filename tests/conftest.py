@@ -146,6 +146,32 @@ def image_folder(root: Path, per_class: int = 4, classes: int = 3, side: int = 8
     return root
 
 
+def broken_image_folder(root: Path, how: str) -> Path:
+    """`image_folder(root, pool=3)` with one mistake a user makes (`how`: corrupt, truncated, not an image,
+    empty class, sizes, folder inside a class, loose file, pool not an image; "" for none)."""
+    from PIL import Image
+
+    image_folder(root, pool=3)
+    first = root / "train" / "class0" / "0.png"
+    if how == "corrupt":
+        first.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
+    elif how == "truncated":
+        (root / "test" / "class1" / "1.png").write_bytes((root / "test" / "class1" / "1.png").read_bytes()[:45])
+    elif how == "not an image":
+        (root / "train" / "class2" / "labels.csv").write_text("a,b")
+    elif how == "empty class":
+        (root / "train" / "class3").mkdir()
+    elif how == "sizes":
+        Image.new("L", (16, 16)).save(root / "train" / "class1" / "large.png")
+    elif how == "folder inside a class":
+        (root / "train" / "class0" / "unlabeled").mkdir()
+    elif how == "loose file":
+        first.rename(root / "train" / "0.png")
+    elif how == "pool not an image":
+        (root / "unlabeled" / "batch-a" / "notes.txt").write_text("x")
+    return root
+
+
 def parquet_images(path: Path, images: np.ndarray, labels: list | None = None, encoded: bool = True,
                    image_column: str = "image", label_column: str = "label") -> Path:
     """A Parquet file of images (uint8 N×H×W or N×H×W×C): PNG bytes (`encoded`) or fixed-shape tensors."""

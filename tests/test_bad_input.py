@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .conftest import DEEPMIMIC, cifar_batch, idx_bytes, image_folder, parquet_images
+from .conftest import DEEPMIMIC, broken_image_folder, cifar_batch, idx_bytes, parquet_images
 
 GOOD = {
     "name": "bad", "dataset": {"name": "digits"}, "training": {"epochs": 1},
@@ -83,27 +83,6 @@ def store(folder: Path, content: bytes | None = None) -> Path:
     return folder
 
 
-def own_folder(root: Path, how: str) -> Path:
-    """A user's ImageFolder with one mistake."""
-    image_folder(root, pool=3)
-    first = root / "train" / "class0" / "0.png"
-    if how == "corrupt":
-        first.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
-    elif how == "truncated":
-        (root / "test" / "class1" / "1.png").write_bytes((root / "test" / "class1" / "1.png").read_bytes()[:45])
-    elif how == "not an image":
-        (root / "train" / "class2" / "labels.csv").write_text("a,b")
-    elif how == "empty class":
-        (root / "train" / "class3").mkdir()
-    elif how == "sizes":
-        from PIL import Image
-
-        Image.new("L", (16, 16)).save(root / "train" / "class1" / "large.png")
-    elif how == "pool not an image":
-        (root / "unlabeled" / "batch-a" / "notes.txt").write_text("x")
-    return root
-
-
 def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
     """(id, CLI arguments, fragment the one error line must contain, extra environment)."""
     def space(name: str, raw=None, text: str | None = None) -> str:
@@ -115,7 +94,7 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
         return space(name, with_("dataset", {"name": dataset, "root": str(root)}))
 
     def own(name: str, how: str, **extra) -> str:
-        root = own_folder(tmp / f"own-{name}", how)
+        root = broken_image_folder(tmp / f"own-{name}", how)
         return space(name, with_("dataset", {"name": "image_folder", "root": str(root),
                                              "unlabeled": str(root / "unlabeled"), **extra}))
 
@@ -224,10 +203,10 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
         ("a pool file that is not an image", ["run", own("poolfile", "pool not an image")],
          "notes.txt: not an image file", {}),
         ("a pool inside train/", ["run", space("inside", with_("dataset", {
-            "name": "image_folder", "root": str(own_folder(tmp / "inside", "")),
+            "name": "image_folder", "root": str(broken_image_folder(tmp / "inside", "")),
             "unlabeled": str(tmp / "inside" / "train" / "class0")}))], "keep the pool in a folder of its own", {}),
         ("pool glob matching nothing", ["run", space("noglob", with_("dataset", {
-            "name": "image_folder", "root": str(own_folder(tmp / "noglob", "")),
+            "name": "image_folder", "root": str(broken_image_folder(tmp / "noglob", "")),
             "unlabeled": str(tmp / "nowhere" / "*.parquet")}))], "matches no file", {}),
         ("label column of floats", ["run", parquet("floats", [0.5] * 6)], "is double: expected integers or strings",
          {}),

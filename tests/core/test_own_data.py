@@ -13,7 +13,7 @@ from deepmimic.core.datasets.pool import decode_part, list_pool
 from deepmimic.core.datasets.source import Source
 from deepmimic.errors import UserError
 
-from ..conftest import image_folder, parquet_images
+from ..conftest import broken_image_folder, image_folder, parquet_images
 
 
 def folder(root: Path, **kw) -> Source:
@@ -48,47 +48,25 @@ def test_rgb_images_stay_rgb(tmp_path):
     assert load_dataset(folder(image_folder(tmp_path, mode="RGB"))).train.shape == (3, 8, 8)
 
 
-def mistake(tmp_path: Path, how: str) -> Path:
-    root = image_folder(tmp_path / "data")
-    first = root / "train" / "class0" / "0.png"
-    if how == "corrupt":
-        first.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
-    elif how == "truncated":
-        first.write_bytes(first.read_bytes()[:40])
-    elif how == "not an image":
-        (root / "train" / "class0" / "notes.txt").write_text("hello")
-    elif how == "empty class":
-        (root / "train" / "class9").mkdir()
-    elif how == "sizes":
-        from PIL import Image
-
-        Image.new("L", (9, 9)).save(root / "train" / "class1" / "big.png")
-    elif how == "folder inside a class":
-        (root / "train" / "class0" / "unlabeled").mkdir()
-    elif how == "loose file":
-        first.rename(root / "train" / "0.png")
-    return root
-
-
 @pytest.mark.parametrize("how, fragment", [
     ("corrupt", "class0/0.png: not a readable image"),
-    ("truncated", "class0/0.png: not a readable image"),
-    ("not an image", "notes.txt: not an image file"),
-    ("empty class", "class9: empty class folder"),
+    ("truncated", "class1/1.png: not a readable image"),
+    ("not an image", "labels.csv: not an image file"),
+    ("empty class", "class3: empty class folder"),
     ("sizes", "images of different sizes: "),
     ("folder inside a class", "class0/unlabeled: a folder inside class folder"),
     ("loose file", "train/0.png: a file directly in train/"),
 ])
 def test_a_broken_folder_is_one_line_naming_the_file(tmp_path, how, fragment):
     with pytest.raises(UserError, match=fragment.replace("(", r"\(")) as e:
-        load_dataset(folder(mistake(tmp_path, how)))
+        load_dataset(folder(broken_image_folder(tmp_path / "data", how)))
     assert "\n" not in str(e.value)
 
 
 def test_different_sizes_name_two_files(tmp_path):
     with pytest.raises(UserError) as e:
-        load_dataset(folder(mistake(tmp_path, "sizes")))
-    assert "is 8×8" in str(e.value) and "big.png is 9×9" in str(e.value) and "image_size" in str(e.value)
+        load_dataset(folder(broken_image_folder(tmp_path / "data", "sizes")))
+    assert "is 8×8" in str(e.value) and "large.png is 16×16" in str(e.value) and "image_size" in str(e.value)
 
 
 def digits_like(n: int, side: int = 8) -> np.ndarray:
