@@ -24,6 +24,13 @@ def write_table(table: pa.Table, uri: str, producer: str = "") -> None:
     artifacts.write_sealed(lambda fs, tmp: pq.write_table(table, tmp, filesystem=fs), uri, producer, table.num_rows)
 
 
+def write_folder(table: pa.Table, uri: str) -> None:
+    """`table` as the one file of a table folder, laid out as Ray Data writes one (sealed by the caller)."""
+    fs, path = artifacts.filesystem(uri)
+    fs.create_dir(path, recursive=True)
+    pq.write_table(table, f"{path}/part-00000.parquet", filesystem=fs)
+
+
 def read(uri: str, columns: list[str] | None = None) -> pa.Table:
     """A Parquet table (file or folder), or a UserError naming it."""
     fs, path = artifacts.filesystem(uri)

@@ -58,14 +58,15 @@ def user_error(error: BaseException) -> UserError | None:
     return None
 
 
-def _decode(batch: dict[str, np.ndarray], src: Source, shape: tuple[int, int, int]) -> pa.Table:
-    """Ray Data's map over pool parts (one per row): their decoded images."""
-    ids, images = [], []
-    for fields in batch["part"]:
-        got_ids, got, _ = decode_part(PoolPart(**fields), src, shape)
-        ids.append(got_ids)
-        images.append(got)
+def _decode(parts: list[PoolPart], src: Source, shape: tuple[int, int, int]) -> pa.Table:
+    """The decoded images (id, image) of pool parts."""
+    ids, images = zip(*[decode_part(part, src, shape)[:2] for part in parts])
     return tables.image_table(np.concatenate(images), np.concatenate(ids))
+
+
+def _decode_rows(batch: dict[str, np.ndarray], src: Source, shape: tuple[int, int, int]) -> pa.Table:
+    """Ray Data's map over pool parts, one per row."""
+    return _decode([PoolPart(**fields) for fields in batch["part"]], src, shape)
 
 
 def ingest(src: Source, shape: tuple[int, int, int], folder: str, on_ray: bool | None = None) -> Pool:
@@ -95,18 +96,14 @@ def _ingest(src: Source, shape: tuple[int, int, int], folder: str, on_ray: bool 
         # One Ray Data row per part: each call decodes a part's files (or a Parquet row group) with their ids.
         # ray.data.read_images gives no stable ids and no per-file error naming, so the parts are ours.
         parts = ray.data.from_items([{"part": dataclasses.asdict(p)} for p in listing.parts])
-        data = parts.map_batches(_decode, batch_size=1, fn_kwargs={"src": src, "shape": shape},
+        data = parts.map_batches(_decode_rows, batch_size=1, fn_kwargs={"src": src, "shape": shape},
                                  batch_format="numpy")
         try:
             data.write_parquet(uri)
         except Exception as e:  # a broken file, raised in a Ray Data task: its one line, not Ray's traceback
             raise user_error(e) or e from None
     else:
-        fs, path = artifacts.filesystem(uri)
-        fs.create_dir(path, recursive=True)
-        ids, images = zip(*[decode_part(p, src, shape)[:2] for p in listing.parts])
-        pq.write_table(tables.image_table(np.concatenate(images), np.concatenate(ids)), f"{path}/part-00000.parquet",
-                       filesystem=fs)
+        tables.write_folder(_decode(list(listing.parts), src, shape), uri)
     rows = tables.read(uri, ["id"]).num_rows
     if rows == 0:
         raise UserError(f"dataset.unlabeled {src.unlabeled}: no readable image")

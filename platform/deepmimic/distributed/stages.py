@@ -323,11 +323,15 @@ def student_set(cfg: ExperimentConfig, mentor: MentorOutcome) -> StudentSet:
                              cfg.loss_temperature, unreadable=unreadable)
 
 
+def pool_key(cfg: ExperimentConfig) -> str:
+    """What determines a separate pool's shards: the files read and how."""
+    return digest({"dataset": cfg.dataset.key(), "skip_unreadable": cfg.data.skip_unreadable})
+
+
 def prepare_pool(cfg: ExperimentConfig, root: str) -> Pool:
     """A separate pool's Parquet shards under `root/pools/` (made once for every mentor reading the same
     files), decoded before any training starts so that a broken file stops the run first."""
-    key = digest({"dataset": cfg.dataset.key(), "skip_unreadable": cfg.data.skip_unreadable})
-    folder = f"{root}/pools/{key}"
+    folder = f"{root}/pools/{pool_key(cfg)}"
     found = pool_made(folder)
     if found:
         return found

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 
 from ..config import VariantConfig
@@ -94,10 +93,7 @@ def _write_here(sources: list[TableInfo], keep: list[np.ndarray], target: pa.Tab
     """`student_dataset`'s rows made in this process with the same steps, into the same folder layout."""
     soft = target.sort_by("id")
     parts = [_keep(tables.read(info.uri, ["id", "image"]), ids) for info, ids in zip(sources, keep) if len(ids)]
-    fs, path = artifacts.filesystem(uri)
-    fs.create_dir(path, recursive=True)
-    table = _attach(pa.concat_tables(parts), soft.column("id").to_numpy(), soft)
-    pq.write_table(table, f"{path}/part-00000.parquet", filesystem=fs)
+    tables.write_folder(_attach(pa.concat_tables(parts), soft.column("id").to_numpy(), soft), uri)
 
 
 def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str | None, soft_uris: list[str],

@@ -30,9 +30,9 @@ from ..tracking import Tracker, check_reachable, check_store, default_uri
 from .cluster import connect
 from .stages import (
     MentorOutcome,
-    digest,
     member_config,
     mentor_key,
+    pool_key,
     prepare_pool,
     streams,
     student_key,
@@ -196,7 +196,7 @@ def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str,
     # Ensembles are combined from their members in the driver, after the members' stage.
     on_tune = [k for k in to_train if not isinstance(mentors[k].mentor, EnsembleConfig)]
     storage, trained = f"{out}/tune", len(to_train) - len(on_tune)
-    pools = {digest(c.dataset.key()): c for c in (trials[k].cfg for k in pending) if c.pool_separate}
+    pools = {pool_key(c): c for c in (trials[k].cfg for k in pending) if c.pool_separate}
     if pools:
         with _timed(timings, "unlabelled pools"):
             for cfg in pools.values():
