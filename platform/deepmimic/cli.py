@@ -48,15 +48,17 @@ def _check_data(configs: list[Any]) -> None:
     from .core.datasets import check_dataset
     from .core.datasets.pool import list_pool
 
-    checked: dict[Any, tuple[tuple[int, int, int], int]] = {}
+    checked: dict[Any, tuple[tuple[int, int, int], int]] = {}  # source: its images' shape, classes
+    listed = set()
     for c in configs:
         sources = [c.source()] + ([c.ood.dataset.source()] if c.ood and c.ood.dataset else [])
         for src in sources:
             if src not in checked:
                 checked[src] = check_dataset(src)
         check_architectures(c, *checked[sources[0]])
-        if sources[0].unlabeled and ("pool", sources[0]) not in checked:
-            checked["pool", sources[0]] = list_pool(sources[0])
+        if sources[0].unlabeled and sources[0] not in listed:
+            list_pool(sources[0])
+            listed.add(sources[0])
     for c in configs:
         for box in black_boxes(c.mentor):
             if box.kind != "http" and not os.path.isfile(box.location):

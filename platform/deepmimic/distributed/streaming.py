@@ -19,13 +19,12 @@ from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import ray
 import torch
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from ..core import artifacts, tables
+from ..core import tables
+from ..core.datasets.parquet_images import expand, open_file
 from .data import TableInfo
 
 
@@ -42,20 +41,15 @@ def data_task_options(data_cpus: float, reserved: bool) -> dict[str, Any]:
 
 def row_groups(uri: str) -> list[dict[str, Any]]:
     """Every row group of a table's Parquet files: the units a stream reads and orders."""
-    fs, path = artifacts.filesystem(uri)
-    files = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
-                   if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
-    return [{"file": f, "row_group": g} for f in files
-            for g in range(pq.ParquetFile(fs.open_input_file(f)).metadata.num_row_groups)]
+    return [{"file": f, "row_group": g} for f in expand([uri], uri)
+            for g in range(open_file(f).metadata.num_row_groups)]
 
 
 def read_parts(batch: pa.Table, columns: list[str], seed: int | None = None) -> pa.Table:
     """Ray Data's map over row groups: their rows, shuffled where a `seed` is given (in the read task, in
     parallel with training: Ray Data's local shuffle buffer, in the training process, cost more than the step)."""
-    fs, _ = artifacts.filesystem(batch.column("file")[0].as_py())  # every file of a table is on one file system
     parts = zip(batch.column("file").to_pylist(), batch.column("row_group").to_pylist())
-    rows = pa.concat_tables([pq.ParquetFile(fs.open_input_file(f)).read_row_group(g, columns=columns)
-                             for f, g in parts])
+    rows = pa.concat_tables([open_file(f).read_row_group(g, columns=columns) for f, g in parts])
     if seed is None:
         return rows
     first = [zlib.crc32(batch.column("file")[0].as_py().encode()), batch.column("row_group")[0].as_py()]
