@@ -40,8 +40,8 @@ bench: $(STAMP) $(FASHION)
 # loop on Table 5's mentor, and the quickstart's bare work (with the sweep beside it where Ray is installed).
 BENCH_PY ?= python3
 bench-gpu:
-	PYTHONPATH=platform $(BENCH_PY) benchmarks/training_throughput.py --device cuda --tiny 20000 --epochs 3 --seeds 1
-	PYTHONPATH=platform $(BENCH_PY) benchmarks/fixed_costs.py --device cuda --rounds 2
+	PYTHONPATH=platform:$$PYTHONPATH $(BENCH_PY) benchmarks/training_throughput.py --device cuda --tiny 20000 --epochs 3 --seeds 1
+	PYTHONPATH=platform:$$PYTHONPATH $(BENCH_PY) benchmarks/fixed_costs.py --device cuda --rounds 2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
