@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from deepmimic.core.results import Counts
-from deepmimic.tracking import Tracker, default_uri
+from deepmimic.core.results import Counts, Epoch
+from deepmimic.run_names import RunLabel
+from deepmimic.tracking import KIND, KIND_TAG, Tracker, default_uri
 
 from .results_fixtures import mentor, record
 
@@ -12,27 +13,77 @@ def tracker(tmp_path) -> Tracker:
     return Tracker(default_uri(str(tmp_path)), "tiny", str(tmp_path), str(tmp_path / "mlartifacts"))
 
 
-def test_a_student_run_is_nested_with_its_metrics_params_and_plots(tmp_path):
+def label(key: str = "student:A", name: str = "A · split 0.2") -> RunLabel:
+    return RunLabel(key, key.split(":")[0], name, {"training.lr": 0.05, "split.mentor_ratio": 0.2},
+                    {"split.mentor_ratio": "0.2"})
+
+
+def test_a_student_run_is_nested_with_its_name_params_metrics_and_plots(tmp_path):
     t = tracker(tmp_path)
-    t.log_student(record("A", 0.88, grid={"seed": 0}))
+    t.log_student(label(), record("A", 0.88, grid={"seed": 0}))
     (run,) = t.client.search_runs([t.experiment_id], "tags.`deepmimic.role` = 'student'")
-    assert run.data.tags["mlflow.parentRunId"] == t.parent and run.info.run_name == "student:A"
-    assert run.data.metrics["test_accuracy"] == 0.88 and run.data.params["architecture"] == "c-fc"
+    assert run.data.tags["mlflow.parentRunId"] == t.parent and run.info.run_name == "A · split 0.2"
+    assert run.data.tags["split.mentor_ratio"] == "0.2" and run.data.params["training.lr"] == "0.05"
+    assert run.data.metrics["test_accuracy"] == 0.88 and run.data.params["parameters"] == "100"
     history = t.client.get_metric_history(run.info.run_id, "epoch_test_accuracy")
     assert [(m.step, m.value) for m in history] == [(1, 0.7), (2, 0.88)]
     assert {a.path for a in t.client.list_artifacts(run.info.run_id, "plots")} == {
         "plots/learning_curves.png", "plots/confusion_matrices.png"}
 
 
+def test_a_live_run_spans_its_training_and_logs_each_epoch_once(tmp_path):
+    """Epochs arrive as they happen; a restarted training resends some (from its checkpoint, and the final
+    logging sends the whole history again): each step is in the store once, and the duration is the training's."""
+    t = tracker(tmp_path)
+    t.started(label(), 1_000_000)
+    t.epochs("student:A", [Epoch(1, 1.0, 0.5, 0.9)], 1_001_000)
+    run = t.runs["student:A"]
+    assert t.client.get_run(run).info.status == "RUNNING"
+    again = tracker(tmp_path)  # a resumed sweep's tracker, a restarted trial
+    again.started(label(), 1_002_000, [Epoch(1, 1.0, 0.5, 0.9)])
+    again.epochs("student:A", [Epoch(2, 0.8, 0.6, 0.8)], 1_003_000)
+    again.ended("student:A", 1_004_000)
+    again.log_student(label(), record("A", 0.88))
+    info = again.client.get_run(run).info
+    assert again.runs["student:A"] == run and (info.start_time, info.end_time, info.status) == (
+        1_000_000, 1_004_000, "FINISHED")
+    assert [m.step for m in again.client.get_metric_history(run, "epoch_train_loss")] == [1, 2]
+
+
+def test_epochs_of_a_run_never_started_wait_for_its_final_logging(tmp_path):
+    t = tracker(tmp_path)
+    t.epochs("student:lost", [Epoch(1, 1.0)])
+    assert t.client.search_runs([t.experiment_id], "tags.`deepmimic.role` = 'student'") == []
+
+
+def test_the_experiment_opens_in_the_model_training_view_without_an_empty_default(tmp_path):
+    t = tracker(tmp_path)
+    assert t.client.get_experiment(t.experiment_id).tags[KIND_TAG] == KIND
+    assert [e.name for e in t.client.search_experiments()] == ["tiny"]
+
+
+def test_the_parent_gets_a_description_and_per_student_summaries(tmp_path):
+    t = tracker(tmp_path)
+    t.finish({"dataset": "digits"}, Counts(mentors=1, trials=2), [], "`deepmimic sweep x.yaml`",
+             {"A": [0.9, 0.8]})
+    parent = t.client.get_run(t.parent)
+    assert parent.data.tags["mlflow.note.content"] == "`deepmimic sweep x.yaml`"
+    assert parent.data.metrics["A.relative_accuracy.best"] == 0.9
+    assert abs(parent.data.metrics["A.relative_accuracy.mean"] - 0.85) < 1e-9
+    assert abs(parent.data.metrics["A.relative_accuracy.sd"] - 0.0707107) < 1e-6
+
+
 def test_a_resumed_sweep_logs_each_run_once(tmp_path):
     first = tracker(tmp_path)
-    first.log_mentor("k1", {"seed": 0}, mentor())
-    first.log_student(record("A", 0.88))
+    first.log_mentor(label("mentor:k1", "Mentor"), mentor())
+    first.log_student(label(), record("A", 0.88))
     again = tracker(tmp_path)  # a rerun of the same sweep finds its parent and runs by their keys
-    again.log_mentor("k1", {"seed": 0}, mentor())
-    again.log_student(record("A", 0.88))
-    again.finish({"dataset": "digits"}, Counts(mentors=1, trials=1), [])
+    again.log_mentor(label("mentor:k1", "Mentor"), mentor())
+    again.log_student(label(), record("A", 0.88))
+    again.finish({"dataset": "digits"}, Counts(mentors=1, trials=1), [], "", {"A": [0.88]})
     runs = again.client.search_runs([again.experiment_id])
     assert again.parent == first.parent and len(runs) == 3  # sweep, mentor, student
     parent = again.client.get_run(again.parent)
     assert parent.data.tags["deepmimic.trials"] == "1" and parent.info.status == "FINISHED"
+    (student,) = [r for r in runs if r.info.run_name == "A · split 0.2"]
+    assert len(again.client.get_metric_history(student.info.run_id, "test_accuracy")) == 1

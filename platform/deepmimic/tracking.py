@@ -1,27 +1,47 @@
-"""MLflow tracking: a parent run per sweep, nested runs per mentor and student.
+"""MLflow tracking: a parent run per sweep, a nested run per mentor and student, written as they train.
 
-All logging happens in the sweep's driver as trials finish, so workers need no
-MLflow and a resumed sweep finds its runs by tag instead of duplicating them.
+One `Tracker` writes a sweep's store. The sweep runs it as a Ray actor on the driver's node
+(`distributed/live.py`): every training run, wherever it trains (a trial's process, a Ray Train
+worker, another node), sends its start, epochs and end to that actor fire-and-forget, and the driver
+adds the final scores, plots and MLflow models as trials finish. One writer rather than a tracking
+server of the sweep's own: the default store is one SQLite file, which several processes writing at
+once would lock against each other; an `mlflow server` would cost 8 s to start on every sweep
+(measured here) and a port that other nodes must reach, where Ray already carries the calls, in order
+from each caller. With MLFLOW_TRACKING_URI naming a server, the same actor writes there.
+
+A run is found by its key tag, so a resumed sweep (or a retried trial) continues its runs: epochs are
+logged once (the steps already in the store are skipped), final scores and models once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import sqlite3
+import statistics
 import tempfile
 import time
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+import numpy as np
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from . import plots
-from .core.results import Counts, MentorResult, ModelResult, TrialRecord
+from .core.results import Counts, Epoch, MentorResult, ModelResult, TrialRecord
 from .errors import UserError
+from .run_names import RunLabel
 
 KEY_TAG = "deepmimic.key"
-LOGGED_TAG = "deepmimic.logged"  # set last: a run without it was cut off half-way
+ROLE_TAG = "deepmimic.role"
+MODEL_TAG = "deepmimic.model_uri"   # set once its MLflow model is logged
+LOGGED_TAG = "deepmimic.logged"     # set last: the run's final scores, plots and model are all in
+NOTE_TAG = "mlflow.note.content"    # the description the UI shows
+# The UI opens an experiment in its model-training view, not its GenAI view ("Evaluations"), with this tag.
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+EPOCH_METRICS = ("train_loss", "test_accuracy", "test_loss")
 
 
 def default_uri(out: str) -> str:
@@ -60,10 +80,16 @@ def check_store(uri: str) -> None:
         raise UserError(f"{path}: an SQLite database, but not an MLflow store: {advice}")
 
 
+def _ms() -> int:
+    return int(time.time() * 1000)
+
+
 class Tracker:
-    """One sweep's MLflow runs."""
+    """One sweep's MLflow runs: the parent, and a nested run per model, keyed by `RunLabel.key`."""
 
     def __init__(self, uri: str, experiment: str, sweep_dir: str, artifact_root: str | None = None) -> None:
+        # MLflow warns of pickle on every TorchScript model it saves (torch.jit.save, which runs no pickled code).
+        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
         self.client = MlflowClient(tracking_uri=uri)
         self.uri = uri
         try:
@@ -72,67 +98,186 @@ class Tracker:
             why = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
             raise UserError(f"MLflow tracking URI {uri}: unreachable ({why})") from None
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
-            experiment, artifact_location=artifact_root)
-        self.parent = self._run(f"sweep:{os.path.abspath(sweep_dir)}", experiment, None,
-                                {"deepmimic.sweep_dir": sweep_dir})
+            experiment, artifact_location=artifact_root, tags={KIND_TAG: KIND})
+        if exp and exp.tags.get(KIND_TAG) != KIND:
+            self.client.set_experiment_tag(self.experiment_id, KIND_TAG, KIND)
+        if uri.startswith("sqlite:"):
+            self._hide_empty_default()
+        self.labels: dict[str, RunLabel] = {}
+        self.runs: dict[str, str] = {}        # key → run id, once opened or found
+        self.last_step: dict[str, int] = {}   # key → the last epoch in the store
+        self.parent = self._find(f"sweep:{os.path.abspath(sweep_dir)}") or self.client.create_run(
+            self.experiment_id, run_name=experiment,
+            tags={KEY_TAG: f"sweep:{os.path.abspath(sweep_dir)}", "deepmimic.sweep_dir": sweep_dir}).info.run_id
+
+    def _hide_empty_default(self) -> None:
+        """MLflow makes an experiment `Default` in every new SQL store; the sweep's own store has no use for
+        it, so it goes to the trash (MLflow recreates one that is missing, not one that is deleted)."""
+        try:
+            default = self.client.get_experiment("0")
+        except MlflowException:
+            return
+        if default.lifecycle_stage == "active" and not self.client.search_runs(["0"], max_results=1):
+            self.client.delete_experiment("0")
+
+    def where(self) -> str:
+        """The tracking URI."""
+        return self.uri
 
     def _find(self, key: str) -> str | None:
         found = self.client.search_runs([self.experiment_id], f"tags.`{KEY_TAG}` = '{key}'", max_results=1)
         return found[0].info.run_id if found else None
 
-    def _run(self, key: str, name: str, parent: str | None, tags: dict[str, str]) -> str:
-        existing = self._find(key)
-        if existing:
-            return existing
-        tags = {KEY_TAG: key, **tags, **({"mlflow.parentRunId": parent} if parent else {})}
-        return self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
+    def _open(self, label: RunLabel | str, start_ms: int | None = None) -> str:
+        """The run of a label (or of a key already labelled): found in the store (a resumed sweep, a retried
+        trial) or created now."""
+        if isinstance(label, RunLabel):
+            self.labels[label.key] = label
+        key = label if isinstance(label, str) else label.key
+        if key in self.runs:
+            return self.runs[key]
+        run = self._find(key)
+        if run is None:
+            label = self.labels[key]  # a KeyError: a run's epochs came before its start (see `epochs`)
+            tags = {KEY_TAG: key, ROLE_TAG: label.role, "mlflow.parentRunId": self.parent, **label.tags}
+            run = self.client.create_run(self.experiment_id, start_time=start_ms, tags=tags,
+                                         run_name=label.name).info.run_id
+            self.client.log_batch(run, params=[Param(k, str(v)[:6000]) for k, v in label.params.items()])
+            self.last_step[key] = 0
+        else:
+            history = self.client.get_metric_history(run, "epoch_train_loss")
+            self.last_step[key] = max((m.step for m in history), default=0)
+        self.runs[key] = run
+        return run
 
-    def _log_model_run(self, key: str, name: str, params: dict[str, Any], result: ModelResult,
-                       extra_metrics: dict[str, float], plots_of: list[ModelResult]) -> str | None:
-        existing = self._find(key)
-        if existing and LOGGED_TAG in self.client.get_run(existing).data.tags:
-            return None  # logged by an earlier run of this sweep
-        if existing:
-            self.client.delete_run(existing)  # its driver died while logging it: log it again, whole
-        run = self._run(key, name, self.parent, {"deepmimic.role": name.split(":")[0]})
-        now = int(time.time() * 1000)
-        metrics = [Metric(f"epoch_{k}", v, now, e.epoch) for e in result.history
-                   for k, v in (("test_accuracy", e.test_accuracy), ("test_loss", e.test_loss),
-                                ("train_loss", e.train_loss)) if v is not None]
+    def started(self, label: RunLabel, start_ms: int, history: list[Epoch] = ()) -> None:
+        """A training run began (`history`: the epochs a restored checkpoint brings)."""
+        run = self._open(label, start_ms)
+        if self.client.get_run(run).info.status != "RUNNING":
+            self.client.update_run(run, "RUNNING")
+        self.epochs(label.key, history)
+
+    def epochs(self, key: str, history: list[Epoch], when_ms: int | None = None) -> None:
+        """Epochs' metrics, each once: those at or before the store's last step are skipped (and all of them
+        for a run whose start never arrived: the final logging brings them)."""
+        if key not in self.labels and key not in self.runs:
+            return
+        run, when = self._open(key), when_ms or _ms()
+        new = [e for e in history if e.epoch > self.last_step[key]]
+        metrics = [Metric(f"epoch_{name}", float(v), when, e.epoch) for e in new
+                   for name in EPOCH_METRICS if (v := getattr(e, name)) is not None]
+        if metrics:
+            self.client.log_batch(run, metrics=metrics)
+            self.last_step[key] = new[-1].epoch
+
+    def ended(self, key: str, end_ms: int) -> None:
+        """The training run finished: its MLflow run's duration is the training's."""
+        self.client.set_terminated(self._open(key), "FINISHED", end_ms)
+
+    def _log_model_run(self, label: RunLabel, result: ModelResult, extra: dict[str, float | None],
+                       plots_of: list[ModelResult]) -> str | None:
+        """Final scores, plots and the MLflow model of a run (opened now if it never ran live: a mentor
+        trained by an earlier sweep, a black box); None if an earlier invocation did all this."""
+        run = self._open(label)
+        info = self.client.get_run(run)
+        if LOGGED_TAG in info.data.tags:
+            return None
+        self.epochs(label.key, list(result.history))
         finals = {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss, "params": result.params,
-                  "inference_time_s": result.inference_time_s, **extra_metrics}
-        # A black box has no params.
-        metrics += [Metric(k, float(v), now, 0) for k, v in finals.items() if v is not None]
-        self.client.log_batch(run, metrics=metrics, params=[Param(k, str(v)[:500]) for k, v in params.items()])
+                  "inference_time_s": result.inference_time_s, **extra}
+        now = _ms()
+        metrics = [Metric(k, float(v), now, 0) for k, v in finals.items()
+                   if v is not None and k not in info.data.metrics]  # a black box has no params
+        known = {"parameters": result.params} if result.params and "parameters" not in info.data.params else {}
+        self.client.log_batch(run, metrics=metrics, params=[Param(k, str(v)) for k, v in known.items()])
         with tempfile.TemporaryDirectory() as d:
             for file, draw in (("learning_curves.png", plots.learning_curves),
                                ("confusion_matrices.png", plots.confusion_matrices)):
                 draw(plots_of, os.path.join(d, file))
                 self.client.log_artifact(run, os.path.join(d, file), "plots")
-        if result.checkpoint and os.path.isdir(result.checkpoint):
-            self.client.log_artifacts(run, result.checkpoint, "model")
+        if MODEL_TAG not in info.data.tags and result.checkpoint and os.path.isdir(result.checkpoint):
+            self._log_model(run, result.checkpoint)
         self.client.set_tag(run, LOGGED_TAG, "1")
-        self.client.set_terminated(run)
+        if self.client.get_run(run).info.status != "FINISHED":
+            self.client.set_terminated(run, "FINISHED")
         return run
 
-    def log_mentor(self, key: str, params: dict[str, Any], result: MentorResult) -> None:
-        self._log_model_run(f"mentor:{key}", f"mentor:{result.name}", params, result, {}, [result])
+    def _log_model(self, run: str, checkpoint: str) -> None:
+        """The model as an MLflow PyTorch model: TorchScript (it loads without our code), [0, 1] images in,
+        probabilities out, so `mlflow models serve` answers the black-box protocol."""
+        import mlflow
+        import torch
+        from mlflow.models import infer_signature
 
-    def log_student(self, record: TrialRecord) -> None:
+        from .core import checkpoints
+        from .core.serving import black_box
+
+        shape = tuple(checkpoints.model_meta(checkpoint)["shape"])
+        model = black_box(checkpoints.load_model(checkpoint), shape)
+        example = np.random.default_rng(0).random((2, *shape), dtype=np.float32)
+        with torch.no_grad():
+            signature = infer_signature(example, model(torch.from_numpy(example)).numpy())
+        end = self.client.get_run(run).info.end_time
+        mlflow.set_tracking_uri(self.uri)  # the fluent API logs models; it ends the run it resumes: end restored
+        with mlflow.start_run(run_id=run):
+            logged = mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=example,
+                                              serialization_format="pickle",  # TorchScript: torch.jit.save
+                                              pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        self.client.set_terminated(run, "FINISHED", end)
+        self.client.set_tag(run, MODEL_TAG, logged.model_uri)
+
+    def log_mentor(self, label: RunLabel, result: MentorResult) -> str | None:
+        return self._log_model_run(label, result, {}, [result])
+
+    def log_student(self, label: RunLabel, record: TrialRecord) -> str | None:
         s, m = record.student, record.mentor
-        params = {**record.grid, "architecture": s.architecture, "mentor_key": record.mentor_key,
-                  "seed": record.seed, "split_ratio": record.split_ratio, "removal_bound": record.removal_bound,
-                  "ood_ratio": record.ood_ratio}
         extra = {"relative_accuracy": s.relative_accuracy, "agreement": s.agreement,
                  "mentor_test_accuracy": m.test_accuracy, "train_pool": s.train_pool, "train_ood": s.train_ood,
                  "pool_unreadable": s.pool_unreadable}
-        self._log_model_run(f"student:{record.key}", f"student:{s.name}", params, s, extra, [m, s])
+        return self._log_model_run(label, s, extra, [m, s])
 
-    def finish(self, params: dict[str, Any], counts: Counts, files: list[str]) -> None:
-        """Attach the sweep's params, this invocation's counts (as tags: a resumed
-        sweep overwrites them) and the result files to the parent run, and close it."""
-        self.client.log_batch(self.parent, params=[Param(k, str(v)[:500]) for k, v in params.items()],
-                              tags=[RunTag(f"deepmimic.{k}", str(v)) for k, v in dataclasses.asdict(counts).items()])
+    def register(self, name: str, key: str, tags: dict[str, str]) -> int | None:
+        """Register `key`'s model as a version of `name` (once per run), tagged; its version number."""
+        run = self._open(key)
+        source = self.client.get_run(run).data.tags.get(MODEL_TAG)
+        if source is None:
+            return None
+        try:
+            self.client.create_registered_model(name, description=f"the best trial of each sweep for {name}")
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        for version in self.client.search_model_versions(f"name = '{name}'"):
+            if version.run_id == run:
+                return int(version.version)
+        version = self.client.create_model_version(name, source, run, tags=tags,
+                                                   model_id=source.removeprefix("models:/"))
+        return int(version.version)
+
+    def finish(self, params: dict[str, Any], counts: Counts, files: list[str], description: str,
+               relative: dict[str, list[float]]) -> None:
+        """Attach the sweep's params, description, per-student summary metrics (best and mean ± sd relative
+        accuracy), this invocation's counts (as tags: a resumed sweep overwrites them) and the result files
+        to the parent run, and close it."""
+        tags = [RunTag(f"deepmimic.{k}", str(v)) for k, v in dataclasses.asdict(counts).items()]
+        tags.append(RunTag(NOTE_TAG, description))
+        now = _ms()
+        metrics = []
+        for student, values in relative.items():
+            summary = {"best": max(values), "mean": statistics.fmean(values),
+                       "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
+            metrics += [Metric(f"{student}.relative_accuracy.{k}", v, now, 0) for k, v in summary.items()]
+        have = self.client.get_run(self.parent).data  # a resumed sweep: each value once
+        self.client.log_batch(self.parent, metrics=[m for m in metrics if have.metrics.get(m.key) != m.value],
+                              tags=tags, params=[Param(k, str(v)[:6000]) for k, v in params.items()
+                                                 if k not in have.params])
         for f in files:
             self.client.log_artifact(self.parent, f)
-        self.client.set_terminated(self.parent)
+        self.client.set_terminated(self.parent, RunStatus.to_string(RunStatus.FINISHED))
+
+    def interrupted(self) -> None:
+        """The sweep was stopped: its runs still open are marked killed (a rerun continues them)."""
+        for run in self.runs.values():
+            if self.client.get_run(run).info.status == "RUNNING":
+                self.client.set_terminated(run, "KILLED")
+        self.client.set_terminated(self.parent, "KILLED")

@@ -30,16 +30,23 @@ class Probabilities(nn.Module):
         return torch.softmax(self.model(images * 255.0), dim=1)
 
 
+def black_box(model: nn.Module, input_shape: tuple[int, int, int]) -> torch.jit.ScriptModule:
+    """`model` as a self-contained TorchScript black box (no code of ours needed to load it): [0, 1] images
+    in, probabilities out, any batch size."""
+    wrapped = Probabilities(model.cpu().to(memory_format=torch.contiguous_format)).eval()
+    with torch.no_grad():
+        return torch.jit.trace(wrapped, torch.rand(2, *input_shape))
+
+
 def export(model: nn.Module, input_shape: tuple[int, int, int], fmt: str, path: str) -> None:
     """Write `model` as a TorchScript or ONNX black box at `path` (atomically)."""
-    wrapped = Probabilities(model.cpu().to(memory_format=torch.contiguous_format)).eval()
-    example = torch.rand(2, *input_shape)
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if fmt == "torchscript":
-        with torch.no_grad():
-            torch.jit.trace(wrapped, example).save(tmp)
+        black_box(model, input_shape).save(tmp)
     elif fmt == "onnx":
+        wrapped = Probabilities(model.cpu().to(memory_format=torch.contiguous_format)).eval()
+        example = torch.rand(2, *input_shape)
         try:
             torch.onnx.export(wrapped, (example,), tmp, input_names=["images"], output_names=["probabilities"],
                               dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False,

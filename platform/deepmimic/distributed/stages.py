@@ -27,6 +27,7 @@ from ..core.splits import Split, stratified_split
 from ..errors import UserError
 from .data import TableInfo, write_image_table, write_split
 from .pool import Pool, checkpoint_at, ingest, label, pool_made
+from .progress import Progress
 from .soft_labeling import label_images
 from .student_sets import OOD_ID_OFFSET, StudentSet, build_student_set
 from .train import RunSpec, Trained, fit, load_model
@@ -107,7 +108,7 @@ def _summary(trained: Trained) -> dict[str, Any]:
 
 
 def run_spec(cfg: ExperimentConfig, role: str, model: ModelConfig, data: TableInfo, target: str, test: TableInfo,
-             num_classes: int, folder: str, in_trial: bool) -> RunSpec:
+             num_classes: int, folder: str, in_trial: bool, progress: Progress | None = None) -> RunSpec:
     """One training run of `model`, made from the validated config. `in_trial`: the caller is a Tune
     trial holding one worker's resources, where a single-worker run trains in the trial's own process."""
     return RunSpec(
@@ -117,7 +118,7 @@ def run_spec(cfg: ExperimentConfig, role: str, model: ModelConfig, data: TableIn
         num_classes=num_classes, resources=cfg.resources, inference_repeats=cfg.inference_repeats,
         checkpoint_every=cfg.fault_tolerance.checkpoint_every, worker_restarts=cfg.fault_tolerance.worker_restarts,
         in_process=_in_process(cfg, in_trial), stream=role == "student" and streams(cfg, data),
-        data_cpus=cfg.data.data_cpus,
+        data_cpus=cfg.data.data_cpus, progress=progress,
     )
 
 
@@ -178,14 +179,15 @@ def _cached_mentor(done: str, key: str) -> MentorOutcome | None:
 
 
 def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = None, split: Split | None = None,
-                 in_trial: bool = False) -> MentorOutcome:
+                 in_trial: bool = False, progress: Progress | None = None) -> MentorOutcome:
     """Train the mentor (or ask a black box, or combine an ensemble's members) and
     label its pool and test set, or load all of it from `folder` if done before.
 
     `mentor.json`, written last, marks a finished mentor stage; its tables are
     checked against their manifests before they are used again. An ensemble's
     members are mentors of their own, beside it, each trained once. `in_trial`:
-    called in a Tune trial holding one worker's resources (see `run_spec`).
+    called in a Tune trial holding one worker's resources (see `run_spec`). `progress`: where a
+    mentor trained here tells its epochs as it trains (a sweep's live MLflow run).
     """
     key = mentor_key(cfg)
     done = f"{folder}/mentor.json"
@@ -194,11 +196,11 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
         return cached
     # Sweeps sharing the cache make each mentor once: a second one waits here, then finds it made.
     with artifacts.exclusive(f"{folder}.lock", f"mentor {key}"):
-        return _cached_mentor(done, key) or _make_mentor(cfg, folder, key, dataset, split, in_trial)
+        return _cached_mentor(done, key) or _make_mentor(cfg, folder, key, dataset, split, in_trial, progress)
 
 
 def _make_mentor(cfg: ExperimentConfig, folder: str, key: str, dataset: Dataset | None, split: Split | None,
-                 in_trial: bool) -> MentorOutcome:
+                 in_trial: bool, progress: Progress | None) -> MentorOutcome:
     done = f"{folder}/mentor.json"
     clock = [time.perf_counter()]
     times: dict[str, float] = {}
@@ -231,7 +233,8 @@ def _make_mentor(cfg: ExperimentConfig, folder: str, key: str, dataset: Dataset 
     jobs = {soft_uri: pool + ([ood] if ood else []), test_uri: [data.test]}  # the test set last
     jobs = {uri: sources for uri, sources in jobs.items() if sources}
     if isinstance(mentor, ModelConfig):
-        spec = run_spec(cfg, "mentor", mentor, data.mentor, "label", data.test, num_classes, folder, in_trial)
+        spec = run_spec(cfg, "mentor", mentor, data.mentor, "label", data.test, num_classes, folder, in_trial,
+                        progress)
         trained = fit(spec)
         lap("train_mentor")
         label_images(trained.checkpoint, jobs, cfg.resources, spec.in_process, key)
@@ -369,10 +372,10 @@ def pool_soft_labels(cfg: ExperimentConfig, mentor: MentorOutcome, pool: TableIn
 
 
 def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOutcome, data: StudentSet,
-                  folder: str, in_trial: bool = False) -> StudentResult:
-    """Train the student on its set's targets and compare it with its mentor."""
+                  folder: str, in_trial: bool = False, progress: Progress | None = None) -> StudentResult:
+    """Train the student on its set's targets and compare it with its mentor (`progress`: see `train_mentor`)."""
     spec = run_spec(cfg, "student", student, data.table, "soft_label", mentor.test, mentor.num_classes, folder,
-                    in_trial)
+                    in_trial, progress)
     trained = fit(spec)
     return StudentResult(**_summary(trained), name=student.name, architecture=student.architecture,
                          checkpoint=trained.checkpoint.path, method=cfg.method, temperature=spec.temperature,

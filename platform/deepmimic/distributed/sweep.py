@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
+import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import ray
+import yaml
 from ray import tune
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .. import stopping
 from ..config import BlackBoxMentorConfig, EnsembleConfig, ModelConfig, SweepConfig
@@ -26,8 +29,11 @@ from ..core import artifacts
 from ..core.results import Counts, SweepSummary, TrialRecord
 from ..errors import UserError, interruption
 from ..report import SWEEP_FILE, write_report
+from ..run_names import RunLabel, model_params, name, shared, unique, value_text, varying
 from ..tracking import Tracker, check_reachable, check_store, default_uri
 from .cluster import connect
+from .pool import user_error
+from .progress import Progress
 from .stages import (
     MentorOutcome,
     member_config,
@@ -55,6 +61,8 @@ class Trial:
 class Plan:
     mentors: dict[str, SweepConfig]   # distinct mentors by key, an ensemble's members first
     trials: dict[str, Trial]          # student trials by key, in grid order
+    served: dict[str, list[dict[str, Any]]]  # each mentor's grid points (an ensemble's, for its members)
+    labels: dict[str, RunLabel]       # every mentor's and trial's MLflow run, by `mentor:KEY` and `student:KEY`
 
 
 @dataclass(frozen=True)
@@ -76,15 +84,43 @@ def plan(points: list[tuple[dict[str, Any], SweepConfig]]) -> Plan:
     """Distinct mentors by key (an ensemble's members first), and student trials by key, in grid order."""
     mentors: dict[str, SweepConfig] = {}
     trials: dict[str, Trial] = {}
+    served: dict[str, list[dict[str, Any]]] = {}
     for values, cfg in points:
         if isinstance(cfg.mentor, EnsembleConfig):
             for member in cfg.mentor.members:
                 mentors.setdefault(mentor_key(member_config(cfg, member)), member_config(cfg, member))
+                served.setdefault(mentor_key(member_config(cfg, member)), []).append(values)
         mentors.setdefault(mentor_key(cfg), cfg)
+        served.setdefault(mentor_key(cfg), []).append(values)
         for student in cfg.students:
             key = student_key(cfg, student)
             trials[key] = Trial(key, cfg, student, {**values, "student": student.name})
-    return Plan(mentors, trials)
+    return Plan(mentors, trials, served, _labels(mentors, trials, served, [v for v, _ in points]))
+
+
+def _labels(mentors: dict[str, SweepConfig], trials: dict[str, Trial], served: dict[str, list[dict[str, Any]]],
+            points: list[dict[str, Any]]) -> dict[str, RunLabel]:
+    """Each run's MLflow name (its model and the grid values that tell it apart, unique in the sweep), its
+    params (every resolved setting, and the grid values) and its tags (the grid values)."""
+    axes = varying(points)
+    names = {f"mentor:{k}": name(cfg.mentor.name, shared(served[k], [a for a in axes if a != "mentor"]), axes)
+             for k, cfg in mentors.items()}
+    names |= {f"student:{k}": name(t.student.name, t.grid, axes) for k, t in trials.items()}
+    names = unique(names)
+    labels = {}
+    for k, cfg in mentors.items():
+        grid = shared(served[k], list(points[0]) if points else [])
+        params = _mentor_params(cfg) | _tags(grid)
+        labels[f"mentor:{k}"] = RunLabel(f"mentor:{k}", "mentor", names[f"mentor:{k}"], params, _tags(grid))
+    for k, t in trials.items():
+        params = model_params(t.cfg, t.student, "student") | {"mentor": t.cfg.mentor.name,
+                                                               "mentor_key": mentor_key(t.cfg)} | _tags(t.grid)
+        labels[f"student:{k}"] = RunLabel(f"student:{k}", "student", names[f"student:{k}"], params, _tags(t.grid))
+    return labels
+
+
+def _tags(grid: dict[str, Any]) -> dict[str, str]:
+    return {axis: value_text(value) for axis, value in grid.items()}
 
 
 def mentor_folder(cache: str, key: str) -> str:
@@ -95,9 +131,16 @@ def trial_file(out: str, key: str) -> str:
     return f"{out}/trials/{key}/trial.json"
 
 
-def _mentor_trial(config: dict[str, Any], mentors: dict[str, SweepConfig], cache: str) -> None:
+def _progress(tracker: Any, planned: Plan, key: str) -> Progress | None:
+    return Progress(tracker, planned.labels[key]) if tracker is not None else None
+
+
+def _mentor_trial(config: dict[str, Any], planned: Plan, cache: str, tracker: Any) -> None:
     key = config["mentor"]
-    outcome = train_mentor(mentors[key], mentor_folder(cache, key), in_trial=True)
+    outcome = train_mentor(planned.mentors[key], mentor_folder(cache, key), in_trial=True,
+                           progress=_progress(tracker, planned, f"mentor:{key}"))
+    if tracker is not None:  # its plots and model logged while other trials train (the driver waits at the end)
+        tracker.log_mentor.remote(planned.labels[f"mentor:{key}"], outcome.result)
     tune.report({"mentor": key, "trained": outcome.trained, "test_accuracy": outcome.result.test_accuracy})
 
 
@@ -118,15 +161,18 @@ def _student_inputs(trials: list[Trial], cache: str) -> dict[str, tuple[MentorOu
     return inputs
 
 
-def _student_trial(config: dict[str, Any], trials: dict[str, Trial],
-                   inputs: dict[str, tuple[MentorOutcome, StudentSet]], out: str) -> None:
-    trial = trials[config["trial"]]
+def _student_trial(config: dict[str, Any], planned: Plan, inputs: dict[str, tuple[MentorOutcome, StudentSet]],
+                   out: str, tracker: Any) -> None:
+    trial = planned.trials[config["trial"]]
     mentor, data = inputs[trial.key]
     folder = os.path.dirname(trial_file(out, trial.key))
-    student = train_student(trial.cfg, trial.student, mentor, data, folder, in_trial=True)
+    student = train_student(trial.cfg, trial.student, mentor, data, folder, in_trial=True,
+                            progress=_progress(tracker, planned, f"student:{trial.key}"))
     record = TrialRecord(trial.key, mentor_key(trial.cfg), trial.grid, trial.cfg.seed, trial.cfg.split.mentor_ratio,
                          trial.cfg.variant.removal_bound, trial.cfg.variant.ood_ratio, mentor.result, student)
     artifacts.write_json(record, trial_file(out, trial.key))
+    if tracker is not None:
+        tracker.log_student.remote(planned.labels[f"student:{trial.key}"], record)
     tune.report({"trial": trial.key, "student": trial.student.name, "test_accuracy": student.test_accuracy,
                  "relative_accuracy": student.relative_accuracy})
 
@@ -183,9 +229,9 @@ def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig
 
 
 def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str,
-               timings: dict[str, float] | None = None) -> Counts:
+               timings: dict[str, float] | None = None, tracker: Any = None) -> Counts:
     """Run every mentor and student trial not yet finished; return counts of what ran (and add each
-    stage's seconds to `timings`)."""
+    stage's seconds to `timings`). `tracker`: a `Tracker` actor the trainings tell as they train."""
     timings = {} if timings is None else timings
     mentors, trials = planned.mentors, planned.trials
     pending = [k for k in trials if not artifacts.intact(trial_file(out, k))]
@@ -203,25 +249,26 @@ def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str,
                 prepare_pool(cfg, cache)
     if on_tune:
         with _timed(timings, "mentor trials"):
-            done = _tune("mentors", tune.with_parameters(_mentor_trial, mentors=mentors, cache=cache), "mentor",
-                         on_tune, base, storage)
+            done = _tune("mentors", tune.with_parameters(_mentor_trial, planned=planned, cache=cache,
+                                                         tracker=tracker), "mentor", on_tune, base, storage)
         trained += sum(bool(m["trained"]) for m in done)  # not those another sweep made while this one waited
     if pending:
         with _timed(timings, "student sets"):
             inputs = _student_inputs([trials[k] for k in pending], cache)
         streaming = [k for k in pending if streams(trials[k].cfg, inputs[k][1].table)]
         with _timed(timings, "student trials"):
-            _tune("students", tune.with_parameters(_student_trial, trials=trials, inputs=inputs, out=out), "trial",
-                  pending, base, storage, base.data.data_cpus if streaming else 0.0)
+            _tune("students", tune.with_parameters(_student_trial, planned=planned, inputs=inputs, out=out,
+                                                   tracker=tracker), "trial", pending, base, storage,
+                  base.data.data_cpus if streaming else 0.0)
     return Counts(mentors=len(mentors), mentors_trained=trained, mentors_reused=len(mentors) - trained,
                   trials=len(trials), trials_run=len(pending), trials_reused=len(trials) - len(pending))
 
 
 def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], out: str, cache: str,
-              tracking: Future[Tracker] | None = None, timings: dict[str, float] | None = None) -> SweepOutcome:
-    """Run what is not yet finished, write `sweep.json` and the report, then log every mentor and trial
-    to MLflow (runs an earlier, interrupted invocation logged are kept, not repeated) with the tracker
-    that `tracking` makes meanwhile.
+              tracker: Any = None, timings: dict[str, float] | None = None, command: str = "") -> SweepOutcome:
+    """Run what is not yet finished, write `sweep.json` and the report, then complete every mentor's and
+    trial's MLflow run (opened live by the `tracker` actor as each trained; runs an earlier, interrupted
+    invocation logged are kept, not repeated) and register each student's best trial.
 
     Interrupted (SIGINT, SIGTERM), it writes the report of the trials that finished, marked partial."""
     planned, timings = plan(points), {} if timings is None else timings
@@ -231,29 +278,31 @@ def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]
         if finished:
             counts = Counts(len(planned.mentors), trials=len(planned.trials), trials_reused=finished)
             _summarise(base, planned, out, counts, partial=True)
+        if tracker is not None:
+            with contextlib.suppress(Exception):  # the runs stay RUNNING in the UI; a rerun continues them
+                ray.get(tracker.interrupted.remote(), timeout=10)
 
     with stopping.on_stop(partial):
         try:
-            counts = run_stages(base, planned, out, cache, timings)
+            counts = run_stages(base, planned, out, cache, timings, tracker)
         except BaseException as e:
             if interruption(e) is not None:
                 stopping.finish()
             raise
     with _timed(timings, "report and plots"):
         text, files = _summarise(base, planned, out, counts)
-    if tracking is None:
+    if tracker is None:
         return SweepOutcome(counts, text, None, timings)
     try:
         with _timed(timings, "MLflow logging"):
-            tracker = tracking.result()
-            _track(tracker, base, planned, out, cache, counts, files)
-    except UserError:
-        raise
+            uri = _track(tracker, base, planned, out, cache, counts, files, _description(command, base, text))
     except Exception as e:  # MLflow's and its stores' many errors: the results are written, say so
-        why = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        if user_error(e):
+            raise user_error(e) from None
+        why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
         raise UserError(f"MLflow logging failed ({why}); {out}/results.csv and report.md are written: "
                         "rerun the same command to log the rest") from None
-    return SweepOutcome(counts, text, tracker.uri, timings)
+    return SweepOutcome(counts, text, uri, timings)
 
 
 def _summarise(base: SweepConfig, planned: Plan, out: str, counts: Counts,
@@ -264,19 +313,44 @@ def _summarise(base: SweepConfig, planned: Plan, out: str, counts: Counts,
     return write_report(out)
 
 
-def _track(tracker: Tracker, base: SweepConfig, planned: Plan, out: str, cache: str, counts: Counts,
-           files: list[str]) -> None:
-    for key, cfg in planned.mentors.items():
+def _description(command: str, base: SweepConfig, report: str) -> str:
+    """The parent run's description: how the sweep was started, its search space, the report's main table."""
+    table = next((block for block in report.split("\n\n") if block.lstrip().startswith("|")), "")
+    space = yaml.safe_dump(base.grid, sort_keys=False).strip() if base.grid else "(one point)"
+    return (f"`{command}`\n\nSearch space:\n```yaml\n{space}\n```\n\n{table}\n\n"
+            "Every run's settings are its params; the grid values are also tags.")
+
+
+def _track(tracker: Any, base: SweepConfig, planned: Plan, out: str, cache: str, counts: Counts,
+           files: list[str], description: str) -> str:
+    """Complete every run (final scores, plots, models), register each student's best trial as
+    `<sweep>-<student>`, and close the parent; the tracking URI."""
+    calls = []
+    for key in planned.mentors:
         outcome = MentorOutcome.from_json(artifacts.read_json(f"{mentor_folder(cache, key)}/mentor.json"))
-        tracker.log_mentor(key, _mentor_params(cfg), outcome.result)
-    for key in planned.trials:
-        tracker.log_student(TrialRecord.from_json(artifacts.read_json(trial_file(out, key))))
-    tracker.finish({"grid_axes": ",".join(base.grid), "dataset": base.dataset.name}, counts, files)
+        calls.append(tracker.log_mentor.remote(planned.labels[f"mentor:{key}"], outcome.result))
+    records = {k: TrialRecord.from_json(artifacts.read_json(trial_file(out, k))) for k in planned.trials}
+    calls += [tracker.log_student.remote(planned.labels[f"student:{k}"], r) for k, r in records.items()]
+    by_student: dict[str, list[TrialRecord]] = {}
+    for r in records.values():
+        by_student.setdefault(r.student.name, []).append(r)
+    for student, trials in by_student.items():
+        best = max(trials, key=lambda r: (r.student.relative_accuracy, r.student.test_accuracy))
+        tags = planned.labels[f"student:{best.key}"].tags | {
+            "relative_accuracy": f"{best.student.relative_accuracy:.4f}",
+            "test_accuracy": f"{best.student.test_accuracy:.4f}", "sweep": base.name}
+        calls.append(tracker.register.remote(f"{base.name}-{student}", f"student:{best.key}", tags))
+    relative = {s: [r.student.relative_accuracy for r in trials] for s, trials in by_student.items()}
+    params = {"grid_axes": ",".join(base.grid), "dataset": base.dataset.name, "trials": len(planned.trials),
+              "mentors": len(planned.mentors)}
+    calls.append(tracker.finish.remote(params, counts, files, description, relative))
+    calls.append(tracker.where.remote())
+    return ray.get(calls)[-1]  # one actor: the calls run in this order
 
 
 def sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], out: str, cache: str) -> SweepOutcome:
     """`deepmimic sweep`: check where it tracks and that Ray answers before writing anything, then run it,
-    tracked in MLflow (a server named by MLFLOW_TRACKING_URI, else a SQLite store in `out`)."""
+    tracked in MLflow (a server named by MLFLOW_TRACKING_URI, else a SQLite store in `out`) as it trains."""
     server = os.environ.get("MLFLOW_TRACKING_URI")
     if not server and artifacts.is_uri(out):
         raise UserError(f"--out {out}: a sweep on remote storage needs MLFLOW_TRACKING_URI (a tracking server)")
@@ -289,17 +363,21 @@ def sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], o
         connect()  # a cluster that cannot be reached fails here, before anything is written too
     if not artifacts.is_uri(out):
         os.makedirs(out, exist_ok=True)
-    # MLflow's imports and its store's set-up (1.6 s here) overlap the mentors' training.
-    with ThreadPoolExecutor(1) as pool:
-        tracking = pool.submit(Tracker, uri, base.name, out, None if server else f"{out}/mlartifacts")
-        return run_sweep(base, points, out, cache, tracking, timings)
+    # The tracker starts (a process, MLflow's imports, the store's set-up: 2-3 s here) beside the first trials,
+    # which tell it their epochs without waiting for it. On this node: a local store is a file here.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    artifact_root = None if server else f"{os.path.abspath(out)}/mlartifacts"
+    tracker = ray.remote(Tracker).options(num_cpus=0, scheduling_strategy=here).remote(
+        uri, base.name, out, artifact_root)
+    command = shlex.join(["deepmimic", *sys.argv[1:]]) if sys.argv[0].endswith(("deepmimic", "cli.py")) else ""
+    return run_sweep(base, points, out, cache, tracker, timings, command)
 
 
 def _mentor_params(cfg: SweepConfig) -> dict[str, Any]:
-    common = {"dataset": cfg.dataset.name, "split_ratio": cfg.split.mentor_ratio, "seed": cfg.seed}
     if isinstance(cfg.mentor, ModelConfig):
-        return {**common, "architecture": cfg.mentor.architecture, **cfg.mentor.model_dump()["training"]}
+        return model_params(cfg, cfg.mentor, "mentor")
+    common = model_params(cfg, None, "mentor")
     if isinstance(cfg.mentor, BlackBoxMentorConfig):
-        return {**common, **{f"black_box.{k}": v for k, v in cfg.mentor.black_box.model_dump().items()}}
+        return common | {f"black_box.{k}": v for k, v in cfg.mentor.black_box.model_dump().items()}
     members = ",".join(m.name for m in cfg.mentor.members)
-    return {**common, "ensemble.rule": cfg.mentor.rule, "ensemble.members": members}
+    return common | {"ensemble.rule": cfg.mentor.rule, "ensemble.members": members}

@@ -41,6 +41,7 @@ from ..core.evaluation import accuracy_and_loss, confusion_matrix, inference_tim
 from ..core.results import Epoch, RunSummary
 from ..core.training import Hyper, sgd, train_on
 from .data import TableInfo, read_shard
+from .progress import Progress
 from .streaming import Streamed
 
 
@@ -66,6 +67,7 @@ class RunSpec:
     in_process: bool = False      # the one worker runs in this process, whose caller holds its resources
     stream: bool = False          # stream `train` through Ray Data (`streaming.py`) instead of holding it
     data_cpus: float = 0.5        # CPUs reserved for Ray Data's reads where it streams
+    progress: Progress | None = None  # the sweep's live MLflow run of this training (rank 0 tells it)
 
     @property
     def run(self) -> str:
@@ -184,6 +186,9 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
     torch.manual_seed(spec.seed)
     net = spec.model.build(spec.train.shape, spec.num_classes, spec.train.mean, spec.train.std)
     start_epoch, history, opt_state = _restore(net, place)
+    live = spec.progress if rank == 0 else None
+    if live:
+        live.started(history)
     model = place.prepare(net)
     test = (tables.to_image_set(tables.read(spec.test.uri), spec.test.shape, spec.test.class_names)
             if rank == 0 else None)
@@ -209,6 +214,8 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
             metrics |= {"test_accuracy": acc, "test_loss": loss}
         elif rank == 0:
             history.append(Epoch(epoch, train_loss))
+        if live:
+            live.epoch(history[-1])
         if spec.checkpoint_every and epoch % spec.checkpoint_every == 0 and epoch < hyper.epochs:
             # A barrier across ranks; rank 0 alone writes the state every rank restores.
             with tempfile.TemporaryDirectory() as d:
@@ -238,6 +245,8 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
                                "test_predictions.npy": checkpoints.npy_bytes(preds)})
         last = asdict(history[-1]) if history else {"epoch": hyper.epochs}
         place.report(last, d, hyper.epochs)
+    if live:
+        live.ended()
 
 
 def as_task(fn: Callable, resources: ResourcesConfig, **options: Any) -> Any:
