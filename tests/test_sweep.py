@@ -84,14 +84,34 @@ def test_mlflow_store_holds_parent_nested_runs_metrics_and_plots(six):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     roles = sorted(r.data.tags["deepmimic.role"] for r in children)
     assert roles == ["mentor"] + ["student"] * 6
-    student = next(r for r in children if r.data.tags["deepmimic.role"] == "student")
+    assert sorted(r.info.run_name for r in children) == ["Mentor", "S2", "S3", "S4", "S5", "S6", "S7"]
+    student = next(r for r in children if r.info.run_name == "S4")
     history = client.get_metric_history(student.info.run_id, "epoch_test_accuracy")
     assert [m.step for m in history] == list(range(1, EPOCHS + 1))
     assert {"relative_accuracy", "agreement"} <= student.data.metrics.keys()
+    assert student.data.params["width"] == "4" and student.data.params["training.epochs"] == str(EPOCHS)
+    assert student.data.tags["student"] == "S4" and student.info.status == "FINISHED"
     plots = {a.path for a in client.list_artifacts(student.info.run_id, "plots")}
     assert plots == {"plots/learning_curves.png", "plots/confusion_matrices.png"}
-    assert any(a.path == "model/model.pt" for a in client.list_artifacts(student.info.run_id, "model"))
     assert "results.csv" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert parents[0].data.metrics["S4.relative_accuracy.best"] == student.data.metrics["relative_accuracy"]
+
+
+def test_each_students_best_trial_is_a_registered_mlflow_model_answering_probabilities(six, monkeypatch):
+    import mlflow.pyfunc
+    import numpy as np
+
+    tmp, _ = six
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp / 'a' / 'mlflow.db'}")
+    names = sorted(m.name for m in client.search_registered_models())
+    assert names == [f"six-S{w}" for w in (2, 3, 4, 5, 6, 7)]
+    (version,) = client.search_model_versions("name = 'six-S5'")  # the rerun registered nothing twice
+    run = client.get_run(version.run_id)
+    relative = f"{run.data.metrics['relative_accuracy']:.4f}"
+    assert run.info.run_name == "S5" and version.tags["relative_accuracy"] == relative
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'a' / 'mlflow.db'}")
+    probabilities = mlflow.pyfunc.load_model("models:/six-S5/1").predict(np.zeros((3, 1, 8, 8), np.float32))
+    assert probabilities.shape == (3, 10) and np.allclose(probabilities.sum(1), 1.0, atol=1e-5)
 
 
 def test_a_sweep_on_a_storage_uri_tracks_to_a_real_mlflow_server_over_http(ray_local, tmp_path):
@@ -138,15 +158,14 @@ def test_a_sweep_on_a_storage_uri_tracks_to_a_real_mlflow_server_over_http(ray_l
 
 def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, tmp_path):
     """MLflow failing at the end (a store gone, a server down) is one line; the results are already written."""
-    from concurrent.futures import Future
-
     from deepmimic.config import SweepConfig, parse_experiment
     from deepmimic.distributed.sweep import run_sweep
     from deepmimic.errors import UserError
+    from deepmimic.tracking import Tracker, default_uri
 
     base = parse_experiment({**SIX_STUDENTS, "name": "untracked", "grid": {"student": ["S2"]}}, "x", SweepConfig)
-    broken: Future = Future()
-    broken.set_exception(RuntimeError("the tracking server went away"))
-    with pytest.raises(UserError, match="MLflow logging failed .*the tracking server went away.*results.csv"):
-        run_sweep(base, [({"student": "S2"}, base)], str(tmp_path / "out"), str(tmp_path / "cache"), broken)
+    gone = ray_local.remote(Tracker).remote(default_uri(str(tmp_path)), "untracked", str(tmp_path / "out"))
+    ray_local.kill(gone)  # the tracker's process dies with the sweep's runs untracked
+    with pytest.raises(UserError, match="MLflow logging failed .*Actor.*results.csv"):
+        run_sweep(base, [({"student": "S2"}, base)], str(tmp_path / "out"), str(tmp_path / "cache"), gone)
     assert (tmp_path / "out" / "results.csv").exists() and (tmp_path / "out" / "report.md").exists()

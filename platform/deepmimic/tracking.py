@@ -29,6 +29,10 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+# Sets the fluent API's tracking URI for one block and restores it (private; `mlflow.set_tracking_uri` alone
+# would also export MLFLOW_TRACKING_URI to every later child process of whoever runs the tracker).
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
 from . import plots
 from .core.results import Counts, Epoch, MentorResult, ModelResult, TrialRecord
 from .errors import UserError
@@ -90,7 +94,7 @@ class Tracker:
     def __init__(self, uri: str, experiment: str, sweep_dir: str, artifact_root: str | None = None) -> None:
         # MLflow warns of pickle on every TorchScript model it saves (torch.jit.save, which runs no pickled code).
         logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # else the registry is ./mlflow.db
         self.uri = uri
         try:
             exp = self.client.get_experiment_by_name(experiment)
@@ -218,8 +222,8 @@ class Tracker:
         with torch.no_grad():
             signature = infer_signature(example, model(torch.from_numpy(example)).numpy())
         end = self.client.get_run(run).info.end_time
-        mlflow.set_tracking_uri(self.uri)  # the fluent API logs models; it ends the run it resumes: end restored
-        with mlflow.start_run(run_id=run):
+        # Only the fluent API logs models, and it ends the run it resumes: the training's end is put back.
+        with _use_tracking_uri(self.uri), mlflow.start_run(run_id=run):
             logged = mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=example,
                                               serialization_format="pickle",  # TorchScript: torch.jit.save
                                               pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
@@ -250,8 +254,9 @@ class Tracker:
         for version in self.client.search_model_versions(f"name = '{name}'"):
             if version.run_id == run:
                 return int(version.version)
-        version = self.client.create_model_version(name, source, run, tags=tags,
-                                                   model_id=source.removeprefix("models:/"))
+        with _use_tracking_uri(self.uri):  # MLflow's SQL registry reads the logged model from the global store
+            version = self.client.create_model_version(name, source, run, tags=tags,
+                                                       model_id=source.removeprefix("models:/"))
         return int(version.version)
 
     def finish(self, params: dict[str, Any], counts: Counts, files: list[str], description: str,
