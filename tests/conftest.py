@@ -65,6 +65,19 @@ def wait_for(check: Callable[[], Any], what: str = "a condition", timeout: float
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def wait_for_http(url: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
+    """`url` answers 200, or the server's own error output if it exits first."""
+    import urllib.request
+
+    def up() -> bool:
+        if server.poll() is not None:
+            raise AssertionError(f"{url}: the server exited: {server.stderr.read()[-2000:] if server.stderr else ''}")
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+
+    wait_for(up, url, timeout)
+
+
 def sweep(ray, tmp_path: Path, space: dict, out: str, cache: str,
           env: dict | None = None) -> subprocess.CompletedProcess:
     """`deepmimic sweep` of `space` as a real process on the session's Ray; it must succeed."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +15,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from .conftest import DEEPMIMIC, free_port, sweep
+from .conftest import DEEPMIMIC, free_port, sweep, wait_for_http
 
 EPOCHS = 3
 SIX_STUDENTS = {
@@ -169,3 +171,28 @@ def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, tmp_path
     with pytest.raises(UserError, match="MLflow logging failed .*Actor.*results.csv"):
         run_sweep(base, [({"student": "S2"}, base)], str(tmp_path / "out"), str(tmp_path / "cache"), gone)
     assert (tmp_path / "out" / "results.csv").exists() and (tmp_path / "out" / "report.md").exists()
+
+
+def test_a_registered_student_served_by_mlflow_is_a_black_box_mentor(six, ray_local):
+    """`mlflow models serve` (a real process) answers the black-box protocol: a sweep mimics the served student,
+    whose accuracy as a mentor is the one the registry recorded."""
+    tmp, _ = six
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'a' / 'mlflow.db'}"}
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/six-S7/1",
+                               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/ping", server)
+        url = f"http://127.0.0.1:{port}/invocations"
+        served = {"name": "Served-S7", "black_box": {"kind": "http", "location": url}}
+        space = {**SIX_STUDENTS, "name": "served", "mentor": served, "grid": {"student": ["S2"]}}
+        sweep(ray_local, tmp, space, str(tmp / "served"), str(tmp / "cache"))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    (version,) = client.search_model_versions("name = 'six-S7'")
+    (row,) = list(csv.DictReader((tmp / "served" / "results.csv").open()))
+    assert row["mentor"] == "Served-S7" and row["mentor_architecture"] == "black box (http)"
+    assert float(row["mentor_accuracy"]) == pytest.approx(float(version.tags["test_accuracy"]), abs=1e-4)
