@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 QUIET_PIP := sed '/^WARNING: Location/d'  # this workplace's pip config names absent local indexes
 
+# A fresh machine has no package lists yet: update once, then install (as root, else through sudo).
+APT = sh -c 'if [ "$$(id -u)" = 0 ]; then S=; else S=sudo; fi; $$S apt-get update -q && $$S apt-get install -y -q "$$@"' apt
+
 .PHONY: install demo lint test bench bench-gpu clean
 
 install: $(STAMP)
@@ -25,13 +28,18 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check platform tests benchmarks
 
-test: lint
+# The browser test drives Debian's Chromium (Playwright's own download needs the internet).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	$(APT) chromium
+
+test: lint $(CHROMIUM)
 	$(PY) -m pytest -q tests
 
 # Benchmarks run on demand (never in `make test`): Fashion-MNIST comes from Debian.
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 $(FASHION):
-	apt-get install -y -q dataset-fashion-mnist || sudo apt-get install -y -q dataset-fashion-mnist
+	$(APT) dataset-fashion-mnist
 
 bench: $(STAMP) $(FASHION)
 	for b in training_throughput inference ray_overhead sweep_reuse fixed_costs end_to_end; do $(PY) benchmarks/$$b.py; done

@@ -106,10 +106,14 @@ def _sweep(args: argparse.Namespace) -> None:
           f"student trials: {c.trials} ({c.trials_run} run, {c.trials_reused} already done)")
     print("driver stage times (s): " + ", ".join(f"{k} {v:.2f}" for k, v in outcome.timings_s.items()))
     print(f"results: {out}/results.csv, {out}/report.md")
+    # MLflow 3.17's UI shows an experiment in its GenAI view unless the URL (or the browser's last choice) asks
+    # for the model-training one: the experiment's `mlflow.experimentKind` tag alone no longer decides.
+    view = f"#/experiments/{outcome.experiment_id}/runs?workflowType=machine_learning"
     if outcome.tracking_uri.startswith("sqlite:"):
         print(f"browse: mlflow ui --backend-store-uri {outcome.tracking_uri}")
+        print(f"   then open http://127.0.0.1:5000/{view}")
     else:
-        print(f"tracked at {outcome.tracking_uri}")
+        print(f"tracked at {outcome.tracking_uri}: {outcome.tracking_uri.rstrip('/')}/{view}")
 
 
 def _check_writable(**roots: str) -> None:

@@ -124,9 +124,9 @@ class Tracker:
         if default.lifecycle_stage == "active" and not self.client.search_runs(["0"], max_results=1):
             self.client.delete_experiment("0")
 
-    def where(self) -> str:
-        """The tracking URI."""
-        return self.uri
+    def where(self) -> tuple[str, str]:
+        """The tracking URI and the experiment's id."""
+        return self.uri, self.experiment_id
 
     def _find(self, key: str) -> str | None:
         found = self.client.search_runs([self.experiment_id], f"tags.`{KEY_TAG}` = '{key}'", max_results=1)

@@ -70,6 +70,7 @@ class SweepOutcome:
     counts: Counts
     report: str                       # report.md's text
     tracking_uri: str | None
+    experiment_id: str | None
     timings_s: dict[str, float]       # the driver's stages, in order
 
 
@@ -292,17 +293,18 @@ def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]
     with _timed(timings, "report and plots"):
         text, files = _summarise(base, planned, out, counts)
     if tracker is None:
-        return SweepOutcome(counts, text, None, timings)
+        return SweepOutcome(counts, text, None, None, timings)
     try:
         with _timed(timings, "MLflow logging"):
-            uri = _track(tracker, base, planned, out, cache, counts, files, _description(command, base, text))
+            uri, experiment = _track(tracker, base, planned, out, cache, counts, files,
+                                     _description(command, base, text))
     except Exception as e:  # MLflow's and its stores' many errors: the results are written, say so
         if user_error(e):
             raise user_error(e) from None
         why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
         raise UserError(f"MLflow logging failed ({why}); {out}/results.csv and report.md are written: "
                         "rerun the same command to log the rest") from None
-    return SweepOutcome(counts, text, uri, timings)
+    return SweepOutcome(counts, text, uri, experiment, timings)
 
 
 def _summarise(base: SweepConfig, planned: Plan, out: str, counts: Counts,
@@ -322,9 +324,9 @@ def _description(command: str, base: SweepConfig, report: str) -> str:
 
 
 def _track(tracker: Any, base: SweepConfig, planned: Plan, out: str, cache: str, counts: Counts,
-           files: list[str], description: str) -> str:
+           files: list[str], description: str) -> tuple[str, str]:
     """Complete every run (final scores, plots, models), register each student's best trial as
-    `<sweep>-<student>`, and close the parent; the tracking URI."""
+    `<sweep>-<student>`, and close the parent; the tracking URI and the experiment's id."""
     calls = []
     for key in planned.mentors:
         outcome = MentorOutcome.from_json(artifacts.read_json(f"{mentor_folder(cache, key)}/mentor.json"))

@@ -1,0 +1,107 @@
+"""The MLflow UI as a user sees it: a small sweep's store served by a real `mlflow server`, browsed by
+Debian's Chromium through Playwright (its own browser download cannot reach the internet here; `make test`
+installs Chromium). Screenshots are left in the test's temporary folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import free_port, sweep, wait_for_http
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SPACE = {
+    "name": "browsed",
+    "dataset": {"name": "digits"},
+    "training": {"epochs": 3, "batch_size": 64},
+    "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8},
+    "students": [{"name": "Student-A", "architecture": "c-mp-fc2", "width": 8},
+                 {"name": "Student-B", "architecture": "c-fc", "width": 4}],
+    "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
+    "fault_tolerance": {"checkpoint_every": 0},
+    "grid": {"split.mentor_ratio": [0.2, 0.5], "student": ["Student-A", "Student-B"]},
+}
+NAMES = ["Mentor · split 0.2", "Mentor · split 0.5", "Student-A · split 0.2", "Student-A · split 0.5",
+         "Student-B · split 0.2", "Student-B · split 0.5"]
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    """The sweep's printed model-training URL on a live `mlflow server` of its store, and a folder for shots."""
+    import ray
+
+    from deepmimic.distributed.cluster import connect
+
+    connect()
+    tmp = tmp_path_factory.mktemp("browser")
+    out = tmp / "out"
+    proc = sweep(ray, tmp, SPACE, str(out), str(tmp / "cache"))
+    view = next(line for line in proc.stdout.splitlines() if "workflowType=machine_learning" in line)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{out / 'mlflow.db'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", server)
+        yield view.split("5000", 1)[1].lstrip("/").replace("#", f"http://127.0.0.1:{port}/#", 1), tmp
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def page(ui):
+    from playwright.sync_api import sync_playwright
+
+    assert os.path.exists(CHROMIUM), "Chromium is missing: `make test` installs it (apt-get install chromium)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(60_000)
+        yield page
+        browser.close()
+
+
+def test_the_sweep_opens_in_the_model_training_view_with_its_runs_nested_and_named(ui, page):
+    url, tmp = ui
+    page.goto(url)
+    parent = page.locator("[role=row]").filter(has=page.locator('a[href*="/runs/"]', has_text="browsed"))
+    parent.locator('button[data-component-id*="runnamecellrenderer"]').click()  # the parent's [+]
+    for name in NAMES:
+        page.locator('a[href*="/runs/"]', has_text=name).wait_for()
+    page.screenshot(path=tmp / "runs.png")
+    assert page.get_by_text("7 matching runs").is_visible()
+    assert page.get_by_role("link", name="Model registry").is_visible()  # the training view's side bar
+    assert not page.get_by_text("Evaluation runs").is_visible()          # the GenAI view's side bar
+
+
+def test_a_student_run_shows_its_learning_curve_chart_and_plots(ui, page):
+    url, tmp = ui
+    page.goto(url)
+    page.locator('button[data-component-id*="runnamecellrenderer"]').first.click()
+    page.locator('a[href*="/runs/"]', has_text="Student-B · split 0.5").click()
+    page.get_by_role("tab", name="Model metrics").click()
+    page.get_by_text("epoch_test_accuracy", exact=True).first.wait_for()
+    page.screenshot(path=tmp / "student_metrics.png")
+    page.get_by_role("tab", name="Artifacts").click()
+    page.get_by_text("plots", exact=True).first.click()
+    page.get_by_text("learning_curves.png").first.click()
+    page.get_by_text("plots/learning_curves.png").first.wait_for()
+    assert page.get_by_text("confusion_matrices.png").first.is_visible()
+    page.wait_for_function("[...document.images].some(i => i.complete && i.naturalWidth >= 500)")  # the plot, drawn
+    page.screenshot(path=tmp / "student_plots.png")
+
+
+def test_the_registered_student_shows_its_version_and_grid_values(ui, page):
+    url, tmp = ui
+    page.goto(url.split("#")[0] + "#/models/browsed-Student-B")
+    page.get_by_text("Version 1").first.wait_for()
+    page.screenshot(path=tmp / "registered.png")
+    body = page.inner_text("body")
+    assert "split.mentor_ratio" in body and "relative_accuracy" in body
