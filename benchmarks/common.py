@@ -28,7 +28,8 @@ from deepmimic.core.datasets import load_dataset  # noqa: E402
 from deepmimic.core.splits import stratified_split  # noqa: E402
 from deepmimic.core.training import Hyper  # noqa: E402
 
-FASHION = os.environ.get("DEEPMIMIC_FASHION_ROOT", "/usr/share/datasets/fashion-mnist")  # a copy elsewhere on a GPU machine
+# Debian's files, or a copy named by DEEPMIMIC_FASHION_ROOT (a GPU machine without the package).
+FASHION = os.environ.get("DEEPMIMIC_FASHION_ROOT", "/usr/share/datasets/fashion-mnist")
 # Table 1's MNIST architectures, as in search_spaces/fashion_mnist_table1.yaml.
 TABLE1 = {"Mentor": "c-mp-c-mp-fc2", "Student-A": "c-mp-c-mp-fc2", "Student-B": "c-mp-fc2"}
 

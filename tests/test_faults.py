@@ -92,6 +92,10 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating(shared):
     runs = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
     keys = [r.data.tags["deepmimic.key"] for r in runs]
     assert len(keys) == len(set(keys)) == 1 + 1 + 2, log[-2000:]  # sweep, mentor, two students
+    for run in runs:  # each epoch once, whether it was logged live, before the kill, or after the resume
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "epoch_train_loss")]
+        assert steps == ([] if run.data.tags["deepmimic.key"].startswith("sweep:") else [1, 2, 3, 4])
+        assert run.info.status == "FINISHED"
 
 
 def trial_pids() -> list[int]:
