@@ -23,6 +23,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DEEPMIMIC = [sys.executable, "-m", "deepmimic.cli"]
+# `mlflow server` without its job runner: its huey consumers (seven processes) outlive a terminated server.
+MLFLOW_SERVER_ENV = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from .conftest import free_port, sweep, wait_for_http
+from .conftest import MLFLOW_SERVER_ENV, free_port, sweep, wait_for_http
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SPACE = {
@@ -46,7 +46,7 @@ def ui(tmp_path_factory):
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{out / 'mlflow.db'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        env=MLFLOW_SERVER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", server)
         yield view.split("5000", 1)[1].lstrip("/").replace("#", f"http://127.0.0.1:{port}/#", 1), tmp

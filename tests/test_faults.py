@@ -75,6 +75,11 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating(shared):
     out = tmp / "killed"
     proc = start(shared, spec)
     first = wait_for(lambda: list(out.glob("trials/*/trial.json")))
+    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    live = wait_for(lambda: [r for r in client.search_runs(  # logged as it trained, before the driver's end
+        [client.get_experiment_by_name("killed").experiment_id], "tags.`deepmimic.role` = 'student'")
+        if len(client.get_metric_history(r.info.run_id, "epoch_train_loss")) == 4], "a live run", 30)
+    assert proc.poll() is None and live
     os.kill(proc.pid, signal.SIGKILL)  # the driver only: Ray ends the trials it owned
     proc.wait()
     done_before = {p.parent.name for p in out.glob("trials/*/trial.json")}
@@ -88,7 +93,6 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating(shared):
     assert {k: v for k, v in after.items() if k in done_before} == stamps
     assert sorted(r["student"] for r in results(out)) == ["A", "B"]  # every trial exactly once
     assert len(list((tmp / "cache").glob("mentors/*/ray/mentor-*"))) == 1
-    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
     keys = [r.data.tags["deepmimic.key"] for r in runs]
     assert len(keys) == len(set(keys)) == 1 + 1 + 2, log[-2000:]  # sweep, mentor, two students

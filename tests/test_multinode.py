@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ray
+from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
 from deepmimic.config import SweepConfig, parse_experiment
 from deepmimic.core import artifacts
 from deepmimic.core.results import TrialRecord
-from deepmimic.distributed.sweep import plan, run_sweep, trial_file
+from deepmimic.distributed.sweep import plan, run_sweep, start_tracker, trial_file
+from deepmimic.tracking import default_uri
 
 SPACE = {
     "name": "two_nodes",
@@ -36,7 +38,9 @@ def test_trials_spread_over_two_nodes_and_share_storage(tmp_path):
         assert len([n for n in ray.nodes() if n["Alive"]]) == 2
         base = parse_experiment(SPACE, "two_nodes", SweepConfig)
         storage = tmp_path / "shared"
-        outcome = run_sweep(base, [({}, base)], str(storage / "out"), str(storage / "cache"))
+        uri = default_uri(str(storage / "out"))
+        tracker = start_tracker(uri, "two_nodes", str(storage / "out"), str(storage / "out" / "mlartifacts"))
+        outcome = run_sweep(base, [({}, base)], str(storage / "out"), str(storage / "cache"), tracker)
         assert outcome.counts.trials_run == 2
         records = [TrialRecord.from_json(artifacts.read_json(trial_file(str(storage / "out"), k)))
                    for k in plan([({}, base)]).trials]
@@ -44,6 +48,12 @@ def test_trials_spread_over_two_nodes_and_share_storage(tmp_path):
         for r in records:  # each trial read its mentor's soft labels and wrote its table on the shared path
             assert r.student.checkpoint.startswith(str(storage / "out"))
             assert r.mentor.checkpoint.startswith(str(storage / "cache"))
+        client = MlflowClient(tracking_uri=uri)  # both nodes' trainings told the driver's node's tracker
+        students = client.search_runs([outcome.experiment_id], "tags.`deepmimic.role` = 'student'")
+        assert sorted(r.info.run_name for r in students) == ["S2", "S3"]
+        for run in students:
+            assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch_train_loss")] == list(
+                range(1, 81))
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -15,7 +16,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from .conftest import DEEPMIMIC, free_port, sweep, wait_for_http
+from .conftest import DEEPMIMIC, MLFLOW_SERVER_ENV, free_port, sweep, wait_for_http
 
 EPOCHS = 3
 SIX_STUDENTS = {
@@ -56,6 +57,17 @@ def test_one_mentor_is_trained_once_for_six_students(six):
     assert (tmp / "a" / "report.md").read_text().count("| S") >= 6
 
 
+def test_each_trial_has_its_galleries_and_a_bootstrap_interval_around_its_accuracy_gap(six):
+    tmp, _ = six
+    rows = list(csv.DictReader((tmp / "a" / "results.csv").open()))
+    for row in rows:
+        gap = float(row["student_accuracy"]) - float(row["mentor_accuracy"])
+        assert float(row["accuracy_gap_low"]) <= gap <= float(row["accuracy_gap_high"])
+    assert len(list((tmp / "a").glob("trials/*/galleries.png"))) == 6
+    report = (tmp / "a" / "report.md").read_text()
+    assert "(Figs. 6-7)" in report and report.count("/galleries.png)") == 6 and "95% interval" in report
+
+
 def test_a_second_sweep_trains_no_mentor(ray_local, six):
     """Another sweep (another folder, another grid) that needs the same mentor takes it from the cache."""
     tmp, _ = six
@@ -94,7 +106,8 @@ def test_mlflow_store_holds_parent_nested_runs_metrics_and_plots(six):
     assert student.data.params["width"] == "4" and student.data.params["training.epochs"] == str(EPOCHS)
     assert student.data.tags["student"] == "S4" and student.info.status == "FINISHED"
     plots = {a.path for a in client.list_artifacts(student.info.run_id, "plots")}
-    assert plots == {"plots/learning_curves.png", "plots/confusion_matrices.png"}
+    assert plots == {"plots/learning_curves.png", "plots/confusion_matrices.png", "plots/galleries.png"}
+    assert {"accuracy_gap", "accuracy_gap_low", "accuracy_gap_high"} <= student.data.metrics.keys()
     assert "results.csv" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert parents[0].data.metrics["S4.relative_accuracy.best"] == student.data.metrics["relative_accuracy"]
 
@@ -124,7 +137,7 @@ def test_a_sweep_on_a_storage_uri_tracks_to_a_real_mlflow_server_over_http(ray_l
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
          "--artifacts-destination", str(tmp_path / "art")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=MLFLOW_SERVER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         root = tmp_path / "bucket"
         path = tmp_path / "uri.yaml"
@@ -154,7 +167,7 @@ def test_a_sweep_on_a_storage_uri_tracks_to_a_real_mlflow_server_over_http(ray_l
         assert sorted(r.data.tags.get("deepmimic.role", "sweep") for r in runs) == ["mentor", "student", "sweep"]
         assert not list(root.glob("**/mlflow.db"))  # nothing tracked beside the outputs
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
 
 
@@ -173,26 +186,29 @@ def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, tmp_path
     assert (tmp_path / "out" / "results.csv").exists() and (tmp_path / "out" / "report.md").exists()
 
 
-def test_a_registered_student_served_by_mlflow_is_a_black_box_mentor(six, ray_local):
-    """`mlflow models serve` (a real process) answers the black-box protocol: a sweep mimics the served student,
-    whose accuracy as a mentor is the one the registry recorded."""
+def test_a_registered_student_served_by_mlflow_is_a_black_box_mentor(six, digits):
+    """`mlflow models serve` (a real process) answers the black-box protocol: asked as a mentor is (the same
+    client, batches and checks), the served student scores on the test set what the registry recorded.
+    A sweep with an HTTP black-box mentor is tested in test_mentors.py."""
+    from deepmimic.core.black_box import open_black_box
+
     tmp, _ = six
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'a' / 'mlflow.db'}"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'a' / 'mlflow.db'}",
+           "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}  # it execs the venv's uvicorn
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/six-S7/1",
                                "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/ping", server)
-        url = f"http://127.0.0.1:{port}/invocations"
-        served = {"name": "Served-S7", "black_box": {"kind": "http", "location": url}}
-        space = {**SIX_STUDENTS, "name": "served", "mentor": served, "grid": {"student": ["S2"]}}
-        sweep(ray_local, tmp, space, str(tmp / "served"), str(tmp / "cache"))
+        mentor = open_black_box("http", f"http://127.0.0.1:{port}/invocations", batch_size=128)
+        probabilities = mentor.probabilities(digits.test.images)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     (version,) = client.search_model_versions("name = 'six-S7'")
-    (row,) = list(csv.DictReader((tmp / "served" / "results.csv").open()))
-    assert row["mentor"] == "Served-S7" and row["mentor_architecture"] == "black box (http)"
-    assert float(row["mentor_accuracy"]) == pytest.approx(float(version.tags["test_accuracy"]), abs=1e-4)
+    accuracy = float((probabilities.argmax(1) == digits.test.labels).mean())
+    assert mentor.queries.images == len(digits.test.labels) and mentor.queries.requests == 4  # 450 in 128s
+    assert accuracy == pytest.approx(float(version.tags["test_accuracy"]), abs=1e-4)

@@ -64,7 +64,8 @@ def results_rows(records: list[TrialRecord]) -> list[dict[str, Any]]:
                      "mentor_inference_s": m.inference_time_s, "student_inference_s": s.inference_time_s,
                      "train_pool": s.train_pool, "train_ood": s.train_ood, "method": s.method,
                      "temperature": s.temperature, "accuracy_where_mentor_wrong": s.accuracy_where_mentor_wrong,
-                     "ood_agreement": s.ood_agreement})
+                     "ood_agreement": s.ood_agreement, "accuracy_gap": s.test_accuracy - m.test_accuracy,
+                     "accuracy_gap_low": s.accuracy_gap_low, "accuracy_gap_high": s.accuracy_gap_high})
     return rows
 
 
@@ -130,6 +131,29 @@ def _methods(records: list[TrialRecord]) -> str:
     header = ["student", "method", "mentor %", "student %", "relative %", "agreement %",
               "accuracy where mentor wrong %", "out-of-domain agreement %"]
     return "## Methods: DeepMimic and the alternatives (beyond the paper)\n\n" + _table(header, body) + "\n"
+
+
+def _gaps(records: list[TrialRecord], axes: tuple[str, ...]) -> str:
+    """Each trial's student minus mentor accuracy with its paired bootstrap 95% interval (same test images)."""
+    shown = [a for a in axes if a != "student"]
+    body = []
+    for r in records:
+        s = r.student
+        gap = s.test_accuracy - r.mentor.test_accuracy
+        interval = (f"[{100 * s.accuracy_gap_low:+.2f}, {100 * s.accuracy_gap_high:+.2f}]"
+                    if s.accuracy_gap_low is not None else "–")
+        body.append([s.name, *(r.grid.get(a, "") for a in shown), f"{100 * gap:+.2f}", interval])
+    return ("## Student − mentor accuracy, points, with paired bootstrap 95% intervals\n\n"
+            + _table(["student", *shown, "difference", "95% interval"], body) + "\n")
+
+
+def _galleries(records: list[TrialRecord], sweep_dir: str) -> str:
+    """Figs. 6-7 for the students of one grid point, linked where they were drawn (beside each trial)."""
+    shown = [f"![{r.student.name}]({os.path.relpath(r.student.galleries, sweep_dir)})" for r in records
+             if r.student.galleries and not artifacts.is_uri(r.student.galleries)]
+    if not shown:
+        return ""
+    return ("## Test images by who classifies them right (Figs. 6-7)\n\n" + "\n\n".join(shown) + "\n")
 
 
 def _mentors(records: list[TrialRecord]) -> str:
@@ -220,15 +244,17 @@ def _write(sweep_dir: str, sweep: SweepSummary, records: list[TrialRecord]) -> l
                                     "Accuracy per architecture (Tables 1, 2, 5)"))
     parts.append(_inference(records, sweep.dataset))
 
+    parts.append(_gaps(records, sweep.grid_axes))
     first = records[0]
     same_point = [r for r in records if r.mentor_key == first.mentor_key
                   and (r.removal_bound, r.ood_ratio) == (first.removal_bound, first.ood_ratio)]
+    parts.append(_galleries(same_point, sweep_dir))
     models = [first.mentor] + [r.student for r in same_point]
     plots.learning_curves(models, os.path.join(sweep_dir, "learning_curves.png"))
     plots.confusion_matrices(models[:2], os.path.join(sweep_dir, "confusion_matrices.png"))
     parts.append("## Learning curves (Figs. 2, 4, 5) and confusion matrices (Fig. 3)\n\n"
                  "![learning curves](learning_curves.png)\n\n![confusion matrices](confusion_matrices.png)\n")
-    text = "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
+    text = "\n\n".join(p.rstrip("\n") for p in parts if p) + "\n"
     artifacts.write_bytes(text.encode(), os.path.join(sweep_dir, "report.md"))
     names = ("results.csv", "report.md", "learning_curves.png", "confusion_matrices.png", "accuracy_vs_split.png")
     return [os.path.join(sweep_dir, n) for n in names if os.path.exists(os.path.join(sweep_dir, n))]

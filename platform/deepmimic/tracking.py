@@ -179,7 +179,7 @@ class Tracker:
         self.client.set_terminated(self._open(key), "FINISHED", end_ms)
 
     def _log_model_run(self, label: RunLabel, result: ModelResult, extra: dict[str, float | None],
-                       plots_of: list[ModelResult]) -> str | None:
+                       plots_of: list[ModelResult], galleries: str | None = None) -> str | None:
         """Final scores, plots and the MLflow model of a run (opened now if it never ran live: a mentor
         trained by an earlier sweep, a black box); None if an earlier invocation did all this."""
         run = self._open(label)
@@ -199,6 +199,8 @@ class Tracker:
                                ("confusion_matrices.png", plots.confusion_matrices)):
                 draw(plots_of, os.path.join(d, file))
                 self.client.log_artifact(run, os.path.join(d, file), "plots")
+        if galleries and os.path.isfile(galleries):  # drawn beside the trial's files (Figs. 6-7)
+            self.client.log_artifact(run, galleries, "plots")
         if MODEL_TAG not in info.data.tags and result.checkpoint and os.path.isdir(result.checkpoint):
             self._log_model(run, result.checkpoint)
         self.client.set_tag(run, LOGGED_TAG, "1")
@@ -237,8 +239,9 @@ class Tracker:
         s, m = record.student, record.mentor
         extra = {"relative_accuracy": s.relative_accuracy, "agreement": s.agreement,
                  "mentor_test_accuracy": m.test_accuracy, "train_pool": s.train_pool, "train_ood": s.train_ood,
-                 "pool_unreadable": s.pool_unreadable}
-        return self._log_model_run(label, s, extra, [m, s])
+                 "pool_unreadable": s.pool_unreadable, "accuracy_gap": s.test_accuracy - m.test_accuracy,
+                 "accuracy_gap_low": s.accuracy_gap_low, "accuracy_gap_high": s.accuracy_gap_high}
+        return self._log_model_run(label, s, extra, [m, s], s.galleries)
 
     def register(self, name: str, key: str, tags: dict[str, str]) -> int | None:
         """Register `key`'s model as a version of `name` (once per run), tagged; its version number."""

@@ -85,6 +85,10 @@ class StudentResult(ModelResult):
     train_pool: int = 0                       # pool images it learned from
     train_ood: int = 0                        # out-of-domain images it learned from
     pool_unreadable: int = 0                  # files of a separate pool skipped as unreadable
+    # student minus mentor test accuracy: a paired bootstrap 95% interval over the test images
+    accuracy_gap_low: float | None = None
+    accuracy_gap_high: float | None = None
+    galleries: str | None = None              # Figs. 6-7 for this student: who gets which test images right
 
 
 @dataclass(frozen=True)

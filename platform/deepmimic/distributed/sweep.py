@@ -350,6 +350,15 @@ def _track(tracker: Any, base: SweepConfig, planned: Plan, out: str, cache: str,
     return ray.get(calls)[-1]  # one actor: the calls run in this order
 
 
+def start_tracker(uri: str, experiment: str, out: str, artifact_root: str | None) -> Any:
+    """The sweep's `Tracker` as a Ray actor on this (the driver's) node, where a local store's file is. It starts
+    (a process, MLflow's imports, the store's set-up: 2-3 s here) beside the first trials, which tell it their
+    epochs without waiting for it."""
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(Tracker).options(num_cpus=0, scheduling_strategy=here).remote(
+        uri, experiment, out, artifact_root)
+
+
 def sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], out: str, cache: str) -> SweepOutcome:
     """`deepmimic sweep`: check where it tracks and that Ray answers before writing anything, then run it,
     tracked in MLflow (a server named by MLFLOW_TRACKING_URI, else a SQLite store in `out`) as it trains."""
@@ -365,12 +374,7 @@ def sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], o
         connect()  # a cluster that cannot be reached fails here, before anything is written too
     if not artifacts.is_uri(out):
         os.makedirs(out, exist_ok=True)
-    # The tracker starts (a process, MLflow's imports, the store's set-up: 2-3 s here) beside the first trials,
-    # which tell it their epochs without waiting for it. On this node: a local store is a file here.
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    artifact_root = None if server else f"{os.path.abspath(out)}/mlartifacts"
-    tracker = ray.remote(Tracker).options(num_cpus=0, scheduling_strategy=here).remote(
-        uri, base.name, out, artifact_root)
+    tracker = start_tracker(uri, base.name, out, None if server else f"{os.path.abspath(out)}/mlartifacts")
     command = shlex.join(["deepmimic", *sys.argv[1:]]) if sys.argv[0].endswith(("deepmimic", "cli.py")) else ""
     return run_sweep(base, points, out, cache, tracker, timings, command)
 

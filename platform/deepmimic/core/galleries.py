@@ -1,0 +1,28 @@
+"""The paper's Figs. 6-7: test images by who classifies them right, the mentor, the student, or both.
+
+A registry of selections: a new gallery is one function of (labels, mentor's and student's predictions)
+to a mask, plus one line.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+Selection = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+GALLERIES: dict[str, tuple[str, Selection]] = {
+    "both_right": ("mentor and student right", lambda y, m, s: (m == y) & (s == y)),
+    "mentor_right_student_wrong": ("mentor right, student wrong", lambda y, m, s: (m == y) & (s != y)),
+    "student_right_mentor_wrong": ("student right, mentor wrong", lambda y, m, s: (m != y) & (s == y)),
+}
+
+
+def select(kind: str, labels: np.ndarray, mentor: np.ndarray, student: np.ndarray, n: int = 25,
+           seed: int = 0) -> np.ndarray:
+    """Up to `n` test indices of a gallery, drawn at random (by `seed`) among the images that qualify,
+    in ascending order."""
+    found = np.flatnonzero(GALLERIES[kind][1](labels, mentor, student))
+    chosen = np.random.default_rng(seed).permutation(found)[:n]
+    return np.sort(chosen)
