@@ -34,7 +34,7 @@ $(CHROMIUM):
 	$(APT) chromium
 
 test: lint $(CHROMIUM)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 # Benchmarks run on demand (never in `make test`): Fashion-MNIST comes from Debian.
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
