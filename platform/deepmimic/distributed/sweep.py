@@ -61,7 +61,6 @@ class Trial:
 class Plan:
     mentors: dict[str, SweepConfig]   # distinct mentors by key, an ensemble's members first
     trials: dict[str, Trial]          # student trials by key, in grid order
-    served: dict[str, list[dict[str, Any]]]  # each mentor's grid points (an ensemble's, for its members)
     labels: dict[str, RunLabel]       # every mentor's and trial's MLflow run, by `mentor:KEY` and `student:KEY`
 
 
@@ -85,7 +84,7 @@ def plan(points: list[tuple[dict[str, Any], SweepConfig]]) -> Plan:
     """Distinct mentors by key (an ensemble's members first), and student trials by key, in grid order."""
     mentors: dict[str, SweepConfig] = {}
     trials: dict[str, Trial] = {}
-    served: dict[str, list[dict[str, Any]]] = {}
+    served: dict[str, list[dict[str, Any]]] = {}  # each mentor's grid points (an ensemble's, for its members)
     for values, cfg in points:
         if isinstance(cfg.mentor, EnsembleConfig):
             for member in cfg.mentor.members:
@@ -96,7 +95,7 @@ def plan(points: list[tuple[dict[str, Any], SweepConfig]]) -> Plan:
         for student in cfg.students:
             key = student_key(cfg, student)
             trials[key] = Trial(key, cfg, student, {**values, "student": student.name})
-    return Plan(mentors, trials, served, _labels(mentors, trials, served, [v for v, _ in points]))
+    return Plan(mentors, trials, _labels(mentors, trials, served, [v for v, _ in points]))
 
 
 def _labels(mentors: dict[str, SweepConfig], trials: dict[str, Trial], served: dict[str, list[dict[str, Any]]],
