@@ -11,6 +11,8 @@ from deepmimic.core.training import Hyper, sgd
 from deepmimic.distributed.data import TableInfo
 from deepmimic.distributed.train import RunSpec, _latest, _OwnProcess, fit
 
+from .conftest import wait_for
+
 SPEC = {"architecture": "c-fc", "width": 2}
 
 
@@ -46,3 +48,34 @@ def test_only_a_single_worker_trains_in_its_callers_process(tmp_path):
         table = TableInfo(str(tmp_path / "t.parquet"), 8, (1, 8, 8), ("a", "b", "c"), [0.0], [1.0])
         fit(RunSpec("x", str(tmp_path), ModelSpec(**SPEC), Hyper(), 0, 1.0, table, "label", table, 3,
                     ResourcesConfig(num_workers=2), in_process=True))
+
+
+def test_a_worker_group_tells_the_sweeps_tracker_each_epoch_from_rank_0(ray_local, digits, tmp_path):
+    """A Ray Train worker group of two (DDP): rank 0 opens the live MLflow run and logs each epoch once,
+    the run's duration spanning the training."""
+    from mlflow.tracking import MlflowClient
+
+    from deepmimic.core.splits import stratified_split
+    from deepmimic.distributed.data import write_split
+    from deepmimic.distributed.progress import Progress
+    from deepmimic.distributed.sweep import start_tracker
+    from deepmimic.run_names import RunLabel
+    from deepmimic.tracking import default_uri
+
+    data = write_split(digits, stratified_split(digits.train.labels, 0.2, 0), str(tmp_path / "data"), pool=False)
+    tracker = start_tracker(default_uri(str(tmp_path)), "group", str(tmp_path), str(tmp_path / "art"))
+    label = RunLabel("mentor:group", "mentor", "Mentor · two workers", {"resources.num_workers": 2})
+    resources = ResourcesConfig(num_workers=2, cpus_per_worker=0.5, threads_per_worker=1)
+    trained = fit(RunSpec("group", str(tmp_path / "ray"), ModelSpec(**SPEC), Hyper(epochs=3, batch_size=32), 0, 1.0,
+                          data.mentor, "label", data.test, 10, resources, progress=Progress(tracker, label)))
+    client = MlflowClient(tracking_uri=default_uri(str(tmp_path)))
+
+    def finished():  # rank 0's calls, sent before the group ended, may still be on their way
+        runs = client.search_runs([client.get_experiment_by_name("group").experiment_id],
+                                  "tags.`deepmimic.role` = 'mentor'")
+        return runs if runs and runs[0].info.status == "FINISHED" else None
+
+    (run,) = wait_for(finished, "the run's end", 30)
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "epoch_train_loss")]
+    assert run.info.run_name == "Mentor · two workers" and steps == [1, 2, 3]
+    assert run.info.end_time - run.info.start_time >= 1000 * trained.summary.train_time_s

@@ -12,7 +12,6 @@ from torch import nn
 from .allocator import keep_freed_memory
 
 
-@torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """Logits for all `images` with the model in eval mode, in batches of
     `batch_size` (default: 256 on a CPU, where larger batches fall out of the
@@ -25,8 +24,11 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int | Non
     batch_size = batch_size or (256 if images.device.type == "cpu" else 2048)
     was_training = model.training
     model.eval()
+    # Outside inference mode: a buffer it replaced there would become an inference tensor, which the next
+    # in-place write refuses (DDP's buffer broadcast at the next training step failed on every worker group).
     model.to(memory_format=torch.channels_last)
-    out = torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    with torch.inference_mode():
+        out = torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
     model.train(was_training)
     return out.float()
 
