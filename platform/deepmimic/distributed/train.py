@@ -189,6 +189,8 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
     live = spec.progress if rank == 0 else None
     if live:
         live.started(history)
+    if hyper.channels_last:  # before DDP takes the parameters' strides for its gradient buckets
+        net.to(memory_format=torch.channels_last)
     model = place.prepare(net)
     test = (tables.to_image_set(tables.read(spec.test.uri), spec.test.shape, spec.test.class_names)
             if rank == 0 else None)
