@@ -34,6 +34,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from . import plots
+from .core.artifacts import is_uri
 from .core.results import Counts, Epoch, MentorResult, ModelResult, TrialRecord
 from .errors import UserError
 from .run_names import RunLabel
@@ -110,9 +111,11 @@ class Tracker:
         self.labels: dict[str, RunLabel] = {}
         self.runs: dict[str, str] = {}        # key → run id, once opened or found
         self.last_step: dict[str, int] = {}   # key → the last epoch in the store
-        self.parent = self._find(f"sweep:{os.path.abspath(sweep_dir)}") or self.client.create_run(
+        # A URI as it is: made absolute, it would take the cwd of whichever process runs the tracker.
+        where = f"sweep:{sweep_dir if is_uri(sweep_dir) else os.path.abspath(sweep_dir)}"
+        self.parent = self._find(where) or self.client.create_run(
             self.experiment_id, run_name=experiment,
-            tags={KEY_TAG: f"sweep:{os.path.abspath(sweep_dir)}", "deepmimic.sweep_dir": sweep_dir}).info.run_id
+            tags={KEY_TAG: where, "deepmimic.sweep_dir": sweep_dir}).info.run_id
 
     def _hide_empty_default(self) -> None:
         """MLflow makes an experiment `Default` in every new SQL store; the sweep's own store has no use for
