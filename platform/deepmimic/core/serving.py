@@ -30,12 +30,16 @@ class Probabilities(nn.Module):
         return torch.softmax(self.model(images * 255.0), dim=1)
 
 
+def _wrapped(model: nn.Module) -> Probabilities:
+    """`model` on the CPU, NCHW, as [0, 1] in, probabilities out: what every exported form traces."""
+    return Probabilities(model.cpu().to(memory_format=torch.contiguous_format)).eval()
+
+
 def black_box(model: nn.Module, input_shape: tuple[int, int, int]) -> torch.jit.ScriptModule:
     """`model` as a self-contained TorchScript black box (no code of ours needed to load it): [0, 1] images
     in, probabilities out, any batch size."""
-    wrapped = Probabilities(model.cpu().to(memory_format=torch.contiguous_format)).eval()
     with torch.no_grad():
-        return torch.jit.trace(wrapped, torch.rand(2, *input_shape))
+        return torch.jit.trace(_wrapped(model), torch.rand(2, *input_shape))
 
 
 def export(model: nn.Module, input_shape: tuple[int, int, int], fmt: str, path: str) -> None:
@@ -45,12 +49,11 @@ def export(model: nn.Module, input_shape: tuple[int, int, int], fmt: str, path: 
     if fmt == "torchscript":
         black_box(model, input_shape).save(tmp)
     elif fmt == "onnx":
-        wrapped = Probabilities(model.cpu().to(memory_format=torch.contiguous_format)).eval()
-        example = torch.rand(2, *input_shape)
         try:
-            torch.onnx.export(wrapped, (example,), tmp, input_names=["images"], output_names=["probabilities"],
-                              dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False,
-                              external_data=False)  # one file: weights beside it would keep the temporary name
+            torch.onnx.export(_wrapped(model), (torch.rand(2, *input_shape),), tmp, input_names=["images"],
+                              output_names=["probabilities"], dynamic_shapes=({0: torch.export.Dim("batch")},),
+                              # one file: weights beside it would keep the temporary name
+                              verbose=False, external_data=False)
         except ImportError as e:
             hint = "pip install 'deepmimic-sweep[onnx]'"
             raise UserError(f"ONNX export needs onnx and onnxscript: {hint} ({e})") from None
