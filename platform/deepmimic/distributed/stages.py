@@ -21,7 +21,7 @@ from ..config import BlackBoxMentorConfig, EnsembleConfig, ExperimentConfig, Mod
 from ..core import artifacts, tables
 from ..core.datasets import load_dataset
 from ..core.evaluation import agreement, paired_bootstrap, predict_logits, probability_metrics
-from ..core.images import Dataset, hold_out_classes, select_classes
+from ..core.images import Dataset, ImageSet, hold_out_classes, select_classes
 from ..core.results import Json, MentorResult, RunSummary, StudentResult
 from ..core.soft_labels import combine
 from ..core.splits import Split, stratified_split
@@ -378,27 +378,28 @@ def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOut
     spec = run_spec(cfg, "student", student, data.table, "soft_label", mentor.test, mentor.num_classes, folder,
                     in_trial, progress)
     trained = fit(spec)
+    test = tables.to_image_set(tables.read(mentor.test.uri), mentor.test.shape, mentor.test.class_names)
     return StudentResult(**_summary(trained), name=student.name, architecture=student.architecture,
                          checkpoint=trained.checkpoint.path, method=cfg.method, temperature=spec.temperature,
                          relative_accuracy=trained.summary.test_accuracy / mentor.result.test_accuracy,
                          train_pool=data.pool, train_ood=data.ood, pool_unreadable=data.unreadable,
-                         **fidelity(trained, mentor), galleries=_galleries(trained, mentor, student.name, folder))
+                         **fidelity(trained, mentor, test.labels),
+                         galleries=_galleries(trained, mentor, test, student.name, folder))
 
 
-def _galleries(trained: Trained, mentor: MentorOutcome, name: str, folder: str) -> str:
+def _galleries(trained: Trained, mentor: MentorOutcome, test: ImageSet, name: str, folder: str) -> str:
     """Figs. 6-7 for this student beside its other files: test images both models get right, the mentor
     alone, the student alone (0.2 s here)."""
-    test = tables.to_image_set(tables.read(mentor.test.uri), mentor.test.shape, mentor.test.class_names)
     path = f"{folder}/galleries.png"
     plots.galleries(test.images, test.labels, np.asarray(mentor.test_predictions), trained.test_predictions,
                     list(test.class_names), f"{name} and {mentor.result.name}", path)
     return path
 
 
-def fidelity(trained: Trained, mentor: MentorOutcome) -> dict[str, float | None]:
-    """How closely a student follows its mentor (StudentResult's fields of that name): agreement on the test
-    set and on the out-of-domain candidates, and its accuracy on the test samples the mentor gets wrong."""
-    labels = tables.read(mentor.test.uri, ["label"]).column("label").to_numpy()
+def fidelity(trained: Trained, mentor: MentorOutcome, labels: np.ndarray) -> dict[str, float | None]:
+    """How closely a student follows its mentor (StudentResult's fields of that name) on the test set's
+    `labels`: agreement on the test set and on the out-of-domain candidates, its accuracy on the test samples
+    the mentor gets wrong, and a paired bootstrap interval of its accuracy minus the mentor's."""
     mentor_preds, preds = np.asarray(mentor.test_predictions), trained.test_predictions
     wrong = mentor_preds != labels
     ood_agreement = None
