@@ -75,7 +75,7 @@ def galleries(images: np.ndarray, labels: np.ndarray, mentor: np.ndarray, studen
     mentor's and the student's classes under each image; how many test images each gallery had to choose from.
 
     Each panel is one mosaic image with its captions as text (75 small axes took seconds to draw)."""
-    n, channels, h, w = images.shape
+    _, channels, h, w = images.shape
     fig, axes = plt.subplots(1, len(GALLERIES), figsize=(4.6 * len(GALLERIES), 5.2), squeeze=False)
     found = {}
     for ax, kind in zip(axes[0], GALLERIES):

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 import numpy as np
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -89,6 +89,11 @@ def _ms() -> int:
     return int(time.time() * 1000)
 
 
+def _params(values: dict[str, Any]) -> list[Param]:
+    """MLflow params, each value cut to the store's 6,000 characters."""
+    return [Param(k, str(v)[:6000]) for k, v in values.items()]
+
+
 class Tracker:
     """One sweep's MLflow runs: the parent, and a nested run per model, keyed by `RunLabel.key`."""
 
@@ -149,7 +154,7 @@ class Tracker:
             tags = {KEY_TAG: key, ROLE_TAG: label.role, "mlflow.parentRunId": self.parent, **label.tags}
             run = self.client.create_run(self.experiment_id, start_time=start_ms, tags=tags,
                                          run_name=label.name).info.run_id
-            self.client.log_batch(run, params=[Param(k, str(v)[:6000]) for k, v in label.params.items()])
+            self.client.log_batch(run, params=_params(label.params))
             self.last_step[key] = 0
         else:
             history = self.client.get_metric_history(run, "epoch_train_loss")
@@ -196,7 +201,7 @@ class Tracker:
         metrics = [Metric(k, float(v), now, 0) for k, v in finals.items()
                    if v is not None and k not in info.data.metrics]  # a black box has no params
         known = {"parameters": result.params} if result.params and "parameters" not in info.data.params else {}
-        self.client.log_batch(run, metrics=metrics, params=[Param(k, str(v)) for k, v in known.items()])
+        self.client.log_batch(run, metrics=metrics, params=_params(known))
         with tempfile.TemporaryDirectory() as d:
             for file, draw in (("learning_curves.png", plots.learning_curves),
                                ("confusion_matrices.png", plots.confusion_matrices)):
@@ -280,11 +285,10 @@ class Tracker:
             metrics += [Metric(f"{student}.relative_accuracy.{k}", v, now, 0) for k, v in summary.items()]
         have = self.client.get_run(self.parent).data  # a resumed sweep: each value once
         self.client.log_batch(self.parent, metrics=[m for m in metrics if have.metrics.get(m.key) != m.value],
-                              tags=tags, params=[Param(k, str(v)[:6000]) for k, v in params.items()
-                                                 if k not in have.params])
+                              tags=tags, params=_params({k: v for k, v in params.items() if k not in have.params}))
         for f in files:
             self.client.log_artifact(self.parent, f)
-        self.client.set_terminated(self.parent, RunStatus.to_string(RunStatus.FINISHED))
+        self.client.set_terminated(self.parent, "FINISHED")
 
     def interrupted(self) -> None:
         """The sweep was stopped: its runs still open are marked killed (a rerun continues them)."""
