@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -23,8 +24,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DEEPMIMIC = [sys.executable, "-m", "deepmimic.cli"]
-# `mlflow server` without its job runner: its huey consumers (seven processes) outlive a terminated server.
-MLFLOW_SERVER_ENV = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 @pytest.fixture
@@ -67,17 +66,36 @@ def wait_for(check: Callable[[], Any], what: str = "a condition", timeout: float
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def wait_for_http(url: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
-    """`url` answers 200, or the server's own error output if it exits first."""
+@contextlib.contextmanager
+def mlflow_process(args: list[str], ready: str, env: dict | None = None) -> Iterator[str]:
+    """`python -m mlflow ARGS` (`server`, `models serve`) as a real process on a free loopback port, in a process
+    group of its own; its base URL once `ready` answers 200 (its own error output if it exits first); the whole
+    group stopped afterwards. Without the tracking server's job runner: its huey consumers (seven processes)
+    outlive a terminated server."""
+    import tempfile
     import urllib.request
 
-    def up() -> bool:
-        if server.poll() is not None:
-            raise AssertionError(f"{url}: the server exited: {server.stderr.read()[-2000:] if server.stderr else ''}")
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status == 200
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
+    with tempfile.TemporaryFile() as log:  # not a pipe: a server's request log would fill it and block it
+        proc = subprocess.Popen([sys.executable, "-m", "mlflow", *args, "--host", "127.0.0.1", "--port", str(port)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
 
-    wait_for(up, url, timeout)
+        def up() -> bool:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise AssertionError(f"mlflow {' '.join(args)} exited: {log.read()[-2000:]}")
+            with urllib.request.urlopen(url + ready, timeout=5) as response:
+                return response.status == 200
+
+        try:
+            wait_for(up, url + ready, 120)
+            yield url
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
 
 
 def sweep(ray, tmp_path: Path, space: dict, out: str, cache: str,

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 
 import pytest
 
-from .conftest import MLFLOW_SERVER_ENV, free_port, sweep, wait_for_http
+from .conftest import mlflow_process, sweep
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SPACE = {
@@ -42,17 +39,9 @@ def ui(tmp_path_factory):
     out = tmp / "out"
     proc = sweep(ray, tmp, SPACE, str(out), str(tmp / "cache"))
     view = next(line for line in proc.stdout.splitlines() if "workflowType=machine_learning" in line)
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{out / 'mlflow.db'}"],
-        env=MLFLOW_SERVER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", server)
-        yield view.split("5000", 1)[1].lstrip("/").replace("#", f"http://127.0.0.1:{port}/#", 1), tmp
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    with mlflow_process(["server", "--workers", "1", "--backend-store-uri", f"sqlite:///{out / 'mlflow.db'}"],
+                        "/health") as url:
+        yield view.split("5000", 1)[1].lstrip("/").replace("#", f"{url}/#", 1), tmp
 
 
 @pytest.fixture

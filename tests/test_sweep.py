@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from .conftest import DEEPMIMIC, MLFLOW_SERVER_ENV, free_port, sweep, wait_for_http
+from .conftest import DEEPMIMIC, mlflow_process, sweep
 
 EPOCHS = 3
 SIX_STUDENTS = {
@@ -132,29 +129,18 @@ def test_each_students_best_trial_is_a_registered_mlflow_model_answering_probabi
 def test_a_sweep_on_a_storage_uri_tracks_to_a_real_mlflow_server_over_http(ray_local, tmp_path):
     """`--storage` as a URI goes through pyarrow's file systems end to end (file:// here, s3:// or gs:// on a
     cluster), and remote storage goes with a tracking server: a real `mlflow server` on loopback."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "art")],
-        env=MLFLOW_SERVER_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        root = tmp_path / "bucket"
-        path = tmp_path / "uri.yaml"
-        path.write_text(yaml.safe_dump({**SIX_STUDENTS, "name": "uri", "grid": {"student": ["S2"]}}))
-        env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
-        args = [*DEEPMIMIC, "sweep", str(path), "--storage", f"file://{root}"]
-        refused = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
-        assert refused.returncode == 2 and "needs MLFLOW_TRACKING_URI" in refused.stderr
+    root = tmp_path / "bucket"
+    path = tmp_path / "uri.yaml"
+    path.write_text(yaml.safe_dump({**SIX_STUDENTS, "name": "uri", "grid": {"student": ["S2"]}}))
+    env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
+    args = [*DEEPMIMIC, "sweep", str(path), "--storage", f"file://{root}"]
+    refused = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    assert refused.returncode == 2 and "needs MLFLOW_TRACKING_URI" in refused.stderr
 
-        uri = f"http://127.0.0.1:{port}"
+    store = ["server", "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+             "--artifacts-destination", str(tmp_path / "art")]
+    with mlflow_process(store, "/health") as uri:
         client = MlflowClient(tracking_uri=uri)
-        for _ in range(120):
-            try:
-                client.search_experiments()
-                break
-            except Exception:
-                time.sleep(0.5)
         proc = subprocess.run(args, capture_output=True, text=True, env={**env, "MLFLOW_TRACKING_URI": uri},
                               timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -166,9 +152,6 @@ def test_a_sweep_on_a_storage_uri_tracks_to_a_real_mlflow_server_over_http(ray_l
         runs = client.search_runs([client.get_experiment_by_name("uri").experiment_id])
         assert sorted(r.data.tags.get("deepmimic.role", "sweep") for r in runs) == ["mentor", "student", "sweep"]
         assert not list(root.glob("**/mlflow.db"))  # nothing tracked beside the outputs
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, tmp_path):
@@ -193,20 +176,12 @@ def test_a_registered_student_served_by_mlflow_is_a_black_box_mentor(six, digits
     from deepmimic.core.black_box import open_black_box
 
     tmp, _ = six
-    port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'a' / 'mlflow.db'}",
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'a' / 'mlflow.db'}",
            "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}  # it execs the venv's uvicorn
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/six-S7/1",
-                               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/ping", server)
-        mentor = open_black_box("http", f"http://127.0.0.1:{port}/invocations", batch_size=128)
+    with mlflow_process(["models", "serve", "-m", "models:/six-S7/1", "--env-manager", "local"], "/ping",
+                        env) as url:
+        mentor = open_black_box("http", f"{url}/invocations", batch_size=128)
         probabilities = mentor.probabilities(digits.test.images)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
     client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     (version,) = client.search_model_versions("name = 'six-S7'")
     accuracy = float((probabilities.argmax(1) == digits.test.labels).mean())
