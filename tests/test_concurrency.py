@@ -1,7 +1,7 @@
 """How many sweep trials run at once: trials plus their training workers must fit."""
 
 from deepmimic.config import SweepConfig, parse_experiment
-from deepmimic.distributed.sweep import concurrency, trial_resources
+from deepmimic.distributed.cluster import concurrency, trial_resources
 
 BASE = {"mentor": {"name": "M", "architecture": "c-fc"}, "students": [{"name": "S", "architecture": "c-fc"}]}
 

@@ -328,6 +328,8 @@ class ExperimentConfig(Strict):
             raw["mentor"] = merged(raw["mentor"])
         if isinstance(raw.get("students"), list):
             raw["students"] = [merged(s) for s in raw["students"]]
+        if isinstance(raw.get("search"), dict):  # the searched students' training
+            raw["search"] = merged(raw["search"])
         return raw
 
     @field_validator("students")
@@ -394,11 +396,75 @@ def check_architectures(cfg: ExperimentConfig, shape: tuple[int, int, int], clas
             raise UserError(f"{where}.architecture: {e}") from None
 
 
+def _int_range(value: Any) -> Any:
+    """`[low, high]` (both included) or one number."""
+    return (value, value) if isinstance(value, int) else value
+
+
+IntRange = Annotated[tuple[int, int], BeforeValidator(_int_range)]
+
+
+class StudentSpaceConfig(Strict):
+    """The students a search draws (`core.student_search.architecture`): `conv_blocks` blocks of
+    `convs_per_block` 3×3 convolutions (batch norm after each where drawn) and a max pooling, `fc` hidden fully
+    connected layers, convolutions `width` wide, doubling after each pooling. Ranges are `[low, high]`."""
+
+    conv_blocks: IntRange = (1, 3)
+    convs_per_block: IntRange = (1, 2)
+    width: list[Annotated[int, Field(ge=1)]] = Field([8, 16, 32, 64], min_length=1)
+    fc: IntRange = (0, 1)
+    batch_norm: list[bool] = Field([False, True], min_length=1)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "StudentSpaceConfig":
+        for key, low in (("conv_blocks", 1), ("convs_per_block", 1), ("fc", 0)):
+            lo, hi = getattr(self, key)
+            if not low <= lo <= hi:
+                raise ValueError(f"{key}: [{lo}, {hi}] is not a range of at least {low}")
+        return self
+
+    @property
+    def size(self) -> int:
+        """How many distinct students it holds (what a full grid over it trains)."""
+        spans = [hi - lo + 1 for lo, hi in (self.conv_blocks, self.convs_per_block, self.fc)]
+        return spans[0] * spans[1] * spans[2] * len(set(self.width)) * len(set(self.batch_norm))
+
+
+class SearchConfig(Strict):
+    """A search for the smallest (or fastest) student keeping `target_relative` of its mentor's accuracy,
+    judged on a validation slice of the pool, never on the test set (see `distributed/search.py`)."""
+
+    name: Name = Field("Smallest", description="the student the search picks, trained and registered as such")
+    student_space: StudentSpaceConfig = StudentSpaceConfig()
+    target_relative: float = Field(0.99, gt=0.0, le=1.5)
+    objective: Literal["params", "latency"] = Field("params", description="what `smallest` means: parameters, "
+                                                    "or milliseconds for one image on the trial's device")
+    algorithm: Literal["optuna", "random"] = Field("optuna", description="Ray Tune's OptunaSearch "
+                                                   "(multi-objective TPE) or random draws")
+    scheduler: Literal["asha", "none"] = "asha"
+    num_samples: int = Field(32, ge=1, le=10_000)
+    grace_period: int | None = Field(None, ge=1, description="epochs before ASHA may stop a student "
+                                     "(default: a ninth of the epochs)")
+    reduction_factor: float = Field(3.0, gt=1.0)
+    validation_ratio: float = Field(0.1, gt=0.0, lt=0.5, description="the pool's slice no searched student "
+                                    "trains on, scored every epoch")
+    selection: Literal["auto", "labels", "agreement"] = Field(
+        "auto", description="what a student is scored on in the slice: its accuracy over the mentor's (labels: "
+        "the paper's split, whose pool has them) or agreement with the mentor (label-free); auto: labels if any")
+    training: Hyper = Hyper()
+
+    def grace(self) -> int:
+        return self.grace_period or max(1, self.training.epochs // 9)
+
+
 class SweepConfig(ExperimentConfig):
     """An experiment plus grid axes. Each axis is a dotted config path (as for
-    `--set`) with a list of values; `student` selects students by name."""
+    `--set`) with a list of values; `student` selects students by name. `search` adds a student found by
+    a search (`SearchConfig`); with it, `students` may be empty."""
 
     grid: dict[str, list[Any]] = {}
+    search: SearchConfig | None = None
+    students: list[ModelConfig] = []
     trial_cpus: float = Field(0.25, gt=0.0, description="CPUs a Tune trial's own process holds beside a worker "
                               "group (num_workers > 1); a single-worker run trains in that process, which holds "
                               "the worker's resources")
@@ -415,6 +481,28 @@ class SweepConfig(ExperimentConfig):
                 raise UserError(f"grid.{axis}: repeated value {repeated[0]} (each value runs once)")
         if any(v for v in self.grid.get("variant.ood_ratio", [])) and self.ood is None:
             raise ValueError("variant.ood_ratio > 0 needs an `ood` section naming the out-of-domain images")
+        return self
+
+    @model_validator(mode="after")
+    def _search_fits(self) -> "SweepConfig":
+        if self.search is None:
+            if not self.students:
+                raise ValueError("students: at least one, or a `search:` section that finds one")
+            return self
+        if self.grid:
+            raise ValueError("search: runs against one mentor and pool: remove grid: (or run a search space per "
+                             "grid point)")
+        if self.resources.num_workers != 1:
+            raise ValueError("search: each student reports every epoch from its trial's own process: "
+                             "resources.num_workers must be 1")
+        if self.search.name in {s.name for s in self.students}:
+            raise ValueError(f"search.name: {self.search.name!r} is also a student's name")
+        if self.search.selection == "labels" and self.pool_separate:
+            raise ValueError("search.selection: labels needs a labelled pool; dataset.unlabeled has none "
+                             "(use agreement)")
+        if self.search.scheduler == "asha" and self.search.grace() >= self.search.training.epochs:
+            raise ValueError(f"search.grace_period: {self.search.grace()} epochs leaves ASHA nothing to stop "
+                             f"before the last ({self.search.training.epochs})")
         return self
 
 

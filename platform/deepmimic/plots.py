@@ -1,5 +1,5 @@
 """Figures: learning curves (Figs. 2, 4, 5), confusion matrices (Fig. 3), accuracy by split ratio (Fig. 1),
-galleries of test images (Figs. 6-7)."""
+galleries of test images (Figs. 6-7), a student search's frontier."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 from .core import artifacts  # noqa: E402
 from .core.galleries import GALLERIES, select  # noqa: E402
 from .core.results import ModelResult  # noqa: E402
+from .core.student_search import Candidate, SearchSummary, pareto_front  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: str) -> None:
@@ -97,3 +98,31 @@ def galleries(images: np.ndarray, labels: np.ndarray, mentor: np.ndarray, studen
     fig.tight_layout()
     _save(fig, path)
     return found
+
+
+def frontier(search: SearchSummary, path: str) -> None:
+    """Each searched student's cost (parameters or latency, log scale) against its validation score over the
+    mentor's; trials the scheduler stopped early hollow, the Pareto front joined, the target dashed."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+
+    def cost(c: Candidate) -> float:
+        return c.cost(search.objective)
+
+    for stopped, style in ((False, {"color": "C0"}), (True, {"facecolors": "none", "edgecolors": "C0"})):
+        shown = [c for c in search.candidates if c.stopped_early == stopped]
+        ax.scatter([cost(c) for c in shown], [c.validation_relative for c in shown], s=28,
+                   label="stopped early" if stopped else "trained in full", **style)
+    front = pareto_front(search.candidates, search.objective)
+    ax.plot([cost(c) for c in front], [c.validation_relative for c in front], color="C1", marker="o",
+            label="Pareto front")
+    best = search.best
+    ax.scatter([cost(best)], [best.validation_relative], marker="*", s=220, color="C3", zorder=5,
+               label=f"{search.student}: {best.architecture}")
+    ax.axhline(search.target_relative, color="gray", linestyle="--", label=f"target {search.target_relative:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters" if search.objective == "params" else "latency, ms per image (batch 1)")
+    ax.set_ylabel(f"validation {'accuracy' if search.selection == 'labels' else 'agreement'} / mentor's")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 import tempfile
@@ -16,9 +17,11 @@ from . import paper, plots
 from .core import artifacts
 from .core.methods import METHODS
 from .core.results import SweepSummary, TrialRecord
+from .core.student_search import SearchSummary, pareto_front
 from .errors import UserError
 
 SWEEP_FILE = "sweep.json"
+SEARCH_FILE = "search.json"
 
 
 def load_records(sweep_dir: str) -> tuple[SweepSummary, list[TrialRecord]]:
@@ -182,6 +185,60 @@ def _inference(records: list[TrialRecord], dataset: str) -> str:
         ["model", "seconds", "ratio to mentor", "paper s (1050 Ti / 1070)"], body) + "\n"
 
 
+def _smallest(search: SearchSummary, records: list[TrialRecord], sweep_dir: str) -> str:
+    """The search's answer beside its mentor (test figures from its full training as a student of the sweep),
+    the Pareto front it found (validation figures), and what the search cost; writes frontier.csv and .png."""
+    front = {c.trial for c in pareto_front(search.candidates, search.objective)}
+    rows = [{**dataclasses.asdict(c), "on_front": c.trial in front} for c in search.candidates]
+    _write_csv(rows, os.path.join(sweep_dir, "frontier.csv"))
+    plots.frontier(search, os.path.join(sweep_dir, "frontier.png"))
+    best, m = search.best, search.mentor
+    trained = next((r for r in records if r.student.name == search.student), None)
+
+    def ms(x: float | None) -> str:
+        return f"{x:.3f}" if x is not None else "–"
+
+    body = [[f"{m.name} (mentor)", m.architecture, m.params or "–", ms(m.latency_ms_1), ms(m.latency_ms_256),
+             _pct(trained.mentor.test_accuracy) if trained else "–", "100.00", "100.00"]]
+    body.append([search.student, f"{best.architecture} (width {best.width})", best.params, ms(best.latency_ms_1),
+                 ms(best.latency_ms_256), _pct(trained.student.test_accuracy) if trained else "–",
+                 _pct(trained.student.relative_accuracy) if trained else "–", _pct(best.validation_relative)])
+    scored = "accuracy" if search.selection == "labels" else "agreement with the mentor"
+    verdict = (f"**{search.student}** is the {'smallest' if search.objective == 'params' else 'fastest'} student "
+               f"found whose validation {scored} reaches {100 * search.target_relative:g}% of the mentor's"
+               if search.met else f"**No student reached {100 * search.target_relative:g}%** of the mentor's "
+               f"validation {scored}; **{search.student}** is the closest found")
+    share = f" ({100 * best.params / m.params:.1f}% of the mentor's parameters)" if m.params else ""
+    stopped = sum(c.stopped_early for c in search.candidates)
+    grid = search.space_size * search.epochs
+    lines = [
+        "## Smallest students\n",
+        f"{verdict}: `{best.architecture}`, width {best.width}, {best.params:,} parameters{share}. It was then "
+        f"trained in full ({search.epochs} epochs, the whole pool) as a student of this sweep; its test figures "
+        "below come from that training, and the test set chose nothing.\n",
+        _table(["model", "architecture", "parameters", "ms, batch 1", "ms, batch 256", "test %",
+                "relative % (test)", "relative % (validation)"], body) + "\n",
+        f"Search: {len(search.candidates)} students ({search.algorithm}, scheduler {search.scheduler}; "
+        f"{stopped} stopped early) trained {search.epochs_spent} epochs; a full grid over the space's "
+        f"{search.space_size} students would train {grid} ({search.epochs_spent / grid:.2f} of it). "
+        f"Scored on a slice of the pool no searched student trained on ({scored}).\n",
+        "Pareto front (validation):\n",
+        _table(["architecture", "width", "parameters", "ms, batch 1", "relative % (validation)", "epochs"],
+               [[c.architecture, c.width, c.params, ms(c.latency_ms_1), _pct(c.validation_relative), c.epochs]
+                for c in pareto_front(search.candidates, search.objective)]) + "\n",
+        "![frontier](frontier.png)\n",
+    ]
+    return "\n".join(lines)
+
+
+def _write_csv(rows: list[dict[str, Any]], path: str) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
+    writer.writeheader()
+    writer.writerows(rows)
+    artifacts.write_bytes(buffer.getvalue().encode(), path)
+
+
 def _paper6(dataset: str, model: str) -> str:
     key = {"fashion_mnist": "mnist"}.get(dataset, dataset)
     p = paper.TABLE6.get((key, model))
@@ -208,12 +265,7 @@ def write_report(sweep_dir: str) -> tuple[str, list[str]]:
 
 def _write(sweep_dir: str, sweep: SweepSummary, records: list[TrialRecord]) -> list[str]:
     """Write the report's files into the local folder `sweep_dir`; return their paths."""
-    rows = results_rows(records)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
-    writer.writeheader()
-    writer.writerows(rows)
-    artifacts.write_bytes(buffer.getvalue().encode(), os.path.join(sweep_dir, "results.csv"))
+    _write_csv(results_rows(records), os.path.join(sweep_dir, "results.csv"))
 
     axes, key = set(sweep.grid_axes), sweep.paper
     parts = [f"# {sweep.name}: {sweep.dataset}, {len(records)} student trials, {sweep.counts.mentors} mentor(s)\n"]
@@ -242,6 +294,9 @@ def _write(sweep_dir: str, sweep: SweepSummary, records: list[TrialRecord]) -> l
     elif not axes & {"variant.removal_bound", "variant.ood_ratio", "split.mentor_ratio", "method", "temperature"}:
         parts.append(_architectures(records, paper.ARCHITECTURE_TABLES.get(key),
                                     "Accuracy per architecture (Tables 1, 2, 5)"))
+    if artifacts.exists(os.path.join(sweep_dir, SEARCH_FILE)):
+        parts.append(_smallest(SearchSummary.from_json(_read(os.path.join(sweep_dir, SEARCH_FILE))), records,
+                               sweep_dir))
     parts.append(_inference(records, sweep.dataset))
 
     parts.append(_gaps(records, sweep.grid_axes))
@@ -256,5 +311,6 @@ def _write(sweep_dir: str, sweep: SweepSummary, records: list[TrialRecord]) -> l
                  "![learning curves](learning_curves.png)\n\n![confusion matrices](confusion_matrices.png)\n")
     text = "\n\n".join(p.rstrip("\n") for p in parts if p) + "\n"
     artifacts.write_bytes(text.encode(), os.path.join(sweep_dir, "report.md"))
-    names = ("results.csv", "report.md", "learning_curves.png", "confusion_matrices.png", "accuracy_vs_split.png")
+    names = ("results.csv", "report.md", "learning_curves.png", "confusion_matrices.png", "accuracy_vs_split.png",
+             "frontier.csv", "frontier.png")
     return [os.path.join(sweep_dir, n) for n in names if os.path.exists(os.path.join(sweep_dir, n))]

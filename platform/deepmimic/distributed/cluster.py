@@ -1,4 +1,4 @@
-"""Connecting to Ray: the cluster in RAY_ADDRESS, or a local one."""
+"""Connecting to Ray (the cluster in RAY_ADDRESS, or a local one), and how many trials fit it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import threading
 
 import ray
 
+from ..config import SweepConfig
 from ..errors import UserError
 
 
@@ -32,3 +33,28 @@ def connect() -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
     if threading.current_thread() is threading.main_thread() and on_sigterm is not None:
         signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def trial_resources(base: SweepConfig) -> dict[str, float]:
+    """What a trial's own process holds: a single worker's resources, since such a run trains
+    in that process; else `trial_cpus`, beside the worker group the trial starts."""
+    if base.resources.num_workers > 1:
+        return {"CPU": base.trial_cpus}
+    return {k: v for k, v in base.resources.per_worker().items() if v}
+
+
+def concurrency(base: SweepConfig, cluster: dict[str, float], data_cpus: float = 0.0) -> int:
+    """How many trials fit the cluster at once, each with its own process and its training workers.
+
+    A trial with a worker group reserves only `trial_cpus`; its Ray Train workers
+    ask for theirs later, so without this bound trials could hold every CPU while
+    their workers wait forever. A resource the cluster lacks today (GPUs on an
+    autoscaling cluster at zero workers) sets no bound: the autoscaler adds it.
+    """
+    workers = base.resources.num_workers
+    need = {k: workers * v for k, v in base.resources.per_worker().items()}
+    if workers > 1:
+        need["CPU"] += base.trial_cpus
+    need["CPU"] += data_cpus
+    fits = [int(cluster[k] // v) for k, v in need.items() if v > 0 and cluster.get(k, 0) > 0]
+    return max(1, min(fits)) if fits else 1

@@ -31,9 +31,10 @@ from ..errors import UserError, interruption
 from ..report import SWEEP_FILE, write_report
 from ..run_names import RunLabel, model_params, name, shared, unique, value_text, varying
 from ..tracking import Tracker, check_reachable, check_store, default_uri
-from .cluster import connect
+from .cluster import concurrency, connect, trial_resources
 from .pool import user_error
 from .progress import Progress
+from .search import run_search
 from .stages import (
     MentorOutcome,
     member_config,
@@ -175,31 +176,6 @@ def _student_trial(config: dict[str, Any], planned: Plan, inputs: dict[str, tupl
         tracker.log_student.remote(planned.labels[f"student:{trial.key}"], record)
     tune.report({"trial": trial.key, "student": trial.student.name, "test_accuracy": student.test_accuracy,
                  "relative_accuracy": student.relative_accuracy})
-
-
-def trial_resources(base: SweepConfig) -> dict[str, float]:
-    """What a trial's own process holds: a single worker's resources, since such a run trains
-    in that process; else `trial_cpus`, beside the worker group the trial starts."""
-    if base.resources.num_workers > 1:
-        return {"CPU": base.trial_cpus}
-    return {k: v for k, v in base.resources.per_worker().items() if v}
-
-
-def concurrency(base: SweepConfig, cluster: dict[str, float], data_cpus: float = 0.0) -> int:
-    """How many trials fit the cluster at once, each with its own process and its training workers.
-
-    A trial with a worker group reserves only `trial_cpus`; its Ray Train workers
-    ask for theirs later, so without this bound trials could hold every CPU while
-    their workers wait forever. A resource the cluster lacks today (GPUs on an
-    autoscaling cluster at zero workers) sets no bound: the autoscaler adds it.
-    """
-    workers = base.resources.num_workers
-    need = {k: workers * v for k, v in base.resources.per_worker().items()}
-    if workers > 1:
-        need["CPU"] += base.trial_cpus
-    need["CPU"] += data_cpus
-    fits = [int(cluster[k] // v) for k, v in need.items() if v > 0 and cluster.get(k, 0) > 0]
-    return max(1, min(fits)) if fits else 1
 
 
 def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig, storage: str,
@@ -375,7 +351,15 @@ def sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], o
         os.makedirs(out, exist_ok=True)
     tracker = start_tracker(uri, base.name, out, None if server else f"{os.path.abspath(out)}/mlartifacts")
     command = shlex.join(["deepmimic", *sys.argv[1:]]) if sys.argv[0].endswith(("deepmimic", "cli.py")) else ""
+    if base.search is not None:  # the student it finds joins the others, trained and registered as they are
+        with _timed(timings, "student search"):
+            found = run_search(base, out, cache)
+        base, points = _with(base, found), [(values, _with(cfg, found)) for values, cfg in points]
     return run_sweep(base, points, out, cache, tracker, timings, command)
+
+
+def _with(cfg: SweepConfig, student: ModelConfig) -> SweepConfig:
+    return cfg.model_copy(update={"students": [*cfg.students, student]})
 
 
 def _mentor_params(cfg: SweepConfig) -> dict[str, Any]:

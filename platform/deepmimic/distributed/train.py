@@ -28,6 +28,7 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
+from ray import tune
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.util.placement_group import placement_group, remove_placement_group
@@ -68,6 +69,8 @@ class RunSpec:
     stream: bool = False          # stream `train` through Ray Data (`streaming.py`) instead of holding it
     data_cpus: float = 0.5        # CPUs reserved for Ray Data's reads where it streams
     progress: Progress | None = None  # the sweep's live MLflow run of this training (rank 0 tells it)
+    validation: TableInfo | None = None  # scored after every epoch (`label`: true classes or the mentor's)
+    tune_metrics: dict[str, float] | None = None  # given: rank 0 reports every epoch to Tune, these added
 
     @property
     def run(self) -> str:
@@ -196,6 +199,8 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
             if rank == 0 else None)
     test_x = torch.from_numpy(test.images).to(device) if test else None
     test_y = torch.from_numpy(test.labels).to(device) if test else None
+    validation = (tables.to_image_set(tables.read(spec.validation.uri), spec.validation.shape, ())
+                  if rank == 0 and spec.validation else None)
     meta = {"spec": asdict(spec.model), "shape": list(spec.train.shape), "num_classes": spec.num_classes,
             "mean": spec.train.mean, "std": spec.train.std}
     optimizer = sgd(model, hyper)
@@ -218,6 +223,10 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
             history.append(Epoch(epoch, train_loss))
         if live:
             live.epoch(history[-1])
+        if validation is not None:
+            metrics["validation_accuracy"] = _accuracy(net, validation, device)
+        if spec.tune_metrics is not None and rank == 0:  # a search's trial: its scheduler may stop it here
+            tune.report(metrics | spec.tune_metrics)
         if spec.checkpoint_every and epoch % spec.checkpoint_every == 0 and epoch < hyper.epochs:
             # A barrier across ranks; rank 0 alone writes the state every rank restores.
             with tempfile.TemporaryDirectory() as d:
@@ -249,6 +258,11 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
         place.report(last, d, hyper.epochs)
     if live:
         live.ended()
+
+
+def _accuracy(net: torch.nn.Module, images: Any, device: torch.device) -> float:
+    x, y = torch.from_numpy(images.images).to(device), torch.from_numpy(images.labels).to(device)
+    return accuracy_and_loss(predict_logits(net, x), y)[0]
 
 
 def as_task(fn: Callable, resources: ResourcesConfig, **options: Any) -> Any:
