@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from deepmimic.config import apply_overrides, load_experiment, load_sweep, parse_experiment
 from deepmimic.errors import UserError
@@ -76,4 +77,33 @@ def test_an_experiment_carries_its_variant_and_method():
 @pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_search_space_validates(path):
     base, points = load_sweep(path)
-    assert points and all(p.students for _, p in points)
+    assert points and all(p.students or p.search for _, p in points)
+
+
+SEARCH = {"name": "s", "mentor": {"name": "M", "architecture": "c-mp-fc2"}, "search": {"num_samples": 4}}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"grid": {"seed": [0, 1]}}, "search: runs against one mentor"),
+    ({"resources": {"num_workers": 2}}, "resources.num_workers must be 1"),
+    ({"students": [{"name": "Smallest", "architecture": "c-fc"}]}, "'Smallest' is also a student's name"),
+    ({"search": {"student_space": {"conv_blocks": [3, 1]}}}, "conv_blocks: [3, 1] is not a range"),
+    ({"search": {"grace_period": 20}, "training": {"epochs": 20}}, "leaves ASHA nothing to stop"),
+    ({"search": {"objective": "flops"}}, "search.objective"),
+    ({"search": None}, "students: at least one, or a `search:` section"),
+])
+def test_a_search_that_cannot_run_is_refused_in_one_line(tmp_path, change, message):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**SEARCH, **change}))
+    with pytest.raises(UserError) as e:
+        load_sweep(path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_search_takes_the_shared_training_defaults_and_counts_its_space(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**SEARCH, "training": {"epochs": 27, "lr": 0.1}}))
+    base, points = load_sweep(path)
+    assert base.search.training.epochs == 27 and base.search.training.lr == 0.1
+    assert base.search.grace() == 3 and base.search.student_space.size == 3 * 2 * 4 * 2 * 2
+    assert len(points) == 1 and points[0][1].students == []

@@ -439,8 +439,9 @@ class SearchConfig(Strict):
     target_relative: float = Field(0.99, gt=0.0, le=1.5)
     objective: Literal["params", "latency"] = Field("params", description="what `smallest` means: parameters, "
                                                     "or milliseconds for one image on the trial's device")
-    algorithm: Literal["optuna", "random"] = Field("optuna", description="Ray Tune's OptunaSearch "
-                                                   "(multi-objective TPE) or random draws")
+    algorithm: Literal["optuna", "random", "grid"] = Field(
+        "optuna", description="Ray Tune's OptunaSearch (multi-objective TPE), random draws, or every student of "
+        "the space once (`num_samples` then does not apply): what a search is measured against")
     scheduler: Literal["asha", "none"] = "asha"
     num_samples: int = Field(32, ge=1, le=10_000)
     grace_period: int | None = Field(None, ge=1, description="epochs before ASHA may stop a student "

@@ -134,10 +134,12 @@ def _tuner(cfg: SweepConfig, trainable: Any, storage: str, name: str) -> tune.Tu
         return tune.Tuner.restore(path, trainable, resume_errored=True)
     s = cfg.search
     space = s.student_space
-    draws = {"conv_blocks": tune.randint(space.conv_blocks[0], space.conv_blocks[1] + 1),
-             "convs_per_block": tune.randint(space.convs_per_block[0], space.convs_per_block[1] + 1),
-             "width": tune.choice(sorted(set(space.width))), "fc": tune.randint(space.fc[0], space.fc[1] + 1),
-             "batch_norm": tune.choice(sorted(set(space.batch_norm)))}
+    values = {"conv_blocks": list(range(space.conv_blocks[0], space.conv_blocks[1] + 1)),
+              "convs_per_block": list(range(space.convs_per_block[0], space.convs_per_block[1] + 1)),
+              "width": sorted(set(space.width)), "fc": list(range(space.fc[0], space.fc[1] + 1)),
+              "batch_norm": sorted(set(space.batch_norm))}
+    # Integers as choices, not ranges: a handful of values each, and the grid takes the same lists.
+    draws = {k: (tune.grid_search(v) if s.algorithm == "grid" else tune.choice(v)) for k, v in values.items()}
     cost = "params" if s.objective == "params" else "latency_ms_1"
     searcher = (OptunaSearch(metric=["validation_accuracy", cost], mode=["max", "min"], seed=cfg.seed)
                 if s.algorithm == "optuna" else BasicVariantGenerator(random_state=cfg.seed))
@@ -146,7 +148,8 @@ def _tuner(cfg: SweepConfig, trainable: Any, storage: str, name: str) -> tune.Tu
                  if s.scheduler == "asha" else FIFOScheduler())
     return tune.Tuner(
         tune.with_resources(trainable, trial_resources(cfg)), param_space=draws,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=s.num_samples,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                    num_samples=1 if s.algorithm == "grid" else s.num_samples,
                                     max_concurrent_trials=concurrency(cfg, ray.cluster_resources()),
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=1,
