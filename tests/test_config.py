@@ -88,7 +88,7 @@ SEARCH = {"name": "s", "mentor": {"name": "M", "architecture": "c-mp-fc2"}, "sea
     ({"resources": {"num_workers": 2}}, "resources.num_workers must be 1"),
     ({"students": [{"name": "Smallest", "architecture": "c-fc"}]}, "'Smallest' is also a student's name"),
     ({"search": {"student_space": {"conv_blocks": [3, 1]}}}, "conv_blocks: [3, 1] is not a range"),
-    ({"search": {"grace_period": 20}, "training": {"epochs": 20}}, "leaves ASHA nothing to stop"),
+    ({"search": {"grace_period": 20}, "training": {"epochs": 20}}, "leaves nothing to stop early"),
     ({"search": {"objective": "flops"}}, "search.objective"),
     ({"search": None}, "students: at least one, or a `search:` section"),
 ])

@@ -442,9 +442,11 @@ class SearchConfig(Strict):
     algorithm: Literal["optuna", "random", "grid"] = Field(
         "optuna", description="Ray Tune's OptunaSearch (multi-objective TPE), random draws, or every student of "
         "the space once (`num_samples` then does not apply): what a search is measured against")
-    scheduler: Literal["asha", "none"] = "asha"
+    scheduler: Literal["smaller_first", "asha", "none"] = Field(
+        "smaller_first", description="early stopping at rungs of epochs: a student beaten by a no-bigger one "
+        "(`distributed/pruning.py`), Ray Tune's ASHA (beaten by most others), or none")
     num_samples: int = Field(32, ge=1, le=10_000)
-    grace_period: int | None = Field(None, ge=1, description="epochs before ASHA may stop a student "
+    grace_period: int | None = Field(None, ge=1, description="epochs before a scheduler may stop a student "
                                      "(default: a ninth of the epochs)")
     reduction_factor: float = Field(3.0, gt=1.0)
     validation_ratio: float = Field(0.1, gt=0.0, lt=0.5, description="the pool's slice no searched student "
@@ -501,8 +503,8 @@ class SweepConfig(ExperimentConfig):
         if self.search.selection == "labels" and self.pool_separate:
             raise ValueError("search.selection: labels needs a labelled pool; dataset.unlabeled has none "
                              "(use agreement)")
-        if self.search.scheduler == "asha" and self.search.grace() >= self.search.training.epochs:
-            raise ValueError(f"search.grace_period: {self.search.grace()} epochs leaves ASHA nothing to stop "
+        if self.search.scheduler != "none" and self.search.grace() >= self.search.training.epochs:
+            raise ValueError(f"search.grace_period: {self.search.grace()} epochs leaves nothing to stop early "
                              f"before the last ({self.search.training.epochs})")
         return self
 

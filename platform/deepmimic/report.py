@@ -210,6 +210,7 @@ def _smallest(search: SearchSummary, records: list[TrialRecord], sweep_dir: str)
                f"validation {scored}; **{search.student}** is the closest found")
     share = f" ({100 * best.params / m.params:.1f}% of the mentor's parameters)" if m.params else ""
     stopped = sum(c.stopped_early for c in search.candidates)
+    again = sum(bool(c.duplicate_of) for c in search.candidates)
     grid = search.space_size * search.epochs
     lines = [
         "## Smallest students\n",
@@ -219,7 +220,8 @@ def _smallest(search: SearchSummary, records: list[TrialRecord], sweep_dir: str)
         _table(["model", "architecture", "parameters", "ms, batch 1", "ms, batch 256", "test %",
                 "relative % (test)", "relative % (validation)"], body) + "\n",
         f"Search: {len(search.candidates)} students ({search.algorithm}, scheduler {search.scheduler}; "
-        f"{stopped} stopped early) trained {search.epochs_spent} epochs; a full grid over the space's "
+        f"{stopped} stopped early, {again} drawn again and not retrained) trained {search.epochs_spent} epochs; "
+        "a full grid over the space's "
         f"{search.space_size} students would train {grid} ({search.epochs_spent / grid:.2f} of it). "
         f"Scored on a slice of the pool no searched student trained on ({scored}).\n",
         "Pareto front (validation):\n",

@@ -34,12 +34,14 @@ class Json:
 
 @dataclass(frozen=True)
 class Epoch:
-    """One epoch's training loss and (rank 0's) test scores."""
+    """One epoch's training loss and (rank 0's) test scores, and its validation accuracy where it has a
+    validation set (a searched student's)."""
 
     epoch: int
     train_loss: float
     test_accuracy: float | None = None
     test_loss: float | None = None
+    validation_accuracy: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

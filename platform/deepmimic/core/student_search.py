@@ -57,6 +57,7 @@ class Candidate:
     epochs: int                         # trained before it finished or the scheduler stopped it
     validation_relative: float          # its validation score over the mentor's
     stopped_early: bool
+    duplicate_of: str | None = None     # drawn again after `duplicate_of` trained it in full: not retrained
 
     def cost(self, objective: str) -> float:
         return float(self.params) if objective == "params" else self.latency_ms_1
@@ -66,7 +67,7 @@ def pareto_front(candidates: Sequence[Candidate], objective: str) -> list[Candid
     """The candidates no other beats on both cost (lower) and validation score (higher), cheapest first; among
     those trained in full where there are any (a student stopped early was scored after fewer epochs)."""
     front: list[Candidate] = []
-    full = [c for c in candidates if not c.stopped_early] or list(candidates)
+    full = [c for c in candidates if not c.stopped_early and not c.duplicate_of] or list(candidates)
     for c in sorted(full, key=lambda c: (c.cost(objective), -c.validation_relative)):
         if not front or c.validation_relative > front[-1].validation_relative:
             front.append(c)
@@ -76,6 +77,7 @@ def pareto_front(candidates: Sequence[Candidate], objective: str) -> list[Candid
 def winner(candidates: Sequence[Candidate], objective: str, target: float) -> tuple[Candidate, bool]:
     """The cheapest candidate whose validation score reaches `target` (ties: the better score), and True;
     where none does, the best-scoring one (ties: the cheaper), and False."""
+    candidates = [c for c in candidates if not c.duplicate_of]
     meeting = [c for c in candidates if c.validation_relative >= target]
     if meeting:
         return min(meeting, key=lambda c: (c.cost(objective), -c.validation_relative)), True
@@ -117,4 +119,4 @@ class SearchSummary(Json):
 
     @property
     def epochs_spent(self) -> int:
-        return sum(c.epochs for c in self.candidates)
+        return sum(c.epochs for c in self.candidates if not c.duplicate_of)

@@ -1,13 +1,15 @@
 """A search for the smallest student that keeps a share of its mentor's accuracy, on Ray Tune.
 
 Students are drawn from the search space's grammar by Optuna's multi-objective TPE (validation score up,
-size or latency down) or at random. Each trains in its trial's own process and reports every epoch, so
-ASHA stops weak students after a few. A student is judged on a validation slice held out of the pool,
-which no searched student trains on, never on the test set: its accuracy there over the mentor's where
-the pool has true labels (the paper's split; the labels choose an architecture, they never become a
-student's targets), else its agreement with the mentor (label-free). The cheapest student reaching the
-target is the answer; the sweep then trains it like any student (full epochs, the whole pool), reports,
-logs and registers it.
+size or latency down), at random, or all of them (a grid). Each trains in its trial's own process and
+reports every epoch, so a scheduler stops weak students after a few epochs: `smaller_first`
+(`pruning.py`) those a no-bigger student beats, or Ray Tune's ASHA those below most others.
+
+A student is judged on a validation slice held out of the pool, which no searched student trains on,
+never on the test set: its accuracy there over the mentor's where the pool has true labels (the paper's
+split; the labels choose an architecture, they never become a student's targets), else its agreement
+with the mentor (label-free). The cheapest student reaching the target is the answer; the sweep then
+trains it like any student (full epochs, the whole pool), reports, logs and registers it.
 
 A search's Tune experiment is named by what determines it, so a killed search resumes (Tune's restore,
 the searcher's state included) without rerunning finished trials, and a finished one is read back.
@@ -37,6 +39,7 @@ from ..errors import UserError
 from ..report import SEARCH_FILE
 from .cluster import concurrency, trial_resources
 from .data import TableInfo, write_image_table
+from .pruning import SmallerFirst
 from .stages import MentorOutcome, digest, mentor_key, run_spec, student_set, train_mentor
 from .student_sets import OOD_ID_OFFSET
 from .train import as_task, fit, load_model
@@ -104,13 +107,19 @@ def _device() -> str:
 def _search_trial(config: dict[str, Any], cfg: SweepConfig, mentor: MentorOutcome, data: SearchData,
                   out: str) -> None:
     """Measure the drawn student, then train it, reporting every epoch (ASHA may stop it at any report)."""
-    student = _student(cfg, config, "candidate")
-    shape = data.train.shape
-    figures = _size_and_speed(student.spec(), shape, mentor.num_classes, _device())
-    folder = f"{out}/search/trials/{tune.get_context().get_trial_id()}"
-    spec = run_spec(cfg, "student", student, data.train, "soft_label", mentor.test, mentor.num_classes, folder,
-                    in_trial=True)
-    fit(dataclasses.replace(spec, validation=data.validation, tune_metrics=figures))
+    student, trial = _student(cfg, config, "candidate"), tune.get_context().get_trial_id()
+    # Optuna draws a student again where it looks best: one trained in full is not trained twice.
+    done = f"{out}/search/students/{digest(student.model_dump())}.json"
+    if artifacts.intact(done):
+        first = artifacts.read_json(done)
+        tune.report({**{k: v for k, v in first.items() if k != "trial_id"}, "duplicate_of": first["trial_id"]})
+        return
+    figures = _size_and_speed(student.spec(), data.train.shape, mentor.num_classes, _device())
+    spec = run_spec(cfg, "student", student, data.train, "soft_label", mentor.test, mentor.num_classes,
+                    f"{out}/search/trials/{trial}", in_trial=True)
+    last = fit(dataclasses.replace(spec, validation=data.validation, tune_metrics=figures)).summary.history[-1]
+    artifacts.write_json({**figures, "trial_id": trial, "epoch": last.epoch,
+                          "validation_accuracy": last.validation_accuracy}, done)
 
 
 def _mentor_figures(cfg: SweepConfig, mentor: MentorOutcome, data: SearchData) -> MentorFigures:
@@ -127,7 +136,7 @@ def _mentor_figures(cfg: SweepConfig, mentor: MentorOutcome, data: SearchData) -
                          latency.get("latency_ms_256"), data.mentor_accuracy)
 
 
-def _tuner(cfg: SweepConfig, trainable: Any, storage: str, name: str) -> tune.Tuner:
+def _tuner(cfg: SweepConfig, trainable: Any, storage: str, name: str, mentor_accuracy: float) -> tune.Tuner:
     """A new search, or the one of the same name found under `storage` (resumed, or read back if finished)."""
     path = f"{storage}/{name}"
     if tune.Tuner.can_restore(path):
@@ -143,9 +152,15 @@ def _tuner(cfg: SweepConfig, trainable: Any, storage: str, name: str) -> tune.Tu
     cost = "params" if s.objective == "params" else "latency_ms_1"
     searcher = (OptunaSearch(metric=["validation_accuracy", cost], mode=["max", "min"], seed=cfg.seed)
                 if s.algorithm == "optuna" else BasicVariantGenerator(random_state=cfg.seed))
-    scheduler = (ASHAScheduler(time_attr="epoch", metric="validation_accuracy", mode="max", max_t=s.training.epochs,
-                               grace_period=s.grace(), reduction_factor=s.reduction_factor)
-                 if s.scheduler == "asha" else FIFOScheduler())
+    schedulers = {
+        "smaller_first": lambda: SmallerFirst("validation_accuracy", cost, s.training.epochs, s.grace(),
+                                              s.reduction_factor, s.target_relative * mentor_accuracy),
+        "asha": lambda: ASHAScheduler(time_attr="epoch", metric="validation_accuracy", mode="max",
+                                      max_t=s.training.epochs, grace_period=s.grace(),
+                                      reduction_factor=s.reduction_factor),
+        "none": FIFOScheduler,
+    }
+    scheduler = schedulers[s.scheduler]()
     return tune.Tuner(
         tune.with_resources(trainable, trial_resources(cfg)), param_space=draws,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
@@ -171,7 +186,7 @@ def run_search(cfg: SweepConfig, out: str, cache: str) -> ModelConfig:
     data = search_data(cfg, mentor, f"{mentor.folder}/search_slices")
     name = "search-" + digest({"mentor": key, "search": s.model_dump(), "resources": cfg.resources.model_dump()})
     trainable = tune.with_parameters(_search_trial, cfg=cfg, mentor=mentor, data=data, out=out)
-    results = _tuner(cfg, trainable, f"{out}/tune", name).fit()
+    results = _tuner(cfg, trainable, f"{out}/tune", name, data.mentor_accuracy).fit()
     failed = [r for r in results if r.error or not r.metrics or "validation_accuracy" not in r.metrics]
     if failed:
         raise RuntimeError(f"{len(failed)} search trial(s) failed; first: {failed[0].error}")
@@ -191,5 +206,5 @@ def _candidate(cfg: SweepConfig, drawn: dict[str, Any], metrics: dict[str, Any],
     return Candidate(metrics["trial_id"], student.architecture, student.width, int(metrics["params"]),
                      float(metrics["latency_ms_1"]), float(metrics["latency_ms_256"]), epochs,
                      float(metrics["validation_accuracy"]) / data.mentor_accuracy,
-                     epochs < cfg.search.training.epochs)
+                     epochs < cfg.search.training.epochs, metrics.get("duplicate_of"))
 

@@ -214,17 +214,16 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
 
     def on_epoch(epoch: int, train_loss: float) -> None:
         metrics: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
-        if rank == 0 and (epoch % hyper.evaluation_every == 0 or epoch == hyper.epochs):  # the last: exact
-            scored["logits"] = predict_logits(net, test_x)
-            acc, loss = accuracy_and_loss(scored["logits"], test_y)
-            history.append(Epoch(epoch, train_loss, acc, loss))
-            metrics |= {"test_accuracy": acc, "test_loss": loss}
-        elif rank == 0:
-            history.append(Epoch(epoch, train_loss))
-        if live:
-            live.epoch(history[-1])
         if validation is not None:
             metrics["validation_accuracy"] = _accuracy(net, validation, device)
+        if rank == 0 and (epoch % hyper.evaluation_every == 0 or epoch == hyper.epochs):  # the last: exact
+            scored["logits"] = predict_logits(net, test_x)
+            metrics["test_accuracy"], metrics["test_loss"] = accuracy_and_loss(scored["logits"], test_y)
+        if rank == 0:
+            history.append(Epoch(epoch, train_loss, metrics.get("test_accuracy"), metrics.get("test_loss"),
+                                 metrics.get("validation_accuracy")))
+        if live:
+            live.epoch(history[-1])
         if spec.tune_metrics is not None and rank == 0:  # a search's trial: its scheduler may stop it here
             tune.report(metrics | spec.tune_metrics)
         if spec.checkpoint_every and epoch % spec.checkpoint_every == 0 and epoch < hyper.epochs:
