@@ -45,7 +45,7 @@ def main() -> None:
         for label, extra in runs:
             found, seconds = run(args.space, Path(tmp) / label.replace(" + ", "-"), cache, args.set + extra)
             best = next(c for c in found["candidates"] if c["trial"] == found["winner"])
-            spent = sum(c["epochs"] for c in found["candidates"])
+            spent = sum(c["epochs"] for c in found["candidates"] if not c.get("duplicate_of"))  # replays train none
             rows.append([label, len(found["candidates"]), sum(c["stopped_early"] for c in found["candidates"]),
                          spent, found["met"], f"{best['architecture']} w{best['width']}", best["params"],
                          round(best["validation_relative"], 4), round(seconds, 1)])
