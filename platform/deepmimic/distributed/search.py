@@ -106,18 +106,19 @@ def _device() -> str:
 
 
 def _search_trial(config: dict[str, Any], cfg: SweepConfig, mentor: MentorOutcome, data: SearchData,
-                  out: str) -> None:
-    """Measure the drawn student, then train it, reporting every epoch (ASHA may stop it at any report)."""
+                  folder: str) -> None:
+    """Measure the drawn student, then train it under `folder` (the search's), reporting every epoch (the
+    scheduler may stop it at any report)."""
     student, trial = _student(cfg, config, "candidate"), tune.get_context().get_trial_id()
     # Optuna draws a student again where it looks best: one trained in full is not trained twice.
-    done = f"{out}/search/students/{digest(student.model_dump())}.json"
+    done = f"{folder}/students/{digest(student.model_dump())}.json"
     if artifacts.intact(done):
         first = artifacts.read_json(done)
         tune.report({**{k: v for k, v in first.items() if k != "trial_id"}, "duplicate_of": first["trial_id"]})
         return
     figures = _size_and_speed(student.spec(), data.train.shape, mentor.num_classes, _device())
     spec = run_spec(cfg, "student", student, data.train, "soft_label", mentor.test, mentor.num_classes,
-                    f"{out}/search/trials/{trial}", in_trial=True)
+                    f"{folder}/trials/{trial}", in_trial=True)
     last = fit(dataclasses.replace(spec, validation=data.validation, tune_metrics=figures)).summary.history[-1]
     artifacts.write_json({**figures, "trial_id": trial, "epoch": last.epoch,
                           "validation_accuracy": last.validation_accuracy}, done)
@@ -190,7 +191,7 @@ def run_search(cfg: SweepConfig, out: str, cache: str) -> ModelConfig:
         raise UserError(f"search.student_space.conv_blocks: {e}") from None
     data = search_data(cfg, mentor, f"{mentor.folder}/search_slices")
     name = "search-" + digest({"mentor": key, "search": s.model_dump(), "resources": cfg.resources.model_dump()})
-    trainable = tune.with_parameters(_search_trial, cfg=cfg, mentor=mentor, data=data, out=out)
+    trainable = tune.with_parameters(_search_trial, cfg=cfg, mentor=mentor, data=data, folder=f"{out}/search/{name}")
     results = _tuner(cfg, trainable, f"{out}/tune", name, data.mentor_accuracy).fit()
     failed = [r for r in results if r.error or not r.metrics or "validation_accuracy" not in r.metrics]
     if failed:
