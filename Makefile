@@ -11,7 +11,7 @@ QUIET_PIP := sed '/^WARNING: Location/d'  # this workplace's pip config names ab
 # A fresh machine has no package lists yet: update once, then install (as root, else through sudo).
 APT = sh -c 'if [ "$$(id -u)" = 0 ]; then S=; else S=sudo; fi; $$S apt-get update -q && $$S apt-get install -y -q "$$@"' apt
 
-.PHONY: install demo lint test bench bench-gpu clean
+.PHONY: install demo lint test bench bench-gpu image clean
 
 install: $(STAMP)
 
@@ -35,6 +35,12 @@ $(CHROMIUM):
 
 test: lint $(CHROMIUM)
 	$(PY) -m pytest -q --durations=25 tests
+
+# The project on Ray's image (Dockerfile), for KubeRay and other clusters that run images.
+REGISTRY ?= deepmimic
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' platform/deepmimic/__init__.py)
+image:
+	docker build -t $(REGISTRY)/deepmimic-sweep:$(VERSION) .
 
 # Benchmarks run on demand (never in `make test`): Fashion-MNIST comes from Debian.
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz

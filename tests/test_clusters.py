@@ -1,4 +1,5 @@
-"""The cluster launcher files pass Ray's own config schema."""
+"""The cluster files: launcher and KubeRay configs pass their schemas, the runtime environment ships what
+the project needs, and a job's driver checks that every node runs its versions."""
 
 import pytest
 import yaml
@@ -39,3 +40,23 @@ def test_kuberay_rayjob_runs_a_shipped_sweep():
     assert entry[:2] == ["deepmimic", "sweep"] and (ROOT / entry[2]).is_file()
     cluster = doc["spec"]["rayClusterSpec"]
     assert "headGroupSpec" in cluster and _gpu_limits(cluster["workerGroupSpecs"][0]) == ["1"]
+
+
+def test_the_runtime_environment_ships_the_package_and_every_dependency_a_ray_image_lacks():
+    import tomllib
+
+    env = yaml.safe_load((ROOT / "clusters" / "runtime_env.yaml").read_text())
+    assert env["py_modules"] == ["platform/deepmimic"] and (ROOT / "platform" / "deepmimic" / "cli.py").exists()
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    in_image = ("ray", "torch", "numpy", "pyarrow")
+    assert sorted(env["pip"]["packages"]) == sorted(d for d in declared if not d.startswith(in_image))
+
+
+def test_a_node_of_another_version_is_named_in_one_line(ray_local):
+    from deepmimic.distributed.cluster import check_versions, versions
+    from deepmimic.errors import UserError
+
+    check_versions()  # the session's one node agrees with this driver
+    with pytest.raises(UserError) as e:
+        check_versions({**versions(), "deepmimic": "0.0.1"})
+    assert "deepmimic 0.1.0, but the driver has 0.0.1" in str(e.value) and "\n" not in str(e.value)

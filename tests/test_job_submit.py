@@ -28,20 +28,39 @@ def dashboard(address: str, path: str, token: str) -> str:
         return response.read().decode()
 
 
-def test_sweep_runs_under_ray_job_submit(tmp_path):
+def bare_python(folder: Path) -> str:
+    """A Python with this environment's libraries (Ray, PyTorch, MLflow…) but not the project: a venv whose
+    one `.pth` line names our site-packages, where the project's own editable-install hook is then not run."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    site = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
+    next(folder.glob("lib/python*/site-packages")).joinpath("base.pth").write_text(site + "\n")
+    return str(folder / "bin" / "python")
+
+
+def test_sweep_runs_under_ray_job_submit_on_a_cluster_without_the_project(tmp_path):
     token = tmp_path / "auth_token"
     token.write_text(uuid.uuid4().hex)
+    python = bare_python(tmp_path / "cluster-env")
+    assert subprocess.run([python, "-c", "import ray, torch, mlflow"]).returncode == 0
+    assert subprocess.run([python, "-c", "import deepmimic"], capture_output=True).returncode != 0
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
     env.pop("RAY_ADDRESS", None)
+    # The cluster's nodes and the job's driver run the bare Python (`python` on the head's PATH).
+    cluster_env = {**env, "PATH": f"{Path(python).parent}:{env['PATH']}"}
+    # The shipped runtime environment less its `pip` list: this Python has those libraries already.
+    runtime_env = tmp_path / "runtime_env.yaml"
+    runtime_env.write_text(yaml.safe_dump({k: v for k, v in yaml.safe_load(
+        (ROOT / "clusters" / "runtime_env.yaml").read_text()).items() if k != "pip"}))
     gcs, dash = free_port(), free_port()
     head = subprocess.Popen(
-        [RAY, "start", "--head", "--block", f"--port={gcs}", "--node-ip-address=127.0.0.1",
+        [python, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={gcs}",
+         "--node-ip-address=127.0.0.1",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
          f"--ray-client-server-port={free_port()}", "--include-dashboard=true",
          # Own agent ports: the test session's local Ray already holds the default ones (52365, …).
          f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
          f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        env=cluster_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     storage, space = tmp_path / "storage", tmp_path / "job.yaml"
     out = storage / "job"  # STORAGE/NAME
@@ -58,9 +77,10 @@ def test_sweep_runs_under_ray_job_submit(tmp_path):
         wait_for(lambda: "[" in dashboard(address, "/api/jobs/", token.read_text()), "the job server")
         for _ in range(10):  # the job agent may come up a little after the job server
             submit = subprocess.run(
-                [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--no-wait", "--",
-                 sys.executable, "-m", "deepmimic.cli", "sweep", str(space), "--storage", str(storage)],
-                env=env, capture_output=True, text=True, timeout=300)
+                [RAY, "job", "submit", "--address", address, "--working-dir", ".", "--runtime-env",
+                 str(runtime_env), "--no-wait", "--", "python", "-m", "deepmimic.cli", "sweep", str(space),
+                 "--storage", str(storage)],
+                env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
             if "No available agent" not in submit.stderr:
                 break
             time.sleep(2)
@@ -76,6 +96,7 @@ def test_sweep_runs_under_ray_job_submit(tmp_path):
                               capture_output=True, text=True).stdout
         assert "succeeded" in status, status + logs[-3000:]
         assert "student trials: 2 (2 run, 0 already done)" in logs
+        assert "cluster: 1 node(s), each with Ray 2.60.0, PyTorch 2.13.0, deepmimic 0.1.0" in logs
         rows = (out / "results.csv").read_text().strip().splitlines()
         assert len(rows) == 3
         client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")

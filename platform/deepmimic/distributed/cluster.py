@@ -8,6 +8,7 @@ import signal
 import threading
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..config import SweepConfig
 from ..errors import UserError
@@ -33,6 +34,41 @@ def connect() -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
     if threading.current_thread() is threading.main_thread() and on_sigterm is not None:
         signal.signal(signal.SIGTERM, on_sigterm)
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:  # a `ray job submit` driver: nodes may be set up otherwise
+        check_versions()
+
+
+def versions() -> dict[str, str]:
+    """What must agree between the driver and every node: Ray, PyTorch (without its build tag) and this
+    project."""
+    import torch
+
+    import deepmimic
+
+    return {"Ray": ray.__version__, "PyTorch": torch.__version__.split("+")[0], "deepmimic": deepmimic.__version__}
+
+
+def check_versions(here: dict[str, str] | None = None, timeout_s: float = 300.0) -> None:
+    """Ask every live node, in a task of no CPUs pinned to it (in the job's runtime environment, so the project
+    as shipped with the job), for its `versions()`; one line naming the first node that differs from the driver
+    (`here`, default its own) or cannot import the project. Ray itself refuses a driver of another Ray version
+    when it connects."""
+    here = here or versions()
+    asked = {node["NodeManagerAddress"]: ray.remote(versions).options(
+        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote()
+        for node in ray.nodes() if node["Alive"]}
+    for address, answer in asked.items():
+        try:
+            there = ray.get(answer, timeout=timeout_s)
+        except ray.exceptions.RayError as e:
+            cause = str(getattr(e, "cause", None) or e).strip().splitlines()[-1][:200]
+            raise UserError(f"node {address}: cannot run the project ({cause}): submit with --runtime-env "
+                            "clusters/runtime_env.yaml, or start the cluster from the project's image") from None
+        for what, version in here.items():
+            if there[what] != version:
+                raise UserError(f"node {address}: {what} {there[what]}, but the driver has {version}: run one "
+                                "version everywhere (clusters/runtime_env.yaml or the project's image)")
+    print(f"cluster: {len(asked)} node(s), each with " + ", ".join(f"{k} {v}" for k, v in here.items()), flush=True)
 
 
 def trial_resources(base: SweepConfig) -> dict[str, float]:
