@@ -1,5 +1,6 @@
 """A student search through the real CLI: Ray Tune with Optuna and ASHA on digits, the frontier, the report's
-"Smallest students" section and the answer registered in MLflow."""
+"Smallest students" section and the answer registered in MLflow (`smaller_first`, the default scheduler, has
+its own tests in test_pruning.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ SPACE = {
     "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 16},
     "search": {"student_space": {"conv_blocks": [1, 2], "convs_per_block": 1, "width": [2, 4, 8, 16],
                                  "fc": [0, 1], "batch_norm": [False, True]},
-               "target_relative": 0.95, "num_samples": 8, "grace_period": 1, "validation_ratio": 0.2},
+               "target_relative": 0.95, "num_samples": 8, "scheduler": "asha", "grace_period": 1,
+               "validation_ratio": 0.2},
     "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
     "fault_tolerance": {"checkpoint_every": 0},
 }
