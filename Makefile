@@ -11,7 +11,7 @@ QUIET_PIP := sed '/^WARNING: Location/d'  # this workplace's pip config names ab
 # A fresh machine has no package lists yet: update once, then install (as root, else through sudo).
 APT = sh -c 'if [ "$$(id -u)" = 0 ]; then S=; else S=sudo; fi; $$S apt-get update -q && $$S apt-get install -y -q "$$@"' apt
 
-.PHONY: install demo lint test bench bench-gpu image clean
+.PHONY: install demo lint test bench bench-gpu image cluster-demo clean
 
 install: $(STAMP)
 
@@ -35,6 +35,17 @@ $(CHROMIUM):
 
 test: lint $(CHROMIUM)
 	$(PY) -m pytest -q --durations=25 tests
+
+# A cluster's environment without the project: Ray and PyTorch at the project's versions (pip's cache reused).
+CLUSTER ?= .venv-cluster
+$(CLUSTER)/.installed:
+	test -x $(CLUSTER)/bin/python || python3 -m venv $(CLUSTER)
+	$(CLUSTER)/bin/python -m pip install -q $(TORCH) 'ray[default,data,train,tune]==2.60.0' 2>&1 | $(QUIET_PIP)
+	touch $@
+
+# Two local nodes from that environment, the quickstart submitted as a job: clusters/local_demo.sh.
+cluster-demo: $(STAMP) $(CLUSTER)/.installed
+	CLUSTER=$(CLUSTER) PROJECT=$(VENV) clusters/local_demo.sh
 
 # The project on Ray's image (Dockerfile), for KubeRay and other clusters that run images.
 REGISTRY ?= deepmimic

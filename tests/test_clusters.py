@@ -60,3 +60,10 @@ def test_a_node_of_another_version_is_named_in_one_line(ray_local):
     with pytest.raises(UserError) as e:
         check_versions({**versions(), "deepmimic": "0.0.1"})
     assert "deepmimic 0.1.0, but the driver has 0.0.1" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_readme_shows_the_cluster_demos_steps_as_the_demo_runs_them():
+    script = (ROOT / "clusters" / "local_demo.sh").read_text()
+    steps = script.split("# --- the README's steps ---\n")[1].split("# --- end of the README's steps ---")[0]
+    assert "ray job submit" in steps and "runtime_env.yaml" in steps
+    assert f"```bash\n{steps}```" in (ROOT / "README.md").read_text()

@@ -54,9 +54,9 @@ def check_versions(here: dict[str, str] | None = None, timeout_s: float = 300.0)
     (`here`, default its own) or cannot import the project. Ray itself refuses a driver of another Ray version
     when it connects."""
     here = here or versions()
-    asked = {node["NodeManagerAddress"]: ray.remote(versions).options(
+    asked = {f"{node['NodeManagerAddress']} ({node['NodeID'][:8]})": ray.remote(versions).options(
         num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote()
-        for node in ray.nodes() if node["Alive"]}
+        for node in ray.nodes() if node["Alive"]}  # by id: nodes of one machine share its address
     for address, answer in asked.items():
         try:
             there = ray.get(answer, timeout=timeout_s)
