@@ -87,3 +87,15 @@ def test_a_resumed_sweep_logs_each_run_once(tmp_path):
     assert parent.data.tags["deepmimic.trials"] == "1" and parent.info.status == "FINISHED"
     (student,) = [r for r in runs if r.info.run_name == "A · split 0.2"]
     assert len(again.client.get_metric_history(student.info.run_id, "test_accuracy")) == 1
+
+
+def test_a_sqlite_store_on_a_shared_file_system_is_named_as_such():
+    from deepmimic.tracking import shared_file_system
+
+    mounts = ("/dev/sda1 / ext4 rw 0 0\nserver:/export /mnt/nfs nfs4 rw 0 0\n"
+              "tmpfs /mnt/nfs/local tmpfs rw 0 0\n")
+    assert shared_file_system("/mnt/nfs/runs/q", mounts) == "nfs4"
+    assert shared_file_system("/mnt/nfs", mounts) == "nfs4"
+    assert shared_file_system("/mnt/nfs/local/q", mounts) is None   # the longest mount point wins
+    assert shared_file_system("/mnt/nfsother/q", mounts) is None    # a prefix of the name is not a parent
+    assert shared_file_system("/home/q", mounts) is None

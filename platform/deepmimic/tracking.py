@@ -20,6 +20,7 @@ import logging
 import os
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from typing import Any
@@ -67,12 +68,39 @@ def check_reachable(uri: str) -> None:
         raise UserError(f"MLflow tracking URI {uri}: unreachable ({getattr(e, 'reason', e)})") from None
 
 
+SHARED_FILE_SYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "ceph", "glusterfs", "fuse.")
+
+
+def shared_file_system(path: str, mounts: str | None = None) -> str | None:
+    """The type of the network file system `path` lies on (by the longest mount point above it in
+    /proc/mounts, or `mounts` given as its text), or None for a local one or where that cannot be told."""
+    if mounts is None:
+        try:
+            with open("/proc/mounts") as f:
+                mounts = f.read()
+        except OSError:
+            return None
+    path = os.path.abspath(path)
+    found = [(len(point), kind) for line in mounts.splitlines() if len(fields := line.split()) >= 3
+             for point, kind in [(fields[1], fields[2])]
+             if path == point or path.startswith(point.rstrip("/") + "/")]
+    kind = max(found)[1] if found else ""
+    return kind if kind.startswith(SHARED_FILE_SYSTEMS) else None
+
+
 def check_store(uri: str) -> None:
     """A local SQLite store that exists must be MLflow's: a corrupt or foreign file is named, untouched
-    (MLflow would add its tables to a foreign database, or fail deep in SQLAlchemy on a corrupt one)."""
+    (MLflow would add its tables to a foreign database, or fail deep in SQLAlchemy on a corrupt one).
+    One on a shared file system gets a one-line warning: this sweep writes it from one process, but
+    sweeps or jobs writing it at once from several nodes would lock each other out."""
     if not uri.startswith("sqlite:///"):
         return
     path = uri.removeprefix("sqlite:///")  # sqlite:////abs/path or sqlite:///relative/path
+    shared = shared_file_system(os.path.dirname(os.path.abspath(path)))
+    if shared:
+        print(f"deepmimic: warning: MLflow store {path} is SQLite on a shared file system ({shared}): one "
+              "sweep writes it from one process, several at once from several nodes would lock each other out: "
+              "give them a tracking server (MLFLOW_TRACKING_URI)", file=sys.stderr, flush=True)
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         return
     advice = "move it aside (its runs are lost to the UI, the sweep's outputs are not) or set MLFLOW_TRACKING_URI"
