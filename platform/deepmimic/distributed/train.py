@@ -199,8 +199,10 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
             if rank == 0 else None)
     test_x = torch.from_numpy(test.images).to(device) if test else None
     test_y = torch.from_numpy(test.labels).to(device) if test else None
-    validation = (tables.to_image_set(tables.read(spec.validation.uri), spec.validation.shape, ())
-                  if rank == 0 and spec.validation else None)
+    held = (tables.to_image_set(tables.read(spec.validation.uri), spec.validation.shape, ())
+            if rank == 0 and spec.validation else None)
+    val_x = torch.from_numpy(held.images).to(device) if held else None
+    val_y = torch.from_numpy(held.labels).to(device) if held else None
     meta = {"spec": asdict(spec.model), "shape": list(spec.train.shape), "num_classes": spec.num_classes,
             "mean": spec.train.mean, "std": spec.train.std}
     optimizer = sgd(model, hyper)
@@ -214,8 +216,8 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
 
     def on_epoch(epoch: int, train_loss: float) -> None:
         metrics: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
-        if validation is not None:
-            metrics["validation_accuracy"] = _accuracy(net, validation, device)
+        if val_x is not None:
+            metrics["validation_accuracy"] = accuracy_and_loss(predict_logits(net, val_x), val_y)[0]
         if rank == 0 and (epoch % hyper.evaluation_every == 0 or epoch == hyper.epochs):  # the last: exact
             scored["logits"] = predict_logits(net, test_x)
             metrics["test_accuracy"], metrics["test_loss"] = accuracy_and_loss(scored["logits"], test_y)
@@ -257,11 +259,6 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
         place.report(last, d, hyper.epochs)
     if live:
         live.ended()
-
-
-def _accuracy(net: torch.nn.Module, images: Any, device: torch.device) -> float:
-    x, y = torch.from_numpy(images.images).to(device), torch.from_numpy(images.labels).to(device)
-    return accuracy_and_loss(predict_logits(net, x), y)[0]
 
 
 def as_task(fn: Callable, resources: ResourcesConfig, **options: Any) -> Any:
