@@ -188,8 +188,9 @@ def _inference(records: list[TrialRecord], dataset: str) -> str:
 def _smallest(search: SearchSummary, records: list[TrialRecord], sweep_dir: str) -> str:
     """The search's answer beside its mentor (test figures from its full training as a student of the sweep),
     the Pareto front it found (validation figures), and what the search cost; writes frontier.csv and .png."""
-    front = {c.trial for c in pareto_front(search.candidates, search.objective)}
-    rows = [{**dataclasses.asdict(c), "on_front": c.trial in front} for c in search.candidates]
+    front = pareto_front(search.candidates, search.objective)
+    on_front = {c.trial for c in front}
+    rows = [{**dataclasses.asdict(c), "on_front": c.trial in on_front} for c in search.candidates]
     _write_csv(rows, os.path.join(sweep_dir, "frontier.csv"))
     plots.frontier(search, os.path.join(sweep_dir, "frontier.png"))
     best, m = search.best, search.mentor
@@ -227,7 +228,7 @@ def _smallest(search: SearchSummary, records: list[TrialRecord], sweep_dir: str)
         "Pareto front (validation):\n",
         _table(["architecture", "width", "parameters", "ms, batch 1", "relative % (validation)", "epochs"],
                [[c.architecture, c.width, c.params, ms(c.latency_ms_1), _pct(c.validation_relative), c.epochs]
-                for c in pareto_front(search.candidates, search.objective)]) + "\n",
+                for c in front]) + "\n",
         "![frontier](frontier.png)\n",
     ]
     return "\n".join(lines)

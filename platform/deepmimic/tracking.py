@@ -80,11 +80,14 @@ def shared_file_system(path: str, mounts: str | None = None) -> str | None:
                 mounts = f.read()
         except OSError:
             return None
-    path = os.path.abspath(path)
-    found = [(len(point), kind) for line in mounts.splitlines() if len(fields := line.split()) >= 3
-             for point, kind in [(fields[1], fields[2])]
-             if path == point or path.startswith(point.rstrip("/") + "/")]
-    kind = max(found)[1] if found else ""
+    path, deepest, kind = os.path.abspath(path), -1, ""
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1]
+        if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > deepest:
+            deepest, kind = len(point), fields[2]
     return kind if kind.startswith(SHARED_FILE_SYSTEMS) else None
 
 
@@ -96,7 +99,7 @@ def check_store(uri: str) -> None:
     if not uri.startswith("sqlite:///"):
         return
     path = uri.removeprefix("sqlite:///")  # sqlite:////abs/path or sqlite:///relative/path
-    shared = shared_file_system(os.path.dirname(os.path.abspath(path)))
+    shared = shared_file_system(os.path.dirname(path))
     if shared:
         print(f"deepmimic: warning: MLflow store {path} is SQLite on a shared file system ({shared}): one "
               "sweep writes it from one process, several at once from several nodes would lock each other out: "

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -69,6 +70,18 @@ def check_versions(here: dict[str, str] | None = None, timeout_s: float = 300.0)
                 raise UserError(f"node {address}: {what} {there[what]}, but the driver has {version}: run one "
                                 "version everywhere (clusters/runtime_env.yaml or the project's image)")
     print(f"cluster: {len(asked)} node(s), each with " + ", ".join(f"{k} {v}" for k, v in here.items()), flush=True)
+
+
+def raise_failures(results: Any, name: str) -> None:
+    """Stop if any trial of a Tune stage's `results` failed: a user's mistake met in a trial as its one line,
+    anything else naming the first failure."""
+    failed = [r for r in results if r.error]
+    if failed:
+        err = failed[0].error
+        cause = getattr(err, "cause", None) or err
+        if isinstance(cause, UserError):
+            raise cause
+        raise RuntimeError(f"{len(failed)} {name} trial(s) failed; first: {err}")
 
 
 def trial_resources(base: SweepConfig) -> dict[str, float]:

@@ -10,7 +10,7 @@ from ..core import artifacts, tables
 from ..core.images import Dataset
 from ..core.results import ExperimentResult, Sizes
 from ..core.splits import Split
-from .stages import mentor_key, prepare_pool, student_set, train_mentor, train_student
+from .stages import mentor_folder, mentor_key, prepare_pool, student_set, train_mentor, train_student
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str, dataset: Dataset | None = None,
@@ -22,7 +22,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str, dataset: Dataset | None 
     out_dir = out_dir if artifacts.is_uri(out_dir) else os.path.abspath(out_dir)
     if cfg.pool_separate:
         prepare_pool(cfg, out_dir)
-    mentor = train_mentor(cfg, f"{out_dir}/mentors/{mentor_key(cfg)}", dataset, split)
+    mentor = train_mentor(cfg, mentor_folder(out_dir, mentor_key(cfg)), dataset, split)
     timings = dict(mentor.result.stage_times_s)
     start = time.perf_counter()
     data = student_set(cfg, mentor)

@@ -38,10 +38,10 @@ from ..core.architectures import ModelSpec, count_parameters
 from ..core.student_search import Candidate, MentorFigures, SearchSummary, architecture, latency_ms, winner
 from ..errors import UserError
 from ..report import SEARCH_FILE
-from .cluster import concurrency, trial_resources
+from .cluster import concurrency, raise_failures, trial_resources
 from .data import TableInfo, write_image_table
 from .pruning import SmallerFirst
-from .stages import MentorOutcome, digest, mentor_key, run_spec, student_set, train_mentor
+from .stages import MentorOutcome, digest, mentor_folder, mentor_key, run_spec, student_set, train_mentor
 from .student_sets import OOD_ID_OFFSET
 from .train import as_task, fit, load_model
 
@@ -183,7 +183,7 @@ def run_search(cfg: SweepConfig, out: str, cache: str) -> ModelConfig:
     like any other under `cfg.search.name`."""
     s = cfg.search
     key = mentor_key(cfg)
-    mentor = train_mentor(cfg, f"{cache}/mentors/{key}")  # cached; the sweep's stages find it there
+    mentor = train_mentor(cfg, mentor_folder(cache, key))  # cached; the sweep's stages find it there
     deepest = architecture(s.student_space.conv_blocks[1], 1, 0, False)
     try:
         ModelSpec(deepest).check(mentor.test.shape, mentor.num_classes)
@@ -193,9 +193,7 @@ def run_search(cfg: SweepConfig, out: str, cache: str) -> ModelConfig:
     name = "search-" + digest({"mentor": key, "search": s.model_dump(), "resources": cfg.resources.model_dump()})
     trainable = tune.with_parameters(_search_trial, cfg=cfg, mentor=mentor, data=data, folder=f"{out}/search/{name}")
     results = _tuner(cfg, trainable, f"{out}/tune", name, data.mentor_accuracy).fit()
-    failed = [r for r in results if r.error or not r.metrics or "validation_accuracy" not in r.metrics]
-    if failed:
-        raise RuntimeError(f"{len(failed)} search trial(s) failed; first: {failed[0].error}")
+    raise_failures(results, "search")
     candidates = tuple(_candidate(cfg, r.config, r.metrics, data) for r in results)
     best, met = winner(candidates, s.objective, s.target_relative)
     summary = SearchSummary(s.name, s.objective, s.target_relative, data.selection, s.algorithm, s.scheduler,

@@ -53,6 +53,11 @@ def mentor_key(cfg: ExperimentConfig) -> str:
                    "mentor": cfg.mentor.model_dump(), "ood": ood})
 
 
+def mentor_folder(cache: str, key: str) -> str:
+    """Where the mentor of `key` and its tables live under a cache (or a run's folder)."""
+    return f"{cache}/mentors/{key}"
+
+
 def _with_method(parts: dict[str, Any], cfg: ExperimentConfig) -> dict[str, Any]:
     """`parts` plus the method where it is not the paper's, so the paper's keys stay as they were."""
     method = (cfg.method, cfg.loss_temperature)

@@ -31,13 +31,14 @@ from ..errors import UserError, interruption
 from ..report import SWEEP_FILE, write_report
 from ..run_names import RunLabel, model_params, name, shared, unique, value_text, varying
 from ..tracking import Tracker, check_reachable, check_store, default_uri
-from .cluster import concurrency, connect, trial_resources
+from .cluster import concurrency, connect, raise_failures, trial_resources
 from .pool import user_error
 from .progress import Progress
 from .search import run_search
 from .stages import (
     MentorOutcome,
     member_config,
+    mentor_folder,
     mentor_key,
     pool_key,
     prepare_pool,
@@ -124,10 +125,6 @@ def _tags(grid: dict[str, Any]) -> dict[str, str]:
     return {axis: value_text(value) for axis, value in grid.items()}
 
 
-def mentor_folder(cache: str, key: str) -> str:
-    return f"{cache}/mentors/{key}"
-
-
 def trial_file(out: str, key: str) -> str:
     return f"{out}/trials/{key}/trial.json"
 
@@ -194,13 +191,7 @@ def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig
                                   verbose=1),
     )
     grid = tuner.fit()
-    failed = [r for r in grid if r.error]
-    if failed:
-        err = failed[0].error
-        cause = getattr(err, "cause", None) or err
-        if isinstance(cause, UserError):
-            raise cause
-        raise RuntimeError(f"{len(failed)} {name} trial(s) failed; first: {err}")
+    raise_failures(grid, name)
     return [r.metrics for r in grid]
 
 
