@@ -194,6 +194,9 @@ def run_search(cfg: SweepConfig, out: str, cache: str) -> ModelConfig:
     trainable = tune.with_parameters(_search_trial, cfg=cfg, mentor=mentor, data=data, folder=f"{out}/search/{name}")
     results = _tuner(cfg, trainable, f"{out}/tune", name, data.mentor_accuracy).fit()
     raise_failures(results, "search")
+    silent = [r for r in results if "validation_accuracy" not in (r.metrics or {})]
+    if silent:
+        raise RuntimeError(f"{len(silent)} search trial(s) ended without a score")
     candidates = tuple(_candidate(cfg, r.config, r.metrics, data) for r in results)
     best, met = winner(candidates, s.objective, s.target_relative)
     summary = SearchSummary(s.name, s.objective, s.target_relative, data.selection, s.algorithm, s.scheduler,
