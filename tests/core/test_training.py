@@ -11,7 +11,7 @@ from deepmimic.core.evaluation import (
     probability_metrics,
 )
 from deepmimic.core.soft_labels import soft_labels
-from deepmimic.core.training import Hyper, cross_entropy, random_shift, train
+from deepmimic.core.training import Hyper, cross_entropy, random_flip, random_shift, train
 
 
 def toy(n=256, seed=0):
@@ -67,6 +67,22 @@ def test_random_shift_moves_each_image_within_bounds():
     assert shifted.dtype == torch.uint8 and int(shifted.sum()) == 64 * 255
     assert rows.min() >= 1 and rows.max() <= 3 and cols.min() >= 1 and cols.max() <= 3
     assert len(set(pos.tolist())) > 1
+
+
+def test_random_flip_mirrors_about_half_the_images_and_keeps_the_rest():
+    torch.manual_seed(0)
+    x = torch.arange(400 * 3, dtype=torch.float32).view(400, 1, 1, 3)
+    out = random_flip(x)
+    mirrored = (out == x.flip(3)).all(3).flatten()
+    assert ((out == x).all(3).flatten() | mirrored).all()
+    assert 150 < int(mirrored.sum()) < 250
+
+
+def test_label_smoothing_applies_to_true_labels_only():
+    logits = torch.tensor([[4.0, 0.0, 0.0]])
+    hard, soft = torch.tensor([0]), torch.tensor([[0.9, 0.05, 0.05]])
+    assert cross_entropy(logits, hard, label_smoothing=0.3) > cross_entropy(logits, hard) + 0.3
+    assert torch.equal(cross_entropy(logits, soft, label_smoothing=0.3), cross_entropy(logits, soft))
 
 
 def test_metrics():
