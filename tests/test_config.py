@@ -38,6 +38,7 @@ def test_overrides_reach_nested_and_list_items():
     ({"dataset": {"name": "cifar10"}}, "needs dataset.root"),
     ({"dataset": {"name": "digits", "root": "/data"}}, "dataset: data set 'digits' is bundled"),
     ({"training": {"epochz": 3}}, "training.epochz: unknown key"),
+    ({"training": {"label_smoothing": 0.1}}, "students.0.training.label_smoothing: a student's targets are"),
     ({"training": {"lr": 0}}, "training.lr: Input should be greater than 0"),
     ({"method": "distil"}, "method: Input should be 'deepmimic', 'hinton', 'hard' or 'supervised'"),
 ])

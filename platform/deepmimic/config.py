@@ -361,6 +361,15 @@ class ExperimentConfig(Strict):
             raise ValueError(f"method {self.method!r} needs the pool's true labels: an unlabelled pool has none")
         return self
 
+    @model_validator(mode="after")
+    def _students_take_targets_as_given(self) -> "ExperimentConfig":
+        for i, student in enumerate(self.students):
+            if student.training.label_smoothing:
+                raise ValueError(f"students.{i}.training.label_smoothing: a student's targets are the mentor's soft "
+                                 "labels (one-hot rows for `hard` and `supervised`), never smoothed: set it in "
+                                 "mentor.training")
+        return self
+
     @property
     def pool_separate(self) -> bool:
         """Whether the students learn from a separate unlabelled pool (else the paper's split of one set)."""
@@ -506,6 +515,9 @@ class SweepConfig(ExperimentConfig):
         if self.search.scheduler != "none" and self.search.grace() >= self.search.training.epochs:
             raise ValueError(f"search.grace_period: {self.search.grace()} epochs leaves nothing to stop early "
                              f"before the last ({self.search.training.epochs})")
+        if self.search.training.label_smoothing:
+            raise ValueError("search.training.label_smoothing: searched students learn the mentor's soft labels, "
+                             "never smoothed: set it in mentor.training")
         return self
 
 

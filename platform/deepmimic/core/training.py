@@ -36,8 +36,7 @@ class Hyper:
     weight_decay: Annotated[float, Ge(0.0)] = 5e-4
     shift: Annotated[int, Ge(0), Le(8)] = 0  # augmentation: random translation by up to this many pixels
     flip: bool = False  # augmentation: mirror half the images left to right (not for digits or text)
-    label_smoothing: Annotated[float, Ge(0.0), Lt(1.0)] = 0.0  # on true labels (a mentor's, a baseline's);
-    #                                                           soft labels are targets as they are
+    label_smoothing: Annotated[float, Ge(0.0), Lt(1.0)] = 0.0  # on class-index targets: a mentor's true labels
     bf16: bool | None = None     # autocast to bfloat16; None: where the device computes it natively
     channels_last: bool = True   # NHWC activations: faster convolutions with oneDNN (CPU) and tensor cores
     compile: bool = False        # torch.compile the model (pays a compile on first use)
