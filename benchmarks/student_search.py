@@ -20,16 +20,19 @@ from pathlib import Path
 import torch
 
 from common import machine, print_table
+from deepmimic.core.student_search import SearchSummary
+from deepmimic.report import SEARCH_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(space: str, out: Path, cache: Path, sets: list[str]) -> tuple[dict, float]:
-    """One sweep in a fresh process and local Ray; its search.json and wall seconds."""
+def run(space: str, out: Path, cache: Path, sets: list[str]) -> tuple[SearchSummary, float]:
+    """One sweep in a fresh process and local Ray; its search summary and wall seconds."""
     args = [sys.executable, "-m", "deepmimic.cli", "sweep", space, "--out", str(out), "--cache", str(cache)]
     start = time.perf_counter()
     subprocess.run(args + [f"--set={s}" for s in sets], check=True, stdout=subprocess.DEVNULL)
-    return json.loads((out / "search.json").read_text()), time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return SearchSummary.from_json(json.loads((out / SEARCH_FILE).read_text())), seconds
 
 
 def main() -> None:
@@ -44,11 +47,10 @@ def main() -> None:
                 ("grid", ["search.algorithm=grid", "search.scheduler=none"]))
         for label, extra in runs:
             found, seconds = run(args.space, Path(tmp) / label.replace(" + ", "-"), cache, args.set + extra)
-            best = next(c for c in found["candidates"] if c["trial"] == found["winner"])
-            spent = sum(c["epochs"] for c in found["candidates"] if not c.get("duplicate_of"))  # replays train none
-            rows.append([label, len(found["candidates"]), sum(c["stopped_early"] for c in found["candidates"]),
-                         spent, found["met"], f"{best['architecture']} w{best['width']}", best["params"],
-                         round(best["validation_relative"], 4), round(seconds, 1)])
+            best = found.best
+            rows.append([label, len(found.candidates), sum(c.stopped_early for c in found.candidates),
+                         found.epochs_spent, found.met, f"{best.architecture} w{best.width}", best.params,
+                         round(best.validation_relative, 4), round(seconds, 1)])
     print_table(f"Student search against the full grid: {Path(args.space).name} {' '.join(args.set)}",
                 ["run", "students", "stopped early", "epochs", "met target", "answer", "parameters",
                  "validation relative", "wall s"], rows)

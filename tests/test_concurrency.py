@@ -30,4 +30,3 @@ def test_a_resource_the_cluster_lacks_today_sets_no_bound():
     # an autoscaling cluster with no GPU node yet: the autoscaler adds them
     assert concurrency(cfg(cpus_per_worker=1, gpus_per_worker=1), {"CPU": 8.0}) == 8
     assert concurrency(cfg(cpus_per_worker=4), {"CPU": 2.0}) == 1
-

@@ -364,10 +364,7 @@ class ExperimentConfig(Strict):
     @model_validator(mode="after")
     def _students_take_targets_as_given(self) -> "ExperimentConfig":
         for i, student in enumerate(self.students):
-            if student.training.label_smoothing:
-                raise ValueError(f"students.{i}.training.label_smoothing: a student's targets are the mentor's soft "
-                                 "labels (one-hot rows for `hard` and `supervised`), never smoothed: set it in "
-                                 "mentor.training")
+            refuse_smoothing(f"students.{i}.training", student.training)
         return self
 
     @property
@@ -390,6 +387,14 @@ class ExperimentConfig(Strict):
     def loss_temperature(self) -> float:
         """The temperature a student's loss uses: the configured one where its method takes one, else 1."""
         return METHODS[self.method].temperature(self.temperature)
+
+
+def refuse_smoothing(where: str, training: Hyper) -> None:
+    """A student's `training` may not smooth labels: its targets are the mentor's soft labels (one-hot rows for
+    `hard` and `supervised`), which the loss takes as they are."""
+    if training.label_smoothing:
+        raise ValueError(f"{where}.label_smoothing: a student's targets are the mentor's soft labels (one-hot rows "
+                         "for `hard` and `supervised`), never smoothed: set it in mentor.training")
 
 
 def check_architectures(cfg: ExperimentConfig, shape: tuple[int, int, int], classes: int) -> None:
@@ -515,9 +520,7 @@ class SweepConfig(ExperimentConfig):
         if self.search.scheduler != "none" and self.search.grace() >= self.search.training.epochs:
             raise ValueError(f"search.grace_period: {self.search.grace()} epochs leaves nothing to stop early "
                              f"before the last ({self.search.training.epochs})")
-        if self.search.training.label_smoothing:
-            raise ValueError("search.training.label_smoothing: searched students learn the mentor's soft labels, "
-                             "never smoothed: set it in mentor.training")
+        refuse_smoothing("search.training", self.search.training)
         return self
 
 
