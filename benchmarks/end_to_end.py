@@ -101,7 +101,9 @@ def search_space(epochs: int, batch: int) -> dict:
         "mentor": {"name": "Mentor", "architecture": "c-mp-c-mp-fc2"},
         "students": [{"name": "Student-A", "architecture": "c-mp-c-mp-fc"},
                      {"name": "Student-B", "architecture": "c-mp-fc"}],
-        "resources": {"num_workers": 1, "cpus_per_worker": 1, "threads_per_worker": 1},
+        # the mentor trains alone on both cores; the students two at a time on one each
+        "resources": {"num_workers": 1, "cpus_per_worker": 1, "threads_per_worker": 1,
+                      "mentor": {"cpus_per_worker": 2, "threads_per_worker": 2}},
         "fault_tolerance": {"checkpoint_every": 0},
         "grid": {"student": ["Student-A", "Student-B"]},
     }

@@ -30,3 +30,11 @@ def test_a_resource_the_cluster_lacks_today_sets_no_bound():
     # an autoscaling cluster with no GPU node yet: the autoscaler adds them
     assert concurrency(cfg(cpus_per_worker=1, gpus_per_worker=1), {"CPU": 8.0}) == 8
     assert concurrency(cfg(cpus_per_worker=4), {"CPU": 2.0}) == 1
+
+
+def test_a_mentor_may_train_on_resources_of_its_own():
+    # one mentor alone on a 2-CPU node takes both cores; its students train two at a time on one each
+    both = cfg(cpus_per_worker=1, mentor={"cpus_per_worker": 2})
+    assert trial_resources(both, "mentor") == {"CPU": 2.0} and concurrency(both, {"CPU": 2.0}, role="mentor") == 1
+    assert trial_resources(both, "student") == {"CPU": 1.0} and concurrency(both, {"CPU": 2.0}) == 2
+    assert both.resources.of("mentor").threads == 2 and both.resources.of("student").threads == 1

@@ -20,6 +20,13 @@ def test_models_inherit_top_level_training_key_by_key():
     assert cfg.students[0].training.epochs == 7
 
 
+def test_a_mentors_resources_override_the_shared_ones_key_by_key():
+    cfg = parse_experiment({**BASE, "resources": {"cpus_per_worker": 1, "threads_per_worker": 1,
+                                                  "mentor": {"cpus_per_worker": 2}}})
+    assert cfg.resources.of("mentor").cpus_per_worker == 2 and cfg.resources.of("mentor").threads == 1
+    assert cfg.resources.of("student").cpus_per_worker == 1
+
+
 def test_overrides_reach_nested_and_list_items():
     raw = apply_overrides({**BASE, "students": [dict(BASE["students"][0])]},
                           ["students.0.width=8", "split.mentor_ratio=0.5"])
@@ -41,6 +48,8 @@ def test_overrides_reach_nested_and_list_items():
     ({"training": {"label_smoothing": 0.1}}, "students.0.training.label_smoothing: a student's targets are"),
     ({"training": {"lr": 0}}, "training.lr: Input should be greater than 0"),
     ({"method": "distil"}, "method: Input should be 'deepmimic', 'hinton', 'hard' or 'supervised'"),
+    ({"resources": {"mentor": {"cpus_per_worker": 0}}}, "resources.mentor.cpus_per_worker: Input should be greater"),
+    ({"resources": {"mentor": {"mentor": {}}}}, "resources: mentor.mentor: a mentor's resources hold no mentor"),
 ])
 def test_bad_configs_name_the_field(change, fragment):
     with pytest.raises(UserError) as err:

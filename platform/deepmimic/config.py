@@ -244,6 +244,23 @@ class ResourcesConfig(Strict):
     threads_per_worker: int | None = Field(None, ge=1)
     custom_per_worker: dict[str, float] = Field({}, description="other Ray resources per worker, "
                                                                  "e.g. {accelerator_type:A100: 0.01}")
+    mentor: "ResourcesConfig | None" = Field(None, description="the mentor's own values of these keys, for its "
+                                             "trials (training and labelling in them): e.g. {cpus_per_worker: 2} "
+                                             "where one mentor trains alone and students two at a time")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mentor_inherits(cls, raw: Any) -> Any:
+        """`mentor` overrides the shared keys one by one, as a mentor's `training` does."""
+        if isinstance(raw, dict) and isinstance(raw.get("mentor"), dict):
+            if "mentor" in raw["mentor"]:
+                raise ValueError("mentor.mentor: a mentor's resources hold no mentor of their own")
+            raw = {**raw, "mentor": {**{k: v for k, v in raw.items() if k != "mentor"}, **raw["mentor"]}}
+        return raw
+
+    def of(self, role: str) -> "ResourcesConfig":
+        """What a `role` ("mentor" or "student") trains with."""
+        return self.mentor if role == "mentor" and self.mentor is not None else self
 
     @property
     def threads(self) -> int:

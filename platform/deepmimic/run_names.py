@@ -92,7 +92,8 @@ def model_params(cfg: ExperimentConfig, model: ModelConfig | None, role: str) ->
         params["pool"] = cfg.dataset.unlabeled
     else:
         params["split.mentor_ratio"] = cfg.split.mentor_ratio
-    params |= flat("variant", cfg.variant.model_dump()) | flat("resources", cfg.resources.model_dump())
+    resources = cfg.resources.of(role).model_dump(exclude={"mentor"})  # what this model trained with
+    params |= flat("variant", cfg.variant.model_dump()) | flat("resources", resources)
     if model is not None:
         params |= flat("", model.model_dump(exclude={"name", "seed"}))
         params |= {"seed": cfg.seed if model.seed is None else model.seed,

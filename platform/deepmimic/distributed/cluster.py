@@ -84,15 +84,16 @@ def raise_failures(results: Any, name: str) -> None:
         raise RuntimeError(f"{len(failed)} {name} trial(s) failed; first: {err}")
 
 
-def trial_resources(base: SweepConfig) -> dict[str, float]:
-    """What a trial's own process holds: a single worker's resources, since such a run trains
+def trial_resources(base: SweepConfig, role: str = "student") -> dict[str, float]:
+    """What a `role`'s trial process holds: a single worker's resources, since such a run trains
     in that process; else `trial_cpus`, beside the worker group the trial starts."""
-    if base.resources.num_workers > 1:
+    resources = base.resources.of(role)
+    if resources.num_workers > 1:
         return {"CPU": base.trial_cpus}
-    return {k: v for k, v in base.resources.per_worker().items() if v}
+    return {k: v for k, v in resources.per_worker().items() if v}
 
 
-def concurrency(base: SweepConfig, cluster: dict[str, float], data_cpus: float = 0.0) -> int:
+def concurrency(base: SweepConfig, cluster: dict[str, float], data_cpus: float = 0.0, role: str = "student") -> int:
     """How many trials fit the cluster at once, each with its own process and its training workers.
 
     A trial with a worker group reserves only `trial_cpus`; its Ray Train workers
@@ -100,8 +101,9 @@ def concurrency(base: SweepConfig, cluster: dict[str, float], data_cpus: float =
     their workers wait forever. A resource the cluster lacks today (GPUs on an
     autoscaling cluster at zero workers) sets no bound: the autoscaler adds it.
     """
-    workers = base.resources.num_workers
-    need = {k: workers * v for k, v in base.resources.per_worker().items()}
+    resources = base.resources.of(role)
+    workers = resources.num_workers
+    need = {k: workers * v for k, v in resources.per_worker().items()}
     if workers > 1:
         need["CPU"] += base.trial_cpus
     need["CPU"] += data_cpus

@@ -190,7 +190,8 @@ def run_search(cfg: SweepConfig, out: str, cache: str) -> ModelConfig:
     except UserError as e:
         raise UserError(f"search.student_space.conv_blocks: {e}") from None
     data = search_data(cfg, mentor, f"{mentor.folder}/search_slices")
-    name = "search-" + digest({"mentor": key, "search": s.model_dump(), "resources": cfg.resources.model_dump()})
+    resources = cfg.resources.model_dump(exclude={"mentor"})  # the search trains students only
+    name = "search-" + digest({"mentor": key, "search": s.model_dump(), "resources": resources})
     trainable = tune.with_parameters(_search_trial, cfg=cfg, mentor=mentor, data=data, folder=f"{out}/search/{name}")
     results = _tuner(cfg, trainable, f"{out}/tune", name, data.mentor_accuracy).fit()
     raise_failures(results, "search")

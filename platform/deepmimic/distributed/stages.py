@@ -121,9 +121,9 @@ def run_spec(cfg: ExperimentConfig, role: str, model: ModelConfig, data: TableIn
         name=f"{role}-{model.name}-{os.path.basename(folder)}", storage=f"{folder}/ray", model=model.spec(),
         hyper=model.training, seed=cfg.seed if model.seed is None else model.seed,
         temperature=cfg.loss_temperature if role == "student" else 1.0, train=data, target=target, test=test,
-        num_classes=num_classes, resources=cfg.resources, inference_repeats=cfg.inference_repeats,
+        num_classes=num_classes, resources=cfg.resources.of(role), inference_repeats=cfg.inference_repeats,
         checkpoint_every=cfg.fault_tolerance.checkpoint_every, worker_restarts=cfg.fault_tolerance.worker_restarts,
-        in_process=_in_process(cfg, in_trial), stream=role == "student" and streams(cfg, data),
+        in_process=_in_process(cfg, in_trial, role), stream=role == "student" and streams(cfg, data),
         data_cpus=cfg.data.data_cpus, progress=progress,
     )
 
@@ -146,9 +146,10 @@ def streams(cfg: ExperimentConfig, table: TableInfo) -> bool:
     return table.rows * row > in_memory_limit(cfg)
 
 
-def _in_process(cfg: ExperimentConfig, in_trial: bool) -> bool:
-    """Whether a run works in this process: a single-worker run in a Tune trial that holds its resources."""
-    return in_trial and cfg.resources.num_workers == 1
+def _in_process(cfg: ExperimentConfig, in_trial: bool, role: str) -> bool:
+    """Whether a `role`'s run works in this process: a single-worker run in a Tune trial that holds its
+    resources."""
+    return in_trial and cfg.resources.of(role).num_workers == 1
 
 
 def _load(cfg: ExperimentConfig) -> tuple[Dataset, Any]:
@@ -243,7 +244,7 @@ def _make_mentor(cfg: ExperimentConfig, folder: str, key: str, dataset: Dataset 
                         progress)
         trained = fit(spec)
         lap("train_mentor")
-        label_images(trained.checkpoint, jobs, cfg.resources, spec.in_process, key)
+        label_images(trained.checkpoint, jobs, spec.resources, spec.in_process, key)
         lap("soft_labels")
         result = MentorResult(**_summary(trained), name=mentor.name, architecture=mentor.architecture,
                               checkpoint=trained.checkpoint.path, stage_times_s=times)
@@ -263,7 +264,8 @@ def _answered(cfg: ExperimentConfig, folder: str, key: str, jobs: dict[str, list
     """A black box or an ensemble: write its answers for `jobs`, and score the test set's, which comes last."""
     mentor, soft_uri, test_uri = cfg.mentor, f"{folder}/soft_labels.parquet", f"{folder}/test_probabilities.parquet"
     if isinstance(mentor, BlackBoxMentorConfig):
-        answered, queries = label_images(mentor.black_box, jobs, cfg.resources, _in_process(cfg, in_trial), key)
+        answered, queries = label_images(mentor.black_box, jobs, cfg.resources.of("mentor"),
+                                         _in_process(cfg, in_trial, "mentor"), key)
         description, seconds = f"black box ({mentor.black_box.kind})", answered[test_uri]
     else:
         members = [train_mentor(member_config(cfg, m), member_folder(folder, cfg, m), *given, in_trial)

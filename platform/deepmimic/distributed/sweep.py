@@ -175,17 +175,20 @@ def _student_trial(config: dict[str, Any], planned: Plan, inputs: dict[str, tupl
                  "relative_accuracy": student.relative_accuracy})
 
 
-def _tune(name: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig, storage: str,
+def _tune(role: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig, storage: str,
           data_cpus: float = 0.0) -> list[dict]:
-    """Run one stage's trials; their last reported metrics. `data_cpus` > 0: each trial's placement group
-    has a bundle of that many CPUs beside its own, where its Ray Data reads run (`streaming.py`)."""
-    bundles = [trial_resources(base)] + ([{"CPU": data_cpus}] if data_cpus else [])
+    """Run one stage's trials, on the resources of its `role` ("mentor" or "student"); their last reported
+    metrics. `data_cpus` > 0: each trial's placement group has a bundle of that many CPUs beside its own, where
+    its Ray Data reads run (`streaming.py`)."""
+    name = f"{role}s"
+    bundles = [trial_resources(base, role)] + ([{"CPU": data_cpus}] if data_cpus else [])
     # Reused trial processes have PyTorch imported already: a new one costs 3-4 s on 2 cores.
     tuner = tune.Tuner(
         tune.with_resources(fn, tune.PlacementGroupFactory(bundles)),
         param_space={axis: tune.grid_search(keys)},
         tune_config=tune.TuneConfig(reuse_actors=True,
-                                    max_concurrent_trials=concurrency(base, ray.cluster_resources(), data_cpus)),
+                                    max_concurrent_trials=concurrency(base, ray.cluster_resources(), data_cpus,
+                                                                                     role)),
         run_config=tune.RunConfig(name=name, storage_path=storage,
                                   failure_config=tune.FailureConfig(max_failures=base.fault_tolerance.trial_retries),
                                   verbose=1),
@@ -216,7 +219,7 @@ def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str,
                 prepare_pool(cfg, cache)
     if on_tune:
         with _timed(timings, "mentor trials"):
-            done = _tune("mentors", tune.with_parameters(_mentor_trial, planned=planned, cache=cache,
+            done = _tune("mentor", tune.with_parameters(_mentor_trial, planned=planned, cache=cache,
                                                          tracker=tracker), "mentor", on_tune, base, storage)
         trained += sum(bool(m["trained"]) for m in done)  # not those another sweep made while this one waited
     if pending:
@@ -224,7 +227,7 @@ def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str,
             inputs = _student_inputs([trials[k] for k in pending], cache)
         streaming = [k for k in pending if streams(trials[k].cfg, inputs[k][1].table)]
         with _timed(timings, "student trials"):
-            _tune("students", tune.with_parameters(_student_trial, planned=planned, inputs=inputs, out=out,
+            _tune("student", tune.with_parameters(_student_trial, planned=planned, inputs=inputs, out=out,
                                                    tracker=tracker), "trial", pending, base, storage,
                   base.data.data_cpus if streaming else 0.0)
     return Counts(mentors=len(mentors), mentors_trained=trained, mentors_reused=len(mentors) - trained,
