@@ -102,6 +102,20 @@ def sweep_once(epochs: int, folder: str) -> tuple[float, dict[str, float], dict[
     return wall, stages, inside
 
 
+def one_point(command: str, epochs: int, folder: str) -> float:
+    """Wall seconds of `deepmimic run` or `deepmimic sweep` of the quickstart's base point alone (`grid=null`:
+    1 mentor, 2 students), a fresh process each."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    args = [sys.executable, "-m", "deepmimic.cli", command, str(QUICKSTART), "--set", "grid=null", "--set",
+            f"training.epochs={epochs}", "--out", f"{folder}/{command}"]
+    args += ["--cache", f"{folder}/cache"] if command == "sweep" else []
+    start = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True, env=env)
+    if proc.returncode:
+        sys.exit(proc.stdout[-3000:] + proc.stderr[-3000:])
+    return time.perf_counter() - start
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=1)
@@ -121,22 +135,33 @@ def main() -> None:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", IMPORTS], check=True)
         imports.append(time.perf_counter() - start)
-    cores, walls, stages, insides = [], [], [], []
+    cores, walls, stages, insides, runs, points = [], [], [], [], [], []
     for i in range(args.rounds):
         cores.append(bare_work(args.epochs, device))
         with tempfile.TemporaryDirectory() as folder:
             wall, stage, inside = sweep_once(args.epochs, folder)
+            runs.append(one_point("run", args.epochs, folder))
+            points.append(one_point("sweep", args.epochs, folder))
         walls.append(wall)
         stages.append(stage)
         insides.append(inside)
-        print(f"round {i + 1}: core {cores[-1]:.2f} s, sweep {wall:.2f} s", flush=True)
+        print(f"round {i + 1}: core {cores[-1]:.2f} s, sweep {wall:.2f} s; one point: run {runs[-1]:.2f} s, "
+              f"sweep {points[-1]:.2f} s", flush=True)
     core, wall = statistics.median(cores), statistics.median(walls)
     med = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
     inside = {k: statistics.median(s[k] for s in insides) for k in insides[0]}
-    print(f"quickstart at {args.epochs} epoch(s): 2 mentors, 4 student trials; medians of {args.rounds} rounds")
+    _, grid = load_sweep(QUICKSTART)
+    mentors = len({(cfg.split.mentor_ratio, cfg.seed) for _, cfg in grid})
+    print(f"quickstart at {args.epochs} epoch(s): {mentors} mentors, {len(grid)} student trials; medians of "
+          f"{args.rounds} rounds")
     rows = [["the same work in one plain process (core)", round(core, 2), 1.0],
             ["`deepmimic sweep`, a fresh process, wall", round(wall, 2), round(wall / core, 2)]]
     print_table("Sweep against the bare work", ["run", "seconds", "ratio to core"], rows)
+    run, point = statistics.median(runs), statistics.median(points)
+    print_table("The base point alone (1 mentor, 2 students): `deepmimic run` against a sweep of it",
+                ["command", "seconds", "ratio to the sweep"],
+                [["`deepmimic sweep --set grid=null`", round(point, 2), 1.0],
+                 ["`deepmimic run --set grid=null`", round(run, 2), round(run / point, 2)]])
     t_imports = statistics.median(imports)
     rest = wall - sum(med.values()) - t_imports
     rows = [["Python start and imports (measured apart)", round(t_imports, 2), ""]]

@@ -8,7 +8,7 @@ in the same run, held in memory (`read_shard` + the device-resident loop). Then 
 Goals (issue 16): a streaming worker's peak RSS within 1.3× from 1× to 16×; streaming images/s at
 least 0.8× in-memory's.
 
-    python benchmarks/streaming.py [--base 125000] [--factors 1 4 16] [--batch 256]
+    python benchmarks/streaming.py [--base 125000] [--factors 1 4 16] [--batch 256] [--read-ahead-mib N]
 """
 
 from __future__ import annotations
@@ -78,13 +78,13 @@ class PeakPrivate:
         return self.peak / 1024
 
 
-def one_epoch(info: TableInfo, streamed: bool, batch: int) -> dict[str, float]:
+def one_epoch(info: TableInfo, streamed: bool, batch: int, read_ahead: int | None = None) -> dict[str, float]:
     """One epoch in this (fresh) process: load seconds, images/s, peak RSS and peak private RSS in MiB."""
     private = PeakPrivate()
     torch.set_num_threads(1)
     start = time.perf_counter()
     if streamed:
-        data = Streamed(info, "soft_label", batch, 0, 1, torch.device("cpu"), 0.5, reserved=True)
+        data = Streamed(info, "soft_label", batch, 0, 1, torch.device("cpu"), 0.5, reserved=True, read_ahead=read_ahead)
     else:
         images, targets = read_shard(info, "soft_label", 0, 1)
         data = InMemory(torch.from_numpy(images), torch.from_numpy(targets), batch)
@@ -97,7 +97,8 @@ def one_epoch(info: TableInfo, streamed: bool, batch: int) -> dict[str, float]:
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def in_fresh_worker(ray, info: TableInfo, streamed: bool, batch: int) -> dict[str, float]:
+def in_fresh_worker(ray, info: TableInfo, streamed: bool, batch: int,
+                    read_ahead: int | None = None) -> dict[str, float]:
     """`one_epoch` in a new Ray worker holding 1 CPU, with 0.5 more reserved for its reads (as `fit` does)."""
     from ray.util.placement_group import placement_group, remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -109,7 +110,7 @@ def in_fresh_worker(ray, info: TableInfo, streamed: bool, batch: int) -> dict[st
                                              scheduling_strategy=PlacementGroupSchedulingStrategy(
                                                  group, placement_group_bundle_index=0,
                                                  placement_group_capture_child_tasks=True))
-        return ray.get(task.remote(info, streamed, batch))
+        return ray.get(task.remote(info, streamed, batch, read_ahead))
     finally:
         remove_placement_group(group)
 
@@ -136,6 +137,8 @@ def main() -> None:
     parser.add_argument("--base", type=int, default=125_000, help="images at 1× (16× of 125,000: 2 million)")
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--read-ahead-mib", type=int,
+                        help="`data.read_ahead` of the streamed runs (default: Ray Data's budget)")
     args = parser.parse_args()
     import ray
 
@@ -146,7 +149,7 @@ def main() -> None:
         for factor in args.factors:
             info = write_set(Path(tmp) / f"set-{factor}", args.base * factor)
             memory = in_fresh_worker(ray, info, False, args.batch)
-            stream = in_fresh_worker(ray, info, True, args.batch)
+            stream = in_fresh_worker(ray, info, True, args.batch, args.read_ahead_mib and args.read_ahead_mib * 2**20)
             rows.append([f"{factor}×", f"{info.rows:,}", f"{info.rows * 824 / 2**30:.2f}",
                          f"{memory['peak_rss_mib']:.0f}", f"{stream['peak_rss_mib']:.0f}",
                          f"{memory['peak_private_mib']:.0f}", f"{stream['peak_private_mib']:.0f}",

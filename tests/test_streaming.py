@@ -67,6 +67,20 @@ def test_targets_travel_with_their_images(ray_local, student_table):
         assert torch.equal(y.argmax(1), ids % 3)
 
 
+def test_a_bounded_read_ahead_reaches_ray_data_and_streams_the_same_rows(ray_local, student_table):
+    import ray
+
+    bounded = Streamed(student_table, "soft_label", 16, 0, 1, torch.device("cpu"), 0.5, reserved=False,
+                       read_ahead=2**20)
+    assert seen(bounded, 3) == seen(stream(student_table), 3)
+
+    def limit(s: Streamed) -> float:  # the context stays with the process: a reused trial's next run
+        next(iter(s.epoch(0, 1)))
+        return ray.data.DataContext.get_current().execution_options.resource_limits.object_store_memory
+
+    assert limit(bounded) == 2**20 and limit(stream(student_table)) == float("inf")
+
+
 def test_two_streaming_trials_at_once_on_a_two_cpu_node(ray_local, tmp_path):
     """Each trial holds 0.5 CPU for training and 0.5 for its Ray Data reads: both run together on 2 CPUs,
     neither waiting for the other's CPUs."""

@@ -131,6 +131,9 @@ class DataConfig(Strict):
     stream: Literal["auto", "always", "never"] = "auto"
     in_memory_limit: Annotated[int, BeforeValidator(_bytes), Field(gt=0)] | None = None
     data_cpus: float = Field(0.5, gt=0.0, description="CPUs reserved for Ray Data beside each streaming run")
+    read_ahead: Annotated[int, BeforeValidator(_bytes), Field(gt=0)] | None = Field(
+        None, description="object-store bytes a stream may read ahead of training (default: Ray Data's budget, a "
+        "share of the node's store: faster, but the pages it passes through count in the reader's RSS)")
     batch_inference: bool | None = Field(None, description="soft-label the pool with Ray Data actors (default: "
                                          "for a separate unlabelled pool)")
     label_actors: int = Field(1, ge=1, description="Ray Data actors labelling the pool, each with one worker's "

@@ -124,7 +124,7 @@ def run_spec(cfg: ExperimentConfig, role: str, model: ModelConfig, data: TableIn
         num_classes=num_classes, resources=cfg.resources.of(role), inference_repeats=cfg.inference_repeats,
         checkpoint_every=cfg.fault_tolerance.checkpoint_every, worker_restarts=cfg.fault_tolerance.worker_restarts,
         in_process=_in_process(cfg, in_trial, role), stream=role == "student" and streams(cfg, data),
-        data_cpus=cfg.data.data_cpus, progress=progress,
+        data_cpus=cfg.data.data_cpus, read_ahead=cfg.data.read_ahead, progress=progress,
     )
 
 

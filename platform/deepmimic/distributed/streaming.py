@@ -60,9 +60,9 @@ class Streamed:
     """`core.batches.Batches` over a Parquet table read by Ray Data, rank `rank`'s share of it."""
 
     def __init__(self, info: TableInfo, target: str, batch_size: int, rank: int, world: int,
-                 device: torch.device, data_cpus: float, reserved: bool) -> None:
+                 device: torch.device, data_cpus: float, reserved: bool, read_ahead: int | None = None) -> None:
         self.info, self.target, self.batch_size, self.rank, self.world = info, target, batch_size, rank, world
-        self.device, self.data_cpus, self.reserved = device, data_cpus, reserved
+        self.device, self.data_cpus, self.reserved, self.read_ahead = device, data_cpus, reserved, read_ahead
         self.rows = info.rows // world
         if self.rows == 0:
             raise RuntimeError(f"{info.uri}: {info.rows} rows cannot feed {world} workers")
@@ -76,7 +76,7 @@ class Streamed:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # the same seeds give the same batches
         context.execution_options.resource_limits = context.execution_options.resource_limits.copy(
-            cpu=self.data_cpus)
+            cpu=self.data_cpus, object_store_memory=self.read_ahead or math.inf)  # inf: Ray Data's own budget
         # One block per row group, in this epoch's order. Not read_parquet: its file-listing task takes a
         # whole CPU wherever it finds one and ignores the reserved bundle, which deadlocked a 2-CPU node.
         parts = ray.data.from_items([self.parts[i] for i in order], override_num_blocks=len(order))

@@ -68,6 +68,7 @@ class RunSpec:
     in_process: bool = False      # the one worker runs in this process, whose caller holds its resources
     stream: bool = False          # stream `train` through Ray Data (`streaming.py`) instead of holding it
     data_cpus: float = 0.5        # CPUs reserved for Ray Data's reads where it streams
+    read_ahead: int | None = None  # object-store bytes read ahead of training where it streams (None: Ray Data's)
     progress: Progress | None = None  # the sweep's live MLflow run of this training (rank 0 tells it)
     validation: TableInfo | None = None  # scored after every epoch (`label`: true classes or the mentor's)
     tune_metrics: dict[str, float] | None = None  # given: rank 0 reports every epoch to Tune, these added
@@ -181,7 +182,7 @@ def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
     torch.set_num_threads(spec.resources.threads)
     if spec.stream:
         data: Batches = Streamed(spec.train, spec.target, hyper.batch_size, rank, place.world_size, device,
-                                 spec.data_cpus, reserved=spec.in_process)
+                                 spec.data_cpus, reserved=spec.in_process, read_ahead=spec.read_ahead)
     else:
         images, targets = read_shard(spec.train, spec.target, rank, place.world_size)
         data = InMemory(torch.from_numpy(images).to(device), torch.from_numpy(targets).to(device), hyper.batch_size)
