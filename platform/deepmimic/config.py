@@ -67,6 +67,9 @@ def _bytes(value: Any) -> Any:
     raise ValueError(f"{value!r}: expected a size such as 512MiB or 2GiB")
 
 
+Bytes = Annotated[int, BeforeValidator(_bytes), Field(gt=0)]  # an int, or a size such as "512MiB"
+
+
 Paths = Annotated[tuple[str, ...], BeforeValidator(lambda v: (v,) if isinstance(v, str) else v)]
 OWN_DATA_FIELDS = ("train", "test", "unlabeled", "test_ratio", "image_size", "channels", "image_column",
                    "label_column", "class_names")  # `dataset:` fields only users' own data sets take
@@ -129,9 +132,9 @@ class DataConfig(Strict):
     trial for its reads; below it the set is held on the device. `stream` forces either path."""
 
     stream: Literal["auto", "always", "never"] = "auto"
-    in_memory_limit: Annotated[int, BeforeValidator(_bytes), Field(gt=0)] | None = None
+    in_memory_limit: Bytes | None = None
     data_cpus: float = Field(0.5, gt=0.0, description="CPUs reserved for Ray Data beside each streaming run")
-    read_ahead: Annotated[int, BeforeValidator(_bytes), Field(gt=0)] | None = Field(
+    read_ahead: Bytes | None = Field(
         None, description="object-store bytes a stream may read ahead of training (default: Ray Data's budget, a "
         "share of the node's store: faster, but the pages it passes through count in the reader's RSS)")
     batch_inference: bool | None = Field(None, description="soft-label the pool with Ray Data actors (default: "

@@ -182,13 +182,12 @@ def _tune(role: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig
     its Ray Data reads run (`streaming.py`)."""
     name = f"{role}s"
     bundles = [trial_resources(base, role)] + ([{"CPU": data_cpus}] if data_cpus else [])
+    at_once = concurrency(base, ray.cluster_resources(), data_cpus, role)
     # Reused trial processes have PyTorch imported already: a new one costs 3-4 s on 2 cores.
     tuner = tune.Tuner(
         tune.with_resources(fn, tune.PlacementGroupFactory(bundles)),
         param_space={axis: tune.grid_search(keys)},
-        tune_config=tune.TuneConfig(reuse_actors=True,
-                                    max_concurrent_trials=concurrency(base, ray.cluster_resources(), data_cpus,
-                                                                                     role)),
+        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=at_once),
         run_config=tune.RunConfig(name=name, storage_path=storage,
                                   failure_config=tune.FailureConfig(max_failures=base.fault_tolerance.trial_retries),
                                   verbose=1),
