@@ -110,6 +110,42 @@ def sweep(ray, tmp_path: Path, space: dict, out: str, cache: str,
     return proc
 
 
+SERVED = {
+    "name": "served",
+    "dataset": {"name": "digits"},
+    "training": {"epochs": 3, "batch_size": 64},
+    "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8},
+    "students": [{"name": "Student-A", "architecture": "c-mp-fc2", "width": 8},
+                 {"name": "Student-B", "architecture": "c-fc", "width": 4}],
+    "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
+    "fault_tolerance": {"checkpoint_every": 0},
+    "grid": {"split.mentor_ratio": [0.2, 0.5], "student": ["Student-A", "Student-B"]},
+}
+
+
+@pytest.fixture(scope="session")
+def served_sweep(tmp_path_factory) -> Iterator[tuple[str, Path, subprocess.CompletedProcess]]:
+    """`SERVED` (2 mentors, 4 students) swept as a cluster user does: on a storage URI (file:// here, s3:// or
+    gs:// there, through pyarrow) and tracked live to a real `mlflow server` on loopback, which goes on serving
+    it for the session's tests (the browser's among them). The server's URL, the storage root, the sweep."""
+    import ray
+
+    from deepmimic.distributed.cluster import connect
+
+    connect()
+    tmp = tmp_path_factory.mktemp("served")
+    root, path = tmp / "bucket", tmp / "served.yaml"
+    path.write_text(yaml.safe_dump(SERVED))
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    store = ["server", "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp / 'server.db'}",
+             "--artifacts-destination", str(tmp / "artifacts")]
+    with mlflow_process(store, "/health") as uri:
+        proc = subprocess.run([*DEEPMIMIC, "sweep", str(path), "--storage", f"file://{root}"], capture_output=True,
+                              text=True, env={**env, "MLFLOW_TRACKING_URI": uri}, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        yield uri, root, proc
+
+
 def idx_bytes(arr: np.ndarray, magic: bytes = b"\x00\x00\x08") -> bytes:
     """An IDX file (MNIST's format): magic, dimensions, then the bytes."""
     dims = b"".join(struct.pack(">I", d) for d in arr.shape)

@@ -9,39 +9,17 @@ import shutil
 
 import pytest
 
-from .conftest import mlflow_process, sweep
-
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SPACE = {
-    "name": "browsed",
-    "dataset": {"name": "digits"},
-    "training": {"epochs": 3, "batch_size": 64},
-    "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8},
-    "students": [{"name": "Student-A", "architecture": "c-mp-fc2", "width": 8},
-                 {"name": "Student-B", "architecture": "c-fc", "width": 4}],
-    "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
-    "fault_tolerance": {"checkpoint_every": 0},
-    "grid": {"split.mentor_ratio": [0.2, 0.5], "student": ["Student-A", "Student-B"]},
-}
 NAMES = ["Mentor · split 0.2", "Mentor · split 0.5", "Student-A · split 0.2", "Student-A · split 0.5",
          "Student-B · split 0.2", "Student-B · split 0.5"]
 
 
 @pytest.fixture(scope="module")
-def ui(tmp_path_factory):
-    """The sweep's printed model-training URL on a live `mlflow server` of its store, and a folder for shots."""
-    import ray
-
-    from deepmimic.distributed.cluster import connect
-
-    connect()
-    tmp = tmp_path_factory.mktemp("browser")
-    out = tmp / "out"
-    proc = sweep(ray, tmp, SPACE, str(out), str(tmp / "cache"))
-    view = next(line for line in proc.stdout.splitlines() if "workflowType=machine_learning" in line)
-    with mlflow_process(["server", "--workers", "1", "--backend-store-uri", f"sqlite:///{out / 'mlflow.db'}"],
-                        "/health") as url:
-        yield view.split("5000", 1)[1].lstrip("/").replace("#", f"{url}/#", 1), tmp
+def ui(served_sweep, tmp_path_factory):
+    """The model-training URL the sweep printed for its tracking server, and a folder for screenshots."""
+    _, _, proc = served_sweep
+    line = next(line for line in proc.stdout.splitlines() if "workflowType=machine_learning" in line)
+    return line.rsplit(" ", 1)[1], tmp_path_factory.mktemp("browser")
 
 
 @pytest.fixture
@@ -60,7 +38,7 @@ def page(ui):
 def test_the_sweep_opens_in_the_model_training_view_with_its_runs_nested_and_named(ui, page):
     url, tmp = ui
     page.goto(url)
-    parent = page.locator("[role=row]").filter(has=page.locator('a[href*="/runs/"]', has_text="browsed"))
+    parent = page.locator("[role=row]").filter(has=page.locator('a[href*="/runs/"]', has_text="served"))
     parent.locator('button[data-component-id*="runnamecellrenderer"]').click()  # the parent's [+]
     for name in NAMES:
         page.locator('a[href*="/runs/"]', has_text=name).wait_for()
@@ -89,7 +67,7 @@ def test_a_student_run_shows_its_learning_curve_chart_and_plots(ui, page):
 
 def test_the_registered_student_shows_its_version_and_grid_values(ui, page):
     url, tmp = ui
-    page.goto(url.split("#")[0] + "#/models/browsed-Student-B")
+    page.goto(url.split("#")[0] + "#/models/served-Student-B")
     page.get_by_text("Version 1").first.wait_for()
     page.screenshot(path=tmp / "registered.png")
     body = page.inner_text("body")

@@ -126,32 +126,29 @@ def test_each_students_best_trial_is_a_registered_mlflow_model_answering_probabi
     assert probabilities.shape == (3, 10) and np.allclose(probabilities.sum(1), 1.0, atol=1e-5)
 
 
-def test_a_sweep_on_a_storage_uri_tracks_to_a_real_mlflow_server_over_http(ray_local, tmp_path):
-    """`--storage` as a URI goes through pyarrow's file systems end to end (file:// here, s3:// or gs:// on a
-    cluster), and remote storage goes with a tracking server: a real `mlflow server` on loopback."""
-    root = tmp_path / "bucket"
+def test_a_sweep_on_a_storage_uri_needs_a_tracking_server(ray_local, tmp_path):
     path = tmp_path / "uri.yaml"
     path.write_text(yaml.safe_dump({**SIX_STUDENTS, "name": "uri", "grid": {"student": ["S2"]}}))
     env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
-    args = [*DEEPMIMIC, "sweep", str(path), "--storage", f"file://{root}"]
-    refused = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    refused = subprocess.run([*DEEPMIMIC, "sweep", str(path), "--storage", f"file://{tmp_path / 'bucket'}"],
+                             capture_output=True, text=True, env=env, timeout=120)
     assert refused.returncode == 2 and "needs MLFLOW_TRACKING_URI" in refused.stderr
 
-    store = ["server", "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-             "--artifacts-destination", str(tmp_path / "art")]
-    with mlflow_process(store, "/health") as uri:
-        client = MlflowClient(tracking_uri=uri)
-        proc = subprocess.run(args, capture_output=True, text=True, env={**env, "MLFLOW_TRACKING_URI": uri},
-                              timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert f"tracked at {uri}" in proc.stdout
-        written = {p.name for p in (root / "uri").iterdir()}
-        assert {"results.csv", "report.md", "sweep.json", "learning_curves.png"} <= written
-        assert len(list(root.glob("cache/mentors/*/mentor.json"))) == 1
-        assert len(list(root.glob("uri/trials/*/trial.json"))) == 1
-        runs = client.search_runs([client.get_experiment_by_name("uri").experiment_id])
-        assert sorted(r.data.tags.get("deepmimic.role", "sweep") for r in runs) == ["mentor", "student", "sweep"]
-        assert not list(root.glob("**/mlflow.db"))  # nothing tracked beside the outputs
+
+def test_a_sweep_on_a_storage_uri_tracks_to_a_real_mlflow_server_over_http(served_sweep):
+    """`--storage` as a URI goes through pyarrow's file systems end to end, and its runs to the server."""
+    uri, root, proc = served_sweep
+    assert f"tracked at {uri}" in proc.stdout
+    written = {p.name for p in (root / "served").iterdir()}
+    assert {"results.csv", "report.md", "sweep.json", "learning_curves.png"} <= written
+    assert len(list(root.glob("cache/mentors/*/mentor.json"))) == 2
+    assert len(list(root.glob("served/trials/*/trial.json"))) == 4
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("served").experiment_id])
+    roles = sorted(r.data.tags.get("deepmimic.role", "sweep") for r in runs)
+    assert roles == ["mentor"] * 2 + ["student"] * 4 + ["sweep"]
+    assert not list(root.glob("**/mlflow.db"))  # nothing tracked beside the outputs
 
 
 def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, tmp_path):
