@@ -122,8 +122,8 @@ def test_sigterm_stops_a_run_with_exit_143(tmp_path):
 
 def test_a_second_ctrl_c_while_stopping_exits_at_once(tmp_path):
     proc, err = start(tmp_path, "sweep", SPACE, "--cache", str(tmp_path / "cache"))
-    wait_for(lambda: list((tmp_path / "out").glob("trials/*/trial.json")), "a finished trial", 300)
+    wait_for(lambda: list((tmp_path / "cache").glob("mentors/*/data/test.parquet")), "the mentor stage", 300)
     code, seconds = stopped(proc, [signal.SIGINT, signal.SIGINT], gap=0.3)
-    assert code == 130 and seconds < 5, (code, seconds)
+    assert code == 130 and seconds < 3, (code, seconds)  # one Ctrl-C at this point: 4.6 s here, two 1.2 s
     assert one_line(err) == INTERRUPTED
     wait_for(lambda: not left_in_session(proc.pid), "Ray's processes to end", 10)  # killed, not waited for

@@ -151,8 +151,9 @@ def test_a_sweep_on_a_storage_uri_tracks_to_a_real_mlflow_server_over_http(serve
     assert not list(root.glob("**/mlflow.db"))  # nothing tracked beside the outputs
 
 
-def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, tmp_path):
-    """MLflow failing at the end (a store gone, a server down) is one line; the results are already written."""
+def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, six, tmp_path):
+    """MLflow failing at the end (a store gone, a server down) is one line; the results are already written.
+    (Its mentor is the one `six` trained.)"""
     from deepmimic.config import SweepConfig, parse_experiment
     from deepmimic.distributed.sweep import run_sweep
     from deepmimic.errors import UserError
@@ -162,7 +163,7 @@ def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, tmp_path
     gone = ray_local.remote(Tracker).remote(default_uri(str(tmp_path)), "untracked", str(tmp_path / "out"))
     ray_local.kill(gone)  # the tracker's process dies with the sweep's runs untracked
     with pytest.raises(UserError, match="MLflow logging failed .*Actor.*results.csv"):
-        run_sweep(base, [({"student": "S2"}, base)], str(tmp_path / "out"), str(tmp_path / "cache"), gone)
+        run_sweep(base, [({"student": "S2"}, base)], str(tmp_path / "out"), str(six[0] / "cache"), gone)
     assert (tmp_path / "out" / "results.csv").exists() and (tmp_path / "out" / "report.md").exists()
 
 
