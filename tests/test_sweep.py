@@ -104,6 +104,10 @@ def test_mlflow_store_holds_parent_nested_runs_metrics_and_plots(six):
     assert student.data.tags["student"] == "S4" and student.info.status == "FINISHED"
     plots = {a.path for a in client.list_artifacts(student.info.run_id, "plots")}
     assert plots == {"plots/learning_curves.png", "plots/confusion_matrices.png", "plots/galleries.png"}
+    drawn = client.download_artifacts(student.info.run_id, "plots/learning_curves.png", str(tmp / "dl"))
+    trial = next(p.parent for p in (tmp / "a").glob("trials/*/trial.json")
+                 if json.loads(p.read_text())["student"]["name"] == "S4")
+    assert Path(drawn).read_bytes() == (trial / "learning_curves.png").read_bytes()  # drawn by the trial
     assert {"accuracy_gap", "accuracy_gap_low", "accuracy_gap_high"} <= student.data.metrics.keys()
     assert "results.csv" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert parents[0].data.metrics["S4.relative_accuracy.best"] == student.data.metrics["relative_accuracy"]

@@ -31,6 +31,20 @@ def test_a_student_run_is_nested_with_its_name_params_metrics_and_plots(tmp_path
         "plots/learning_curves.png", "plots/confusion_matrices.png"}
 
 
+def test_figures_drawn_where_the_model_trained_are_logged_as_they_are(tmp_path):
+    import dataclasses
+
+    from deepmimic import plots
+
+    done = record("A", 0.88)
+    drawn = plots.run_figures([done.mentor, done.student], str(tmp_path / "trial"))
+    t = tracker(tmp_path)
+    t.log_student(label(), dataclasses.replace(done, student=dataclasses.replace(done.student, figures=drawn)))
+    (run,) = t.client.search_runs([t.experiment_id], "tags.`deepmimic.role` = 'student'")
+    logged = t.client.download_artifacts(run.info.run_id, "plots/learning_curves.png", str(tmp_path))
+    assert open(logged, "rb").read() == open(drawn[0], "rb").read()
+
+
 def test_a_live_run_spans_its_training_and_logs_each_epoch_once(tmp_path):
     """Epochs arrive as they happen; a restarted training resends some (from its checkpoint, and the final
     logging sends the whole history again): each step is in the store once, and the duration is the training's."""

@@ -234,12 +234,10 @@ class Tracker:
         known = {"parameters": result.params} if result.params and "parameters" not in info.data.params else {}
         self.client.log_batch(run, metrics=metrics, params=_params(known))
         with tempfile.TemporaryDirectory() as d:
-            for file, draw in (("learning_curves.png", plots.learning_curves),
-                               ("confusion_matrices.png", plots.confusion_matrices)):
-                draw(plots_of, os.path.join(d, file))
-                self.client.log_artifact(run, os.path.join(d, file), "plots")
-        if galleries and os.path.isfile(galleries):  # drawn beside the trial's files (Figs. 6-7)
-            self.client.log_artifact(run, galleries, "plots")
+            # Drawn where it trained; here only for what that left elsewhere (on remote storage) or never drew.
+            figures = [f for f in result.figures if os.path.isfile(f)] or plots.run_figures(plots_of, d)
+            for f in [*figures, *([galleries] if galleries and os.path.isfile(galleries) else [])]:
+                self.client.log_artifact(run, f, "plots")
         if MODEL_TAG not in info.data.tags and result.checkpoint and os.path.isdir(result.checkpoint):
             self._log_model(run, result.checkpoint)
         self.client.set_tag(run, LOGGED_TAG, "1")

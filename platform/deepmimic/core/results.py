@@ -68,6 +68,7 @@ class ModelResult(RunSummary):
     name: str
     architecture: str
     checkpoint: str | None = None
+    figures: tuple[str, ...] = ()             # its run's figures, drawn where it trained (`plots.run_figures`)
 
 
 @dataclass(frozen=True, kw_only=True)

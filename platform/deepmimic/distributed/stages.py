@@ -248,6 +248,7 @@ def _make_mentor(cfg: ExperimentConfig, folder: str, key: str, dataset: Dataset 
         lap("soft_labels")
         result = MentorResult(**_summary(trained), name=mentor.name, architecture=mentor.architecture,
                               checkpoint=trained.checkpoint.path, stage_times_s=times)
+        result = dataclasses.replace(result, figures=plots.run_figures([result], folder))
         test_predictions = trained.test_predictions
     else:
         result, test_predictions = _answered(cfg, folder, key, jobs, given, data.test, num_classes, in_trial)
@@ -386,12 +387,14 @@ def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOut
                     in_trial, progress)
     trained = fit(spec)
     test = tables.to_image_set(tables.read(mentor.test.uri), mentor.test.shape, mentor.test.class_names)
-    return StudentResult(**_summary(trained), name=student.name, architecture=student.architecture,
-                         checkpoint=trained.checkpoint.path, method=cfg.method, temperature=spec.temperature,
-                         relative_accuracy=trained.summary.test_accuracy / mentor.result.test_accuracy,
-                         train_pool=data.pool, train_ood=data.ood, pool_unreadable=data.unreadable,
-                         **fidelity(trained, mentor, test.labels),
-                         galleries=_galleries(trained, mentor, test, student.name, folder))
+    result = StudentResult(**_summary(trained), name=student.name, architecture=student.architecture,
+                           checkpoint=trained.checkpoint.path, method=cfg.method, temperature=spec.temperature,
+                           relative_accuracy=trained.summary.test_accuracy / mentor.result.test_accuracy,
+                           train_pool=data.pool, train_ood=data.ood, pool_unreadable=data.unreadable,
+                           **fidelity(trained, mentor, test.labels),
+                           galleries=_galleries(trained, mentor, test, student.name, folder))
+    # Drawn here, in parallel with other trials, not by the sweep's one MLflow writer (0.2 s a run).
+    return dataclasses.replace(result, figures=plots.run_figures([mentor.result, result], folder))
 
 
 def _galleries(trained: Trained, mentor: MentorOutcome, test: ImageSet, name: str, folder: str) -> str:
