@@ -30,7 +30,6 @@ from ..core.results import Counts, SweepSummary, TrialRecord
 from ..errors import UserError, interruption
 from ..report import SWEEP_FILE, write_report
 from ..run_names import RunLabel, model_params, name, shared, unique, value_text, varying
-from ..tracking import Tracker, check_reachable, check_store, default_uri
 from .cluster import concurrency, connect, raise_failures, trial_resources
 from .pool import user_error
 from .progress import Progress
@@ -322,6 +321,8 @@ def start_tracker(uri: str, experiment: str, out: str, artifact_root: str | None
     """The sweep's `Tracker` as a Ray actor on this (the driver's) node, where a local store's file is. It starts
     (a process, MLflow's imports, the store's set-up: 2-3 s here) beside the first trials, which tell it their
     epochs without waiting for it."""
+    from ..tracking import Tracker
+
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     return ray.remote(Tracker).options(num_cpus=0, scheduling_strategy=here).remote(
         uri, experiment, out, artifact_root)
@@ -330,6 +331,10 @@ def start_tracker(uri: str, experiment: str, out: str, artifact_root: str | None
 def sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], out: str, cache: str) -> SweepOutcome:
     """`deepmimic sweep`: check where it tracks and that Ray answers before writing anything, then run it,
     tracked in MLflow (a server named by MLFLOW_TRACKING_URI, else a SQLite store in `out`) as it trains."""
+    # Imported here, not with the module: every trial process imports this module for its function, and
+    # MLflow's imports would cost each 0.8 s (the sweep's `Tracker` actor alone writes to MLflow).
+    from ..tracking import check_reachable, check_store, default_uri
+
     server = os.environ.get("MLFLOW_TRACKING_URI")
     if not server and artifacts.is_uri(out):
         raise UserError(f"--out {out}: a sweep on remote storage needs MLFLOW_TRACKING_URI (a tracking server)")
