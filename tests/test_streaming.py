@@ -69,16 +69,21 @@ def test_targets_travel_with_their_images(ray_local, student_table):
 
 def test_a_bounded_read_ahead_reaches_ray_data_and_streams_the_same_rows(ray_local, student_table):
     import ray
+    from ray.data.context import DEFAULT_DOWNSTREAM_CAPACITY_BACKPRESSURE_RATIO
 
     bounded = Streamed(student_table, "soft_label", 16, 0, 1, torch.device("cpu"), 0.5, reserved=False,
                        read_ahead=2**20)
     assert seen(bounded, 3) == seen(stream(student_table), 3)
 
-    def limit(s: Streamed) -> float:  # the context stays with the process: a reused trial's next run
+    def limits(s: Streamed) -> tuple[float, float | None]:  # the context stays with a reused trial's process
         next(iter(s.epoch(0, 1)))
-        return ray.data.DataContext.get_current().execution_options.resource_limits.object_store_memory
+        context = ray.data.DataContext.get_current()
+        return context.execution_options.resource_limits.object_store_memory, \
+            context.downstream_capacity_backpressure_ratio
 
-    assert limit(bounded) == 2**20 and limit(stream(student_table)) == float("inf")
+    # Bounded, without the policy that stalled its reads; unbounded, Ray Data's defaults again.
+    assert limits(bounded) == (2**20, None)
+    assert limits(stream(student_table)) == (float("inf"), DEFAULT_DOWNSTREAM_CAPACITY_BACKPRESSURE_RATIO)
 
 
 def test_two_streaming_trials_at_once_on_a_two_cpu_node(ray_local, tmp_path):

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import ray
 import torch
+from ray.data.context import DEFAULT_DOWNSTREAM_CAPACITY_BACKPRESSURE_RATIO
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..core import tables
@@ -77,6 +78,10 @@ class Streamed:
         context.execution_options.preserve_order = True  # the same seeds give the same batches
         context.execution_options.resource_limits = context.execution_options.resource_limits.copy(
             cpu=self.data_cpus, object_store_memory=self.read_ahead or math.inf)  # inf: Ray Data's own budget
+        # Under a bound, Ray Data's downstream-capacity policy holds the reads to twice what the iterator has in
+        # flight (a few batches) and stalls them: 0.36x the speed at 256 MiB. The bound itself still holds.
+        context.downstream_capacity_backpressure_ratio = (
+            None if self.read_ahead else DEFAULT_DOWNSTREAM_CAPACITY_BACKPRESSURE_RATIO)
         # One block per row group, in this epoch's order. Not read_parquet: its file-listing task takes a
         # whole CPU wherever it finds one and ignores the reserved bundle, which deadlocked a 2-CPU node.
         parts = ray.data.from_items([self.parts[i] for i in order], override_num_blocks=len(order))
