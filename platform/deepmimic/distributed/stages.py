@@ -194,7 +194,7 @@ def train_mentor(cfg: ExperimentConfig, folder: str, dataset: Dataset | None = N
     checked against their manifests before they are used again. An ensemble's
     members are mentors of their own, beside it, each trained once. `in_trial`:
     called in a Tune trial holding one worker's resources (see `run_spec`). `progress`: where a
-    mentor trained here tells its epochs as it trains (a sweep's live MLflow run).
+    mentor trained here tells its epochs as it trains (a sweep's live MLflow run), and draws that run's figures.
     """
     key = mentor_key(cfg)
     done = f"{folder}/mentor.json"
@@ -248,7 +248,8 @@ def _make_mentor(cfg: ExperimentConfig, folder: str, key: str, dataset: Dataset 
         lap("soft_labels")
         result = MentorResult(**_summary(trained), name=mentor.name, architecture=mentor.architecture,
                               checkpoint=trained.checkpoint.path, stage_times_s=times)
-        result = dataclasses.replace(result, figures=plots.run_figures([result], folder))
+        if progress is not None:
+            result = dataclasses.replace(result, figures=plots.run_figures([result], folder))
         test_predictions = trained.test_predictions
     else:
         result, test_predictions = _answered(cfg, folder, key, jobs, given, data.test, num_classes, in_trial)
@@ -393,6 +394,8 @@ def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOut
                            train_pool=data.pool, train_ood=data.ood, pool_unreadable=data.unreadable,
                            **fidelity(trained, mentor, test.labels),
                            galleries=_galleries(trained, mentor, test, student.name, folder))
+    if progress is None:  # no MLflow run to show them
+        return result
     # Drawn here, in parallel with other trials, not by the sweep's one MLflow writer (0.2 s a run).
     return dataclasses.replace(result, figures=plots.run_figures([mentor.result, result], folder))
 
