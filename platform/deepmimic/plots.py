@@ -54,7 +54,7 @@ def confusion_matrices(models: list[ModelResult], path: str) -> None:
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
     width = fig.get_figwidth()
-    fig.subplots_adjust(left=0.6 / width, right=1 - 0.1 / width, bottom=0.12, top=0.92, wspace=0.6 / 4.5)
+    fig.subplots_adjust(left=0.6 / width, right=1 - 0.1 / width, bottom=0.12, top=0.92, wspace=0.15)
     _save(fig, path)
 
 

@@ -1,13 +1,14 @@
 """MLflow tracking: a parent run per sweep, a nested run per mentor and student, written as they train.
 
 One `Tracker` writes a sweep's store. The sweep runs it as a Ray actor on the driver's node
-(`distributed/live.py`): every training run, wherever it trains (a trial's process, a Ray Train
-worker, another node), sends its start, epochs and end to that actor fire-and-forget, and the driver
-adds the final scores, plots and MLflow models as trials finish. One writer rather than a tracking
-server of the sweep's own: the default store is one SQLite file, which several processes writing at
-once would lock against each other; an `mlflow server` would cost 8 s to start on every sweep
-(measured here) and a port that other nodes must reach, where Ray already carries the calls, in order
-from each caller. With MLFLOW_TRACKING_URI naming a server, the same actor writes there.
+(`distributed/sweep.start_tracker`): every training run, wherever it trains (a trial's process, a Ray
+Train worker, another node), sends its start, epochs and end to that actor fire-and-forget, and the
+driver adds the final scores, the figures each training drew and MLflow models as trials finish. One
+writer rather than a tracking server of the sweep's own: the default store is one SQLite file, which
+several processes writing at once would lock against each other; an `mlflow server` would cost 8 s to
+start on every sweep (measured here) and a port that other nodes must reach, where Ray already carries
+the calls, in order from each caller. With MLFLOW_TRACKING_URI naming a server, the same actor writes
+there.
 
 A run is found by its key tag, so a resumed sweep (or a retried trial) continues its runs: epochs are
 logged once (the steps already in the store are skipped), final scores and models once.
