@@ -117,7 +117,7 @@ SERVED = {
     "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8},
     "students": [{"name": "Student-A", "architecture": "c-mp-fc2", "width": 8},
                  {"name": "Student-B", "architecture": "c-fc", "width": 4}],
-    "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
+    "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
     "fault_tolerance": {"checkpoint_every": 0},
     "grid": {"split.mentor_ratio": [0.2, 0.5], "student": ["Student-A", "Student-B"]},
 }

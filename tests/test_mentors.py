@@ -49,7 +49,7 @@ def mentors_sweep(tmp_path_factory, mentor_b):
         http = {"name": "B-http", "black_box": {"kind": "http", "location": url, "batch_size": 128, "timeout_s": 10,
                                                "retries": 2, "max_requests_per_s": 50}}
         space = {"name": "mentors", "dataset": {"name": "digits"}, "training": {"epochs": 12}, "mentor": trained,
-                 "students": [STUDENT], "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
+                 "students": [STUDENT], "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
                  "fault_tolerance": {"checkpoint_every": 0},
                  "grid": {"mentor": [http, onnx, trained, {"name": "A+B", "members": [trained, onnx]}]}}
         proc = sweep(ray, tmp, space, str(tmp / "out"), str(tmp / "cache"))

@@ -22,7 +22,7 @@ SIX_STUDENTS = {
     "training": {"epochs": EPOCHS, "batch_size": 64},
     "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8},
     "students": [{"name": f"S{w}", "architecture": "c-fc", "width": w} for w in (2, 3, 4, 5, 6, 7)],
-    "resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1},
+    "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
     "grid": {"student": [f"S{w}" for w in (2, 3, 4, 5, 6, 7)]},
 }
 
