@@ -28,11 +28,14 @@ SPACE = {
 }
 
 
-def start(tmp: Path, command: str, space: dict, *extra: str) -> tuple[subprocess.Popen, Path]:
-    """The CLI in a session of its own, without RAY_ADDRESS: it starts (and must stop) its own Ray."""
+def start(tmp: Path, command: str, space: dict, *extra: str, ray_address: str | None = None
+          ) -> tuple[subprocess.Popen, Path]:
+    """The CLI in a session of its own, without RAY_ADDRESS: it starts (and must stop) its own Ray (or joins
+    `ray_address`)."""
     path = tmp / f"{space['name']}.yaml"
     path.write_text(yaml.safe_dump(space))
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | ({"RAY_ADDRESS": ray_address}
+                                                                          if ray_address else {})
     log = tmp / f"{command}.log"
     with open(log, "w") as out, open(tmp / f"{command}.err", "w") as err:
         proc = subprocess.Popen([*DEEPMIMIC, command, str(path), "--out", str(tmp / "out"), *extra], env=env,
@@ -98,10 +101,12 @@ def test_ctrl_c_keeps_the_finished_trials_in_a_partial_report(interrupted):
     assert f"**Partial**: interrupted with {reported} of 4 student trials finished" in report
 
 
-def test_the_rerun_finishes_without_retraining_what_finished(interrupted):
+def test_the_rerun_finishes_without_retraining_what_finished(interrupted, ray_local):
     tmp = interrupted[0]
     finished = len(list((tmp / "out").glob("trials/*/trial.json")))
-    proc, err = start(tmp, "sweep", SPACE, "--cache", str(tmp / "cache"))
+    # On the session's Ray: this tests resuming, not stopping (a Ray of its own costs 5-7 s to start and stop).
+    proc, err = start(tmp, "sweep", SPACE, "--cache", str(tmp / "cache"),
+                      ray_address=ray_local.get_runtime_context().gcs_address)
     assert proc.wait(timeout=600) == 0, err.read_text()[-3000:]
     counts = json.loads((tmp / "out" / "sweep.json").read_text())["counts"]
     assert counts["mentors_trained"] == 0 and counts["trials_reused"] == finished
