@@ -81,14 +81,8 @@ def _fitted(model_cfg, images: np.ndarray, targets: torch.Tensor, test_x, test_y
 
 def sweep_once(epochs: int, folder: str) -> tuple[float, dict[str, float], dict[str, float]]:
     """Wall seconds of one `deepmimic sweep`, its driver's stages, and the work measured inside its trials."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    args = [sys.executable, "-m", "deepmimic.cli", "sweep", str(QUICKSTART), "--set", f"training.epochs={epochs}",
-            "--out", f"{folder}/out", "--cache", f"{folder}/cache"]
-    start = time.perf_counter()
-    proc = subprocess.run(args, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        sys.exit(proc.stdout[-3000:] + proc.stderr[-3000:])
+    wall, proc = deepmimic("sweep", str(QUICKSTART), "--set", f"training.epochs={epochs}", "--out", f"{folder}/out",
+                           "--cache", f"{folder}/cache")
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("driver stage times (s): "))
     stages = {k: float(v) for k, v in (p.rsplit(" ", 1) for p in line.split(": ", 1)[1].split(", "))}
     inside = {"mentor load and split": 0.0, "mentor training": 0.0, "soft labels": 0.0, "student training": 0.0}
@@ -105,16 +99,22 @@ def sweep_once(epochs: int, folder: str) -> tuple[float, dict[str, float], dict[
 def one_point(command: str, epochs: int, folder: str) -> float:
     """Wall seconds of `deepmimic run` or `deepmimic sweep` of the quickstart's base point alone (no grid:
     1 mentor, 2 students), a fresh process each."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     no_grid = "grid={}" if command == "sweep" else "grid=null"  # a sweep of no axes; `run` refuses the key
-    args = [sys.executable, "-m", "deepmimic.cli", command, str(QUICKSTART), "--set", no_grid, "--set",
-            f"training.epochs={epochs}", "--out", f"{folder}/{command}"]
+    args = [command, str(QUICKSTART), "--set", no_grid, "--set", f"training.epochs={epochs}",
+            "--out", f"{folder}/{command}"]
     args += ["--cache", f"{folder}/cache"] if command == "sweep" else []
+    return deepmimic(*args)[0]
+
+
+def deepmimic(*args: str) -> tuple[float, subprocess.CompletedProcess]:
+    """`deepmimic ARGS` as a user runs it (a fresh process that starts its own local Ray): its wall seconds and
+    the finished process; its output, and exit, if it fails."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     start = time.perf_counter()
-    proc = subprocess.run(args, capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "deepmimic.cli", *args], capture_output=True, text=True, env=env)
     if proc.returncode:
         sys.exit(proc.stdout[-3000:] + proc.stderr[-3000:])
-    return time.perf_counter() - start
+    return time.perf_counter() - start, proc
 
 
 def main() -> None:

@@ -34,8 +34,9 @@ def start(tmp: Path, command: str, space: dict, *extra: str, ray_address: str | 
     `ray_address`)."""
     path = tmp / f"{space['name']}.yaml"
     path.write_text(yaml.safe_dump(space))
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | ({"RAY_ADDRESS": ray_address}
-                                                                          if ray_address else {})
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    if ray_address:
+        env["RAY_ADDRESS"] = ray_address
     log = tmp / f"{command}.log"
     with open(log, "w") as out, open(tmp / f"{command}.err", "w") as err:
         proc = subprocess.Popen([*DEEPMIMIC, command, str(path), "--out", str(tmp / "out"), *extra], env=env,

@@ -236,8 +236,10 @@ class Tracker:
         self.client.log_batch(run, metrics=metrics, params=_params(known))
         with tempfile.TemporaryDirectory() as d:
             # Drawn where it trained; here only for what that left elsewhere (on remote storage) or never drew.
-            figures = [f for f in result.figures if os.path.isfile(f)] or plots.run_figures(plots_of, d)
-            for f in [*figures, *([galleries] if galleries and os.path.isfile(galleries) else [])]:
+            figures = [f for f in result.figures if os.path.isfile(f)] or list(plots.run_figures(plots_of, d))
+            if galleries and os.path.isfile(galleries):  # Figs. 6-7, drawn beside the trial's files too
+                figures.append(galleries)
+            for f in figures:
                 self.client.log_artifact(run, f, "plots")
         if MODEL_TAG not in info.data.tags and result.checkpoint and os.path.isdir(result.checkpoint):
             self._log_model(run, result.checkpoint)

@@ -394,10 +394,10 @@ def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOut
                            train_pool=data.pool, train_ood=data.ood, pool_unreadable=data.unreadable,
                            **fidelity(trained, mentor, test.labels),
                            galleries=_galleries(trained, mentor, test, student.name, folder))
-    if progress is None:  # no MLflow run to show them
-        return result
-    # Drawn here, in parallel with other trials, not by the sweep's one MLflow writer (0.2 s a run).
-    return dataclasses.replace(result, figures=plots.run_figures([mentor.result, result], folder))
+    # For its MLflow run: drawn here, in parallel with other trials, not by the sweep's one MLflow writer (0.2 s).
+    if progress is not None:
+        result = dataclasses.replace(result, figures=plots.run_figures([mentor.result, result], folder))
+    return result
 
 
 def _galleries(trained: Trained, mentor: MentorOutcome, test: ImageSet, name: str, folder: str) -> str:
