@@ -62,11 +62,13 @@ bench: $(STAMP) $(FASHION)
 	for b in training_throughput inference ray_overhead sweep_reuse fixed_costs end_to_end; do $(PY) benchmarks/$$b.py; done
 
 # On a CUDA machine, with PyTorch and this checkout (Ray, MLflow optional): the core loop against the plain
-# loop on Table 5's mentor, and the quickstart's bare work (with the sweep beside it where Ray is installed).
+# loop on Table 5's mentor and on Table 1's models (Fashion-MNIST: Debian's files or DEEPMIMIC_FASHION_ROOT), and the
+# quickstart's bare work (with the sweep beside it where Ray is installed).
 BENCH_PY ?= python3
 bench-gpu:
 	PYTHONPATH=platform:$$PYTHONPATH $(BENCH_PY) benchmarks/training_throughput.py --device cuda --tiny 20000 --epochs 3 --seeds 1
 	PYTHONPATH=platform:$$PYTHONPATH $(BENCH_PY) benchmarks/fixed_costs.py --device cuda --rounds 2
+	PYTHONPATH=platform:$$PYTHONPATH $(BENCH_PY) benchmarks/training_throughput.py --device cuda --epochs 5 --seeds 2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

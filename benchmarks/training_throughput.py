@@ -7,7 +7,7 @@ Table 1's architectures by default; `--tiny` uses Table 5's Tiny ImageNet
 mentor on random 64×64 images (the GPU target).
 
     python benchmarks/training_throughput.py [--epochs 5] [--seeds 3] [--device cuda] [--bf16 auto|on|off]
-                                             [--no-channels-last]
+                                             [--no-channels-last] [--no-cuda-graph]
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def compare(name: str, make, x, y, test, hyper: Hyper, device: torch.device, see
     and the ratio of throughputs. Accuracy is the mean over seeds, since a single
     run's order of batches moves it by a few tenths of a percent."""
     rows = []
-    warm = Hyper(epochs=1, batch_size=hyper.batch_size, bf16=hyper.bf16, channels_last=hyper.channels_last)
+    warm = Hyper(epochs=1, batch_size=hyper.batch_size, bf16=hyper.bf16, channels_last=hyper.channels_last,
+                 cuda_graph=hyper.cuda_graph)
     plain_train(make(0).to(device), x[:1024], y[:1024], warm, device)  # first-use costs (oneDNN kernels, caches)
     train(make(0).to(device), x[:1024].to(device), y[:1024].to(device), warm)
     rates: dict[str, float] = {}
@@ -69,14 +70,17 @@ def main() -> None:
                    help="core loop: bfloat16 autocast (auto, the platform's default: where the device has it natively)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="core loop: NCHW")
     p.add_argument("--compile", action="store_true", help="core loop: torch.compile")
+    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                   help="core loop: every step eagerly on a GPU (default: replayed from a CUDA graph)")
     p.add_argument("--tiny", type=int, default=0, metavar="N", help="Table 5's mentor on N random 64×64 images instead")
     args = p.parse_args()
     device = torch.device(args.device)
     bf16 = {"auto": native_bf16(device), "on": True, "off": False}[args.bf16]
     fast = Hyper(epochs=args.epochs, batch_size=128, lr=0.05, bf16=bf16, channels_last=args.channels_last,
-                 compile=args.compile)
+                 compile=args.compile, cuda_graph=args.cuda_graph)
     print(machine(device))
-    print(f"core loop options: bf16={bf16} ({args.bf16}) channels_last={args.channels_last} compile={args.compile}")
+    print(f"core loop options: bf16={bf16} ({args.bf16}) channels_last={args.channels_last} compile={args.compile} "
+          f"cuda_graph={args.cuda_graph and device.type == 'cuda'}")
     header = ["model", "params", "loop", "epochs × seeds", "seconds", "median epoch s", "images/s", "mean test acc",
               "test acc per seed", "core/plain"]
     rows: list[list[object]] = []

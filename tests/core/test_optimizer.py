@@ -83,3 +83,17 @@ def test_a_parameter_without_a_gradient_is_refused():
     F.cross_entropy(model(X), Y).backward()
     with pytest.raises(RuntimeError, match="did not use"):
         opt.step()
+
+
+def test_a_learning_rate_held_in_a_tensor_steps_as_the_float_one():
+    ours, theirs = net(), net()
+    lrs = [0.1, 0.07, 0.03, 0.01]
+    steps(ours, SGD(ours.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4), lrs)
+    held = SGD(theirs.parameters(), lr=torch.zeros(()), momentum=0.9, weight_decay=5e-4)
+    for lr in lrs:
+        held.lr.fill_(lr)
+        held.zero_grad()
+        F.cross_entropy(theirs(X), Y).backward()
+        held.step()
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

@@ -14,9 +14,10 @@ import torch
 
 
 class SGD:
-    """SGD with Nesterov momentum (plain SGD at momentum 0) and L2 weight decay; `lr` may change between steps."""
+    """SGD with Nesterov momentum (plain SGD at momentum 0) and L2 weight decay; `lr` may change between steps,
+    and may be a 0-d tensor on the parameters' device (filled in place between replays of a captured step)."""
 
-    def __init__(self, params: Iterable[torch.Tensor], lr: float, momentum: float = 0.0,
+    def __init__(self, params: Iterable[torch.Tensor], lr: float | torch.Tensor, momentum: float = 0.0,
                  weight_decay: float = 0.0) -> None:
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
@@ -42,7 +43,10 @@ class SGD:
                 torch._foreach_mul_(self.buffers, self.momentum)
                 torch._foreach_add_(self.buffers, grads)
             grads = torch._foreach_add(grads, self.buffers, alpha=self.momentum)
-        torch._foreach_add_(self.params, grads, alpha=-self.lr)
+        if isinstance(self.lr, torch.Tensor):  # a device tensor, as a step replayed from a CUDA graph reads it
+            torch._foreach_sub_(self.params, torch._foreach_mul(grads, self.lr))
+        else:
+            torch._foreach_add_(self.params, grads, alpha=-self.lr)
 
     def state_dict(self) -> dict[str, Any]:
         """The momentum buffers in `torch.optim.SGD.state_dict()`'s layout."""

@@ -20,6 +20,7 @@ from torch import nn
 from .allocator import keep_freed_memory
 from .batches import Batches, InMemory
 from .optimizer import SGD
+from .step_graph import StepGraph
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Hyper:
     bf16: bool | None = None     # autocast to bfloat16; None: where the device computes it natively
     channels_last: bool = True   # NHWC activations: faster convolutions with oneDNN (CPU) and tensor cores
     compile: bool = False        # torch.compile the model (pays a compile on first use)
+    cuda_graph: bool = True      # on a CUDA device (without compile): replay full batches' steps from one CUDA graph
     eval_every: Annotated[int, Ge(1)] | None = None  # test-set evaluation every N epochs (and after the last);
     #                                                  None: about 20 points on the learning curve
 
@@ -139,21 +141,37 @@ def train_on(
     forward = torch.compile(model) if hyper.compile else model
     memory_format = torch.channels_last if hyper.channels_last else torch.contiguous_format
     bf16 = native_bf16(device) if hyper.bf16 is None else hyper.bf16
+    # Not under DDP: capturing its all-reduce needs its static graph and more warm-ups (torch's CUDA-graph docs),
+    # unmeasured on several GPUs so far.
+    graphed = (hyper.cuda_graph and device.type == "cuda" and not hyper.compile
+               and not isinstance(model, nn.parallel.DistributedDataParallel))
     lr_at = lambda step: 0.5 * hyper.lr * (1 + math.cos(math.pi * step / total))  # noqa: E731
+
+    def step(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        x = augment(images, hyper)
+        # autocast's cache of cast weights cannot live across graph replays (torch's CUDA-graph docs)
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16, cache_enabled=not graphed):
+            logits = forward(x.contiguous(memory_format=memory_format))
+        loss = cross_entropy(logits.float(), targets, temperature, hyper.label_smoothing)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    run = StepGraph(step, hyper.batch_size) if graphed else step
+    if graphed:
+        opt.lr = torch.zeros((), device=device)  # a captured step reads its learning rate from here
     for epoch in range(start_epoch, hyper.epochs):
         torch.manual_seed(seed * 100_003 + epoch)  # dropout and shuffle depend only on (seed, epoch)
         model.train()
         loss_sum = torch.zeros((), device=device)
-        for step, (images, targets) in enumerate(data.epoch(epoch, seed)):
-            opt.lr = lr_at(epoch * steps_per_epoch + step)
-            x = augment(images, hyper)
-            with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-                logits = forward(x.contiguous(memory_format=memory_format))
-            loss = cross_entropy(logits.float(), targets, temperature, hyper.label_smoothing)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach()
+        for i, (images, targets) in enumerate(data.epoch(epoch, seed)):
+            lr = lr_at(epoch * steps_per_epoch + i)
+            if graphed:
+                opt.lr.fill_(lr)
+            else:
+                opt.lr = lr
+            loss_sum += run(images, targets)
         if on_epoch is not None:
             on_epoch(epoch + 1, loss_sum.item() / steps_per_epoch)
     return opt
