@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from deepmimic.config import SweepConfig, parse_experiment
-from deepmimic.distributed.stages import mentor_key
+from deepmimic.distributed.stages import mentor_key, student_key
 
 from .conftest import DEEPMIMIC, wait_for
 
@@ -24,6 +24,18 @@ def space(name: str, epochs: int) -> dict:
             "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8, "training": {"epochs": epochs}},
             "students": [{"name": "S", "architecture": "c-fc", "width": 4}],
             "resources": {"cpus_per_worker": 1, "threads_per_worker": 1}, "fault_tolerance": {"checkpoint_every": 0}}
+
+
+@pytest.mark.parametrize("setting", [{"eval_every": 1}, {"cuda_graph": False}, {"lr": 0.01}])
+def test_how_a_run_is_scored_or_launched_leaves_its_cache_keys_as_they_were(setting):
+    def keys(spec: dict) -> tuple[str, str]:
+        cfg = parse_experiment(spec, "keys", SweepConfig)
+        return mentor_key(cfg), student_key(cfg, cfg.students[0])
+
+    changed = space("keys", epochs=3)
+    changed["training"] |= setting
+    same = keys(changed) == keys(space("keys", epochs=3))
+    assert same == ("lr" not in setting)  # what is learned does change them
 
 
 @pytest.fixture(scope="module")

@@ -33,13 +33,16 @@ from .soft_labeling import label_images
 from .student_sets import OOD_ID_OFFSET, StudentSet, build_student_set
 from .train import RunSpec, Trained, fit, load_model
 
+NOT_LEARNED = {"eval_every", "cuda_graph"}  # how often a run is scored, how its steps are launched
+
 
 def digest(obj: Any) -> str:
-    """A short stable hash of a JSON-able object; `eval_every` left out wherever it stands: how often a run
-    is scored changes nothing it learns, so cached mentors and finished trials stay valid across it."""
+    """A short stable hash of a JSON-able object; `NOT_LEARNED`'s keys left out wherever they stand: they change
+    nothing a run learns (a graphed step's rounding differs as a GPU's does from a CPU's, and the device is in
+    no key either), so cached mentors and finished trials stay valid across them."""
     def what_is_trained(node: Any) -> Any:
         if isinstance(node, dict):
-            return {k: what_is_trained(v) for k, v in node.items() if k != "eval_every"}
+            return {k: what_is_trained(v) for k, v in node.items() if k not in NOT_LEARNED}
         return [what_is_trained(v) for v in node] if isinstance(node, list) else node
 
     return hashlib.sha256(json.dumps(what_is_trained(obj), sort_keys=True, default=str).encode()).hexdigest()[:16]
