@@ -4,7 +4,7 @@ plain Python process, measured in the same run; then where the difference goes.
 
 The sweep runs as a user runs it: a fresh `deepmimic` process that starts its own local Ray, with a
 fresh output folder and cache each round. Its driver prints its stages' seconds; the trials' own
-records give the training inside them.
+records give the training inside them. Last, the same sweep joining a Ray that stays up between sweeps.
 
     python benchmarks/fixed_costs.py [--epochs 1] [--rounds 2]
 """
@@ -79,10 +79,12 @@ def _fitted(model_cfg, images: np.ndarray, targets: torch.Tensor, test_x, test_y
     return net
 
 
-def sweep_once(epochs: int, folder: str) -> tuple[float, dict[str, float], dict[str, float]]:
-    """Wall seconds of one `deepmimic sweep`, its driver's stages, and the work measured inside its trials."""
+def sweep_once(epochs: int, folder: str, ray_address: str | None = None) -> tuple[float, dict[str, float],
+                                                                                 dict[str, float]]:
+    """Wall seconds of one `deepmimic sweep` (on its own local Ray, or joining `ray_address`), its driver's stages,
+    and the work measured inside its trials."""
     wall, proc = deepmimic("sweep", str(QUICKSTART), "--set", f"training.epochs={epochs}", "--out", f"{folder}/out",
-                           "--cache", f"{folder}/cache")
+                           "--cache", f"{folder}/cache", ray_address=ray_address)
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("driver stage times (s): "))
     stages = {k: float(v) for k, v in (p.rsplit(" ", 1) for p in line.split(": ", 1)[1].split(", "))}
     inside = {"mentor load and split": 0.0, "mentor training": 0.0, "soft labels": 0.0, "student training": 0.0}
@@ -106,15 +108,33 @@ def one_point(command: str, epochs: int, folder: str) -> float:
     return deepmimic(*args)[0]
 
 
-def deepmimic(*args: str) -> tuple[float, subprocess.CompletedProcess]:
-    """`deepmimic ARGS` as a user runs it (a fresh process that starts its own local Ray): its wall seconds and
-    the finished process; its output, and exit, if it fails."""
+def deepmimic(*args: str, ray_address: str | None = None) -> tuple[float, subprocess.CompletedProcess]:
+    """`deepmimic ARGS` as a user runs it (a fresh process that starts its own local Ray, or joins the one at
+    `ray_address`): its wall seconds and the finished process; its output, and exit, if it fails."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    if ray_address:
+        env["RAY_ADDRESS"] = ray_address
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "deepmimic.cli", *args], capture_output=True, text=True, env=env)
     if proc.returncode:
         sys.exit(proc.stdout[-3000:] + proc.stderr[-3000:])
     return time.perf_counter() - start, proc
+
+
+def running_ray(epochs: int, rounds: int) -> float:
+    """Median wall seconds of the quickstart's sweep joining a Ray this process keeps running, as on a workstation
+    where `ray start --head` ran once (each sweep still a fresh process, with fresh trial processes)."""
+    import ray
+
+    ray.init(address="local", include_dashboard=True, logging_level="WARNING")
+    try:
+        walls = []
+        for _ in range(rounds):
+            with tempfile.TemporaryDirectory() as folder:
+                walls.append(sweep_once(epochs, folder, ray.get_runtime_context().gcs_address)[0])
+        return statistics.median(walls)
+    finally:
+        ray.shutdown()
 
 
 def main() -> None:
@@ -163,6 +183,11 @@ def main() -> None:
                 ["command", "seconds", "ratio to the sweep"],
                 [["`deepmimic sweep --set grid={}`", round(point, 2), 1.0],
                  ["`deepmimic run --set grid=null`", round(run, 2), round(run / point, 2)]])
+    joined = running_ray(args.epochs, args.rounds)
+    print_table("Against a Ray already running (`ray start` once, then each sweep joins it through RAY_ADDRESS)",
+                ["run", "seconds", "ratio to core"],
+                [["`deepmimic sweep`, a fresh process joining a running Ray", round(joined, 2),
+                  round(joined / core, 2)]])
     t_imports = statistics.median(imports)
     rest = wall - sum(med.values()) - t_imports
     rows = [["Python start and imports (measured apart)", round(t_imports, 2), ""]]

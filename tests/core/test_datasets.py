@@ -3,12 +3,15 @@
 import gzip
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from deepmimic.core.datasets import load_dataset
+from deepmimic.core.datasets.digits import EMBEDDED, reference_digits
 from deepmimic.errors import UserError
 
 from ..conftest import cifar_batch, idx_bytes
@@ -38,6 +41,21 @@ def test_digits_is_embedded():
     assert d.train.images.shape == (1347, 1, 8, 8) and len(d.test) == 450
     assert d.train.images.dtype == np.uint8 and d.train.images.max() == 255
     assert set(d.test.labels.tolist()) == set(range(10))
+
+
+def test_the_embedded_digits_are_scikit_learns_with_our_test_quarter():
+    reference = reference_digits()
+    with np.load(EMBEDDED) as saved:
+        assert sorted(saved.files) == sorted(reference)
+        for name, array in reference.items():
+            assert saved[name].dtype == array.dtype and np.array_equal(saved[name], array), name
+
+
+def test_loading_digits_imports_no_scikit_learn():
+    code = ("import sys; from deepmimic.core.datasets import load_dataset; load_dataset('digits'); "
+            "print('sklearn' in sys.modules)")
+    answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert answer.strip() == "False"
 
 
 @pytest.mark.parametrize("gz", [True, False])
