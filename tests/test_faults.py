@@ -82,6 +82,8 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating(shared):
     assert proc.poll() is None and live
     os.kill(proc.pid, signal.SIGKILL)  # the driver only: Ray ends the trials it owned
     proc.wait()
+    # A trial may still finish (and keep its result) in the moment before Ray ends it.
+    wait_for(lambda: not trial_pids(), "the killed driver's trials to end", 60)
     done_before = {p.parent.name for p in out.glob("trials/*/trial.json")}
     stamps = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("trials/*/trial.json")}
 
