@@ -8,7 +8,7 @@ in the same run, held in memory (`read_shard` + the device-resident loop). Then 
 Goals (issue 16): a streaming worker's peak RSS within 1.3× from 1× to 16×; streaming images/s at
 least 0.8× in-memory's.
 
-    python benchmarks/streaming.py [--base 125000] [--factors 1 4 16] [--batch 256] [--read-ahead-mib N]
+    python benchmarks/streaming.py [--base 125000] [--factors 1 4 16] [--batch 256] [--read-ahead-mib 128]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import torch
 
 from common import machine, print_table
-from deepmimic.config import ResourcesConfig
+from deepmimic.config import DataConfig, ResourcesConfig
 from deepmimic.core import artifacts, checkpoints, tables
 from deepmimic.core.architectures import ModelSpec
 from deepmimic.core.batches import InMemory
@@ -137,8 +137,8 @@ def main() -> None:
     parser.add_argument("--base", type=int, default=125_000, help="images at 1× (16× of 125,000: 2 million)")
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--read-ahead-mib", type=int,
-                        help="`data.read_ahead` of the streamed runs (default: Ray Data's budget)")
+    parser.add_argument("--read-ahead-mib", type=int, default=DataConfig().read_ahead // 2**20,
+                        help="`data.read_ahead` of the streamed runs (default: the config's; 0: Ray Data's budget)")
     args = parser.parse_args()
     import ray
 
@@ -149,7 +149,7 @@ def main() -> None:
         for factor in args.factors:
             info = write_set(Path(tmp) / f"set-{factor}", args.base * factor)
             memory = in_fresh_worker(ray, info, False, args.batch)
-            stream = in_fresh_worker(ray, info, True, args.batch, args.read_ahead_mib and args.read_ahead_mib * 2**20)
+            stream = in_fresh_worker(ray, info, True, args.batch, args.read_ahead_mib * 2**20 or None)
             rows.append([f"{factor}×", f"{info.rows:,}", f"{info.rows * 824 / 2**30:.2f}",
                          f"{memory['peak_rss_mib']:.0f}", f"{stream['peak_rss_mib']:.0f}",
                          f"{memory['peak_private_mib']:.0f}", f"{stream['peak_private_mib']:.0f}",

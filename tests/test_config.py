@@ -27,6 +27,12 @@ def test_a_mentors_resources_override_the_shared_ones_key_by_key():
     assert cfg.resources.of("student").cpus_per_worker == 1
 
 
+def test_a_stream_reads_128_mib_ahead_unless_told_otherwise():
+    assert parse_experiment(BASE).data.read_ahead == 128 * 2**20
+    assert parse_experiment({**BASE, "data": {"read_ahead": "1GiB"}}).data.read_ahead == 2**30
+    assert parse_experiment({**BASE, "data": {"read_ahead": None}}).data.read_ahead is None  # Ray Data's budget
+
+
 def test_overrides_reach_nested_and_list_items():
     raw = apply_overrides({**BASE, "students": [dict(BASE["students"][0])]},
                           ["students.0.width=8", "split.mentor_ratio=0.5"])

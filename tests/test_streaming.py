@@ -4,6 +4,7 @@ rank, and two streaming trials at once on a 2-CPU node, each with CPUs reserved 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 
 from deepmimic.core import artifacts, tables
 from deepmimic.distributed.data import TableInfo
-from deepmimic.distributed.streaming import Streamed
+from deepmimic.distributed.streaming import Paced, Streamed, _batches
 
 from .conftest import image_folder, parquet_images, sweep
 
@@ -84,6 +85,28 @@ def test_a_bounded_read_ahead_reaches_ray_data_and_streams_the_same_rows(ray_loc
     # Bounded, without the policy that stalled its reads; unbounded, Ray Data's defaults again.
     assert limits(bounded) == (2**20, None)
     assert limits(stream(student_table)) == (float("inf"), DEFAULT_DOWNSTREAM_CAPACITY_BACKPRESSURE_RATIO)
+
+
+def test_blocks_are_cut_into_consecutive_batches_across_their_edges():
+    blocks = [(np.arange(a, b), -np.arange(a, b)) for a, b in [(0, 10), (10, 13), (13, 38)]]
+    batches = list(_batches(iter(blocks), 8))
+    assert [len(x) for x, _ in batches] == [8, 8, 8, 8, 6]
+    assert np.array_equal(np.concatenate([x for x, _ in batches]), np.arange(38))
+    assert all(np.array_equal(y, -x) for x, y in batches)
+
+
+def test_the_scheduling_loop_sleeps_only_when_it_comes_back_at_once():
+    """Ray Data's loop blocks on running reads (up to 0.1 s); with none running it would spin."""
+    paced = Paced()
+
+    def step() -> float:
+        start = time.perf_counter()
+        paced.on_execution_step(None)
+        return time.perf_counter() - start
+
+    assert step() >= 0.02  # straight after the previous step (here: creation)
+    time.sleep(0.01)
+    assert step() < 0.005  # after a step that waited
 
 
 def test_two_streaming_trials_at_once_on_a_two_cpu_node(ray_local, tmp_path):

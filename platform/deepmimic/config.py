@@ -135,8 +135,8 @@ class DataConfig(Strict):
     in_memory_limit: Bytes | None = None
     data_cpus: float = Field(0.5, gt=0.0, description="CPUs reserved for Ray Data beside each streaming run")
     read_ahead: Bytes | None = Field(
-        None, description="object-store bytes a stream may read ahead of training (default: Ray Data's budget, a "
-        "share of the node's store: faster, but the pages it passes through count in the reader's RSS)")
+        128 * 2**20, description="object-store bytes a stream may read ahead of training (null: Ray Data's budget, "
+        "a share of the node's store, whose pages a stream passes through count in the reader's RSS)")
     batch_inference: bool | None = Field(None, description="soft-label the pool with Ray Data actors (default: "
                                          "for a separate unlabelled pool)")
     label_actors: int = Field(1, ge=1, description="Ray Data actors labelling the pool, each with one worker's "

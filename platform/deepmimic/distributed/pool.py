@@ -30,10 +30,10 @@ from ..core.black_box import open_black_box
 from ..core.datasets.pool import PoolPart, decode_part, list_pool
 from ..core.datasets.source import Source
 from ..core.results import Json
+from ..core.row_groups import read_parts, row_groups
 from ..core.soft_labels import soft_labels
 from ..errors import UserError
 from .data import TableInfo
-from .streaming import read_parts, row_groups
 from .student_sets import IN_DRIVER_BYTES
 from .train import load_model
 
