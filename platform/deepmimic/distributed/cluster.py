@@ -32,11 +32,18 @@ def connect() -> None:
     else:
         # "local": never join whatever cluster an earlier `ray start` left recorded in /tmp/ray.
         ray.init(address="local", **quiet)  # the dashboard serves the state API that Train's cleanup polls
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    no_progress_bars()
     if threading.current_thread() is threading.main_thread() and on_sigterm is not None:
         signal.signal(signal.SIGTERM, on_sigterm)
     if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:  # a `ray job submit` driver: nodes may be set up otherwise
         check_versions()
+
+
+def no_progress_bars() -> None:
+    """Ray Data's progress bars off in this process (a bar an operator, every dataset: a sweep reports its own
+    progress), and the warning line Ray Data logs to say so."""
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
 def versions() -> dict[str, str]:

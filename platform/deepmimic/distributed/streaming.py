@@ -27,6 +27,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..core import tables
 from ..core.row_groups import read_parts, row_groups
+from .cluster import no_progress_bars
 from .data import TableInfo
 
 
@@ -77,7 +78,7 @@ class Streamed:
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # not two lines an epoch in the trial's log
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # the same seeds give the same batches
-        context.enable_progress_bars = False  # a bar an operator in the trial's log, every epoch
+        no_progress_bars()  # in the trial's process too
         if Paced not in context.custom_execution_callback_classes:
             context.custom_execution_callback_classes.append(Paced)
         context.execution_options.resource_limits = context.execution_options.resource_limits.copy(
