@@ -4,6 +4,8 @@ rank, and two streaming trials at once on a 2-CPU node, each with CPUs reserved 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +16,8 @@ import torch
 
 from deepmimic.core import artifacts, tables
 from deepmimic.distributed.data import TableInfo
-from deepmimic.distributed.streaming import Paced, Streamed, _batches
+from deepmimic.distributed.pacing import Paced
+from deepmimic.distributed.streaming import Streamed, _batches
 
 from .conftest import image_folder, parquet_images, sweep
 
@@ -85,6 +88,21 @@ def test_a_bounded_read_ahead_reaches_ray_data_and_streams_the_same_rows(ray_loc
     # Bounded, without the policy that stalled its reads; unbounded, Ray Data's defaults again.
     assert limits(bounded) == (2**20, None)
     assert limits(stream(student_table)) == (float("inf"), DEFAULT_DOWNSTREAM_CAPACITY_BACKPRESSURE_RATIO)
+
+
+def test_a_read_task_unpickles_its_function_and_context_without_importing_pytorch(ray_local, student_table, tmp_path):
+    """Ray Data ships the stream's function and its context (callback classes included) to each read task;
+    importing PyTorch there cost a stream's first batch 1.6-2 s."""
+    import ray
+    import ray.cloudpickle
+
+    from deepmimic.core.row_groups import read_parts
+
+    next(iter(stream(student_table).epoch(0, 1)))
+    shipped = tmp_path / "shipped.pkl"
+    shipped.write_bytes(ray.cloudpickle.dumps((read_parts, ray.data.DataContext.get_current())))
+    code = f"import pickle, sys; pickle.loads(open({str(shipped)!r}, 'rb').read()); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 def test_blocks_are_cut_into_consecutive_batches_across_their_edges():

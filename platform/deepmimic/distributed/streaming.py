@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
 import ray
 import torch
-from ray.data._internal.execution.execution_callback import ExecutionCallback
 from ray.data.context import DEFAULT_DOWNSTREAM_CAPACITY_BACKPRESSURE_RATIO
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -29,6 +27,7 @@ from ..core import tables
 from ..core.row_groups import read_parts, row_groups
 from .cluster import no_progress_bars
 from .data import TableInfo
+from .pacing import Paced
 
 
 def data_task_options(data_cpus: float, reserved: bool) -> dict[str, Any]:
@@ -40,23 +39,6 @@ def data_task_options(data_cpus: float, reserved: bool) -> dict[str, Any]:
         return {"num_cpus": data_cpus, "scheduling_strategy": "DEFAULT"}
     return {"num_cpus": data_cpus, "scheduling_strategy": PlacementGroupSchedulingStrategy(
         group, placement_group_capture_child_tasks=True)}
-
-
-class Paced(ExecutionCallback):
-    """Ray Data's scheduling loop (a thread of the training process) blocks on its running tasks, but while a
-    read-ahead bound holds every read back it has none and spins, taking the GIL from the training step: at
-    16× a 256 MiB bound cost 1.7 ms of each 8.5 ms step. A step of the loop that came back at once sleeps.
-    Ray Data takes such callbacks as classes (`DataContext.custom_execution_callback_classes`)."""
-
-    def __init__(self) -> None:
-        self.last = time.perf_counter()
-
-    def on_execution_step(self, executor: Any) -> None:
-        now = time.perf_counter()
-        if now - self.last < 0.002:
-            time.sleep(0.02)  # reads of a row group take about 10 ms; a block feeds about 0.3 s of training
-            now = time.perf_counter()
-        self.last = now
 
 
 class Streamed:
