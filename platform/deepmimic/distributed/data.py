@@ -71,7 +71,12 @@ def read_shard(info: TableInfo, target: str, rank: int, world: int) -> tuple[np.
         raise RuntimeError(f"{info.uri}: {table.num_rows} rows cannot feed {world} workers")
     rows = np.arange(rank, per_rank * world, world)
     table = table.take(pa.array(rows))
-    images = tables.decode_images(table.column("image"), info.shape)
+    return arrays(table, target, info.shape)
+
+
+def arrays(table: pa.Table, target: str, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A table's images and its target column (`label`: int64; `soft_label`: float32 rows) as NumPy arrays."""
+    images = tables.decode_images(table.column("image"), shape)
     if target == "label":
         return images, table.column("label").to_numpy().astype(np.int64)
     return images, tables.decode_soft_labels(table.column(target))

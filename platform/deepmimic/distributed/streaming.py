@@ -17,16 +17,14 @@ import math
 from typing import Any, Iterator
 
 import numpy as np
-import pyarrow as pa
 import ray
 import torch
 from ray.data.context import DEFAULT_DOWNSTREAM_CAPACITY_BACKPRESSURE_RATIO
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from ..core import tables
 from ..core.row_groups import read_parts, row_groups
 from .cluster import no_progress_bars
-from .data import TableInfo
+from .data import TableInfo, arrays
 from .pacing import Paced
 
 
@@ -78,8 +76,8 @@ class Streamed:
         # Whole blocks (a row group each), decoded at once and cut into batches here: Ray Data's own
         # batching cost about 1.5 ms a batch in the training thread, a sixth of a small student's step.
         left, size = self.rows, self.batch_size * self.world
-        for images, targets in _batches(map(self._arrays, data.iter_batches(
-                batch_size=None, batch_format="pyarrow", prefetch_batches=2)), size):
+        blocks = data.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2)
+        for images, targets in _batches((arrays(b, self.target, self.info.shape) for b in blocks), size):
             images, targets = images[self.rank::self.world][:left], targets[self.rank::self.world][:left]
             if len(images) == 0:
                 break
@@ -88,13 +86,6 @@ class Streamed:
                    torch.from_numpy(np.ascontiguousarray(targets)).to(self.device, non_blocking=True))
             if left == 0:
                 break
-
-    def _arrays(self, block: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-        images = tables.decode_images(block.column("image"), self.info.shape)
-        column = block.column(self.target)
-        targets = (column.to_numpy().astype(np.int64) if self.target == "label"
-                   else tables.decode_soft_labels(column))
-        return images, targets
 
 
 def _batches(blocks: Iterator[tuple[np.ndarray, np.ndarray]], size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
