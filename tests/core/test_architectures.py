@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -74,6 +77,22 @@ def test_model_normalises_uint8_input_with_its_stored_statistics():
     model = build_model("fc", (1, 2, 2), 2, mean=[0.5], std=[0.5])
     x = torch.full((1, 1, 2, 2), 255, dtype=torch.uint8)
     assert torch.allclose(model[0](x), torch.ones(1, 1, 2, 2))
+
+
+def test_stored_statistics_are_the_float32_products_pytorch_computes():
+    mean, std = [0.123456789, 0.7777777], [0.3333333, 0.0123457]
+    model = build_model("fc", (2, 2, 2), 2, mean=mean, std=std)
+    assert torch.equal(model[0].mean, torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
+    assert torch.equal(model[0].std, torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
+
+
+def test_checking_an_architecture_does_not_import_torch_dynamo():
+    """A config's check builds on the meta device; an op there imported torch._dynamo: 1.3-1.7 s in every
+    process that checks a config (the CLI's, before anything runs)."""
+    code = ("import sys; from deepmimic.core.architectures import ModelSpec; "
+            "ModelSpec('c-mp-c-mp-fc2').check((1, 8, 8), 10); print('torch._dynamo' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
 
 
 def residual(cin: int, cout: int) -> int:
