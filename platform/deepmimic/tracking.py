@@ -27,13 +27,6 @@ import time
 from typing import Any
 
 import numpy as np
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
-
-# Sets the fluent API's tracking URI for one block and restores it (private; `mlflow.set_tracking_uri` alone
-# would also export MLFLOW_TRACKING_URI to every later child process of whoever runs the tracker).
-from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from . import plots
 from .core.artifacts import is_uri
@@ -121,15 +114,22 @@ def _ms() -> int:
     return int(time.time() * 1000)
 
 
-def _params(values: dict[str, Any]) -> list[Param]:
+def _params(values: dict[str, Any]) -> list[Any]:
     """MLflow params, each value cut to the store's 6,000 characters."""
+    from mlflow.entities import Param
+
     return [Param(k, str(v)[:6000]) for k, v in values.items()]
 
 
 class Tracker:
-    """One sweep's MLflow runs: the parent, and a nested run per model, keyed by `RunLabel.key`."""
+    """One sweep's MLflow runs: the parent, and a nested run per model, keyed by `RunLabel.key`.
+
+    MLflow is imported where it is used, not with this module: every process that holds a handle on the
+    tracker's actor (each trial's) imports the module of its class, and MLflow's import cost each 0.5-1 s."""
 
     def __init__(self, uri: str, experiment: str, sweep_dir: str, artifact_root: str | None = None) -> None:
+        from mlflow.tracking import MlflowClient
+
         # MLflow warns of pickle on every TorchScript model it saves (torch.jit.save, which runs no pickled code).
         logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # else the registry is ./mlflow.db
@@ -157,6 +157,8 @@ class Tracker:
     def _hide_empty_default(self) -> None:
         """MLflow makes an experiment `Default` in every new SQL store; the sweep's own store has no use for
         it, so it goes to the trash (MLflow recreates one that is missing, not one that is deleted)."""
+        from mlflow.exceptions import MlflowException
+
         try:
             default = self.client.get_experiment("0")
         except MlflowException:
@@ -206,6 +208,8 @@ class Tracker:
         for a run whose start never arrived: the final logging brings them)."""
         if key not in self.labels and key not in self.runs:
             return
+        from mlflow.entities import Metric
+
         run, when = self._open(key), when_ms or _ms()
         new = [e for e in history if e.epoch > self.last_step[key]]
         metrics = [Metric(f"epoch_{name}", float(v), when, e.epoch) for e in new
@@ -222,6 +226,8 @@ class Tracker:
                        plots_of: list[ModelResult], galleries: str | None = None) -> str | None:
         """Final scores, plots and the MLflow model of a run (opened now if it never ran live: a mentor
         trained by an earlier sweep, a black box); None if an earlier invocation did all this."""
+        from mlflow.entities import Metric
+
         run = self._open(label)
         info = self.client.get_run(run)
         if LOGGED_TAG in info.data.tags:
@@ -255,6 +261,10 @@ class Tracker:
         import torch
         from mlflow.models import infer_signature
 
+        # Sets the fluent API's tracking URI for one block and restores it (private; `mlflow.set_tracking_uri`
+        # alone would also export MLFLOW_TRACKING_URI to every later child process of whoever runs the tracker).
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
         from .core import checkpoints
         from .core.serving import black_box
 
@@ -285,6 +295,9 @@ class Tracker:
 
     def register(self, name: str, key: str, tags: dict[str, str]) -> int | None:
         """Register `key`'s model as a version of `name` (once per run), tagged; its version number."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
         run = self._open(key)
         source = self.client.get_run(run).data.tags.get(MODEL_TAG)
         if source is None:
@@ -307,6 +320,8 @@ class Tracker:
         """Attach the sweep's params, description, per-student summary metrics (best and mean ± sd relative
         accuracy), this invocation's counts (as tags: a resumed sweep overwrites them) and the result files
         to the parent run, and close it."""
+        from mlflow.entities import Metric, RunTag
+
         tags = [RunTag(f"deepmimic.{k}", str(v)) for k, v in dataclasses.asdict(counts).items()]
         tags.append(RunTag(NOTE_TAG, description))
         now = _ms()
