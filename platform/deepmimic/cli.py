@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import socket
 import sys
@@ -270,7 +271,14 @@ def entry() -> None:
     """The `deepmimic` executable: `main` with SIGINT and SIGTERM stopping it cleanly."""
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # ours stops the sweep, keeping what finished
     stopping.install()
-    sys.exit(main())
+    code = main()
+    # The exit handlers (Ray's shutdown among them) run now; then the process ends without Python's own
+    # finalisation, which frees every module and runs PyTorch's and Ray's C++ destructors: 1.2 s after a sweep
+    # here, with nothing in it that a finished command needs.
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
