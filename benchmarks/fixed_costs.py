@@ -4,7 +4,9 @@ plain Python process, measured in the same run; then where the difference goes.
 
 The sweep runs as a user runs it: a fresh `deepmimic` process that starts its own local Ray, with a
 fresh output folder and cache each round. Its driver prints its stages' seconds; the trials' own
-records give the training inside them. Last, the same sweep joining a Ray that stays up between sweeps.
+records give the training inside them. Last, the same sweep joining a Ray that stays up between sweeps,
+and the CPU the sweep used (the whole machine's, from /proc/stat) against what its processes' starts
+alone cost: the floor any sweep of fresh processes stands on.
 
     python benchmarks/fixed_costs.py [--epochs 1] [--rounds 2]
 """
@@ -37,6 +39,12 @@ from deepmimic.core.training import train
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
 IMPORTS = "import deepmimic.cli, deepmimic.distributed.sweep, deepmimic.distributed.stages"
+# What each kind of process imports before it does any work: a trial process (Tune's function trainable, the
+# sweep's trial functions, the class of the tracker's actor it holds a handle on) and the tracker's actor
+# (MLflow's client, SQL store and PyTorch flavour).
+TRIAL_IMPORTS = "import ray.tune.trainable.function_trainable, deepmimic.distributed.sweep, deepmimic.tracking"
+TRACKER_IMPORTS = ("import deepmimic.tracking, mlflow.tracking, mlflow.pytorch, "
+                   "mlflow.store.tracking.sqlalchemy_store")
 
 
 def bare_work(epochs: int, device: torch.device) -> float:
@@ -79,10 +87,31 @@ def _fitted(model_cfg, images: np.ndarray, targets: torch.Tensor, test_x, test_y
     return net
 
 
+def machine_cpu_s() -> float:
+    """CPU seconds every process of this machine has used since it booted (user, nice, system: Ray runs its
+    workers niced), from /proc/stat; NaN where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            user, nice, system = (int(v) for v in f.readline().split()[1:4])
+    except OSError:
+        return float("nan")
+    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+
+
+def import_cpu_s(code: str) -> float:
+    """CPU seconds a fresh Python takes to start and run `code` (its imports)."""
+    before = os.times()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    after = os.times()
+    return after.children_user + after.children_system - before.children_user - before.children_system
+
+
 def sweep_once(epochs: int, folder: str, ray_address: str | None = None) -> tuple[float, dict[str, float],
                                                                                  dict[str, float]]:
     """Wall seconds of one `deepmimic sweep` (on its own local Ray, or joining `ray_address`), its driver's stages,
-    and the work measured inside its trials."""
+    and the work measured inside its trials, with the CPU seconds the machine used meanwhile and the number of
+    trial processes Tune started (Tune's records name each trial's process)."""
+    cpu = machine_cpu_s()
     wall, proc = deepmimic("sweep", str(QUICKSTART), "--set", f"training.epochs={epochs}", "--out", f"{folder}/out",
                            "--cache", f"{folder}/cache", ray_address=ray_address)
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("driver stage times (s): "))
@@ -95,6 +124,9 @@ def sweep_once(epochs: int, folder: str, ray_address: str | None = None) -> tupl
         inside["soft labels"] += result["stage_times_s"]["soft_labels"]
     for path in Path(folder, "out").glob("trials/*/trial.json"):
         inside["student training"] += json.loads(path.read_text())["student"]["train_time_s"]
+    inside["machine CPU during the sweep"] = machine_cpu_s() - cpu
+    inside["trial processes"] = len({json.loads(p.read_text().splitlines()[-1])["pid"]
+                                     for p in Path(folder, "out", "tune").glob("*/*/result.json")})
     return wall, stages, inside
 
 
@@ -151,14 +183,18 @@ def main() -> None:
         print_table("The bare work alone (no Ray here: the sweep's side is not measured)", ["run", "seconds"],
                     [["the quickstart's work in one plain process (core)", round(statistics.median(times), 2)]])
         return
-    imports = []
+    imports, starts = [], {"the CLI": [], "a trial process": [], "the tracker": []}
     for _ in range(3):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", IMPORTS], check=True)
+        starts["the CLI"].append(import_cpu_s(IMPORTS))
         imports.append(time.perf_counter() - start)
-    cores, walls, stages, insides, runs, points = [], [], [], [], [], []
+        starts["a trial process"].append(import_cpu_s(TRIAL_IMPORTS))
+        starts["the tracker"].append(import_cpu_s(TRACKER_IMPORTS))
+    cores, core_cpus, walls, stages, insides, runs, points = [], [], [], [], [], [], []
     for i in range(args.rounds):
+        cpu = time.process_time()
         cores.append(bare_work(args.epochs, device))
+        core_cpus.append(time.process_time() - cpu)
         with tempfile.TemporaryDirectory() as folder:
             wall, stage, inside = sweep_once(args.epochs, folder)
             runs.append(one_point("run", args.epochs, folder))
@@ -193,8 +229,20 @@ def main() -> None:
     rows = [["Python start and imports (measured apart)", round(t_imports, 2), ""]]
     rows += [[f"driver: {k}", v, ""] for k, v in med.items()]
     rows.append(["config, data check, Ray shutdown, exit (the rest)", round(rest, 2), ""])
+    cpu_sweep, procs = inside.pop("machine CPU during the sweep"), inside.pop("trial processes")
     rows += [[f"inside trials: {k}", round(v, 2), "summed over trials"] for k, v in inside.items()]
     print_table("Where the sweep's seconds go", ["stage", "seconds", "note"], rows)
+    start = {k: statistics.median(v) for k, v in starts.items()}
+    floor = start["the CLI"] + start["the tracker"] + procs * start["a trial process"]
+    cores_n, core_cpu = os.cpu_count() or 1, statistics.median(core_cpus)
+    rows = [["the same work in one plain process (core)", round(core_cpu, 2), ""],
+            ["the whole machine during `deepmimic sweep`", round(cpu_sweep, 2), f"{wall:.2f} s of wall"]]
+    rows += [[f"start and imports of {k}", round(v, 2), "measured apart, a fresh Python"] for k, v in start.items()]
+    rows.append([f"starts alone: the CLI, the tracker, {procs:g} trial processes", round(floor, 2),
+                 f"at least {floor / cores_n:.2f} s on {cores_n} cores: {floor / cores_n / core:.1f}x the core's "
+                 "wall"])
+    print_table("CPU seconds: the sweep against the floor its processes' starts set", ["what", "CPU seconds", "note"],
+                rows)
 
 
 if __name__ == "__main__":
