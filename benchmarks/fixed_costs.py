@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -106,11 +107,17 @@ def import_cpu_s(code: str) -> float:
     return after.children_user + after.children_system - before.children_user - before.children_system
 
 
-def sweep_once(epochs: int, folder: str, ray_address: str | None = None) -> tuple[float, dict[str, float],
-                                                                                 dict[str, float]]:
-    """Wall seconds of one `deepmimic sweep` (on its own local Ray, or joining `ray_address`), its driver's stages,
-    and the work measured inside its trials, with the CPU seconds the machine used meanwhile and the number of
-    trial processes Tune started (Tune's records name each trial's process)."""
+@dataclass(frozen=True)
+class SweepRun:
+    wall_s: float
+    stages: dict[str, float]       # the driver's stage seconds, as it prints them
+    inside: dict[str, float]       # work measured inside the trials, summed over them
+    machine_cpu_s: float           # CPU seconds every process of the machine used meanwhile
+    trial_processes: int           # processes Tune ran trials in (its records name each trial's)
+
+
+def sweep_once(epochs: int, folder: str, ray_address: str | None = None) -> SweepRun:
+    """One `deepmimic sweep` of the quickstart, on its own local Ray or joining `ray_address`."""
     cpu = machine_cpu_s()
     wall, proc = deepmimic("sweep", str(QUICKSTART), "--set", f"training.epochs={epochs}", "--out", f"{folder}/out",
                            "--cache", f"{folder}/cache", ray_address=ray_address)
@@ -124,10 +131,9 @@ def sweep_once(epochs: int, folder: str, ray_address: str | None = None) -> tupl
         inside["soft labels"] += result["stage_times_s"]["soft_labels"]
     for path in Path(folder, "out").glob("trials/*/trial.json"):
         inside["student training"] += json.loads(path.read_text())["student"]["train_time_s"]
-    inside["machine CPU during the sweep"] = machine_cpu_s() - cpu
-    inside["trial processes"] = len({json.loads(p.read_text().splitlines()[-1])["pid"]
-                                     for p in Path(folder, "out", "tune").glob("*/*/result.json")})
-    return wall, stages, inside
+    records = Path(folder, "out", "tune").glob("*/*/result.json")  # Tune's, a line per report
+    pids = {json.loads(p.read_text().splitlines()[-1])["pid"] for p in records}
+    return SweepRun(wall, stages, inside, machine_cpu_s() - cpu, len(pids))
 
 
 def one_point(command: str, epochs: int, folder: str) -> float:
@@ -163,7 +169,7 @@ def running_ray(epochs: int, rounds: int) -> float:
         walls = []
         for _ in range(rounds):
             with tempfile.TemporaryDirectory() as folder:
-                walls.append(sweep_once(epochs, folder, ray.get_runtime_context().gcs_address)[0])
+                walls.append(sweep_once(epochs, folder, ray.get_runtime_context().gcs_address).wall_s)
         return statistics.median(walls)
     finally:
         ray.shutdown()
@@ -190,23 +196,20 @@ def main() -> None:
         imports.append(time.perf_counter() - start)
         starts["a trial process"].append(import_cpu_s(TRIAL_IMPORTS))
         starts["the tracker"].append(import_cpu_s(TRACKER_IMPORTS))
-    cores, core_cpus, walls, stages, insides, runs, points = [], [], [], [], [], [], []
+    cores, core_cpus, sweeps, runs, points = [], [], [], [], []
     for i in range(args.rounds):
         cpu = time.process_time()
         cores.append(bare_work(args.epochs, device))
         core_cpus.append(time.process_time() - cpu)
         with tempfile.TemporaryDirectory() as folder:
-            wall, stage, inside = sweep_once(args.epochs, folder)
+            sweeps.append(sweep_once(args.epochs, folder))
             runs.append(one_point("run", args.epochs, folder))
             points.append(one_point("sweep", args.epochs, folder))
-        walls.append(wall)
-        stages.append(stage)
-        insides.append(inside)
-        print(f"round {i + 1}: core {cores[-1]:.2f} s, sweep {wall:.2f} s; one point: run {runs[-1]:.2f} s, "
-              f"sweep {points[-1]:.2f} s", flush=True)
-    core, wall = statistics.median(cores), statistics.median(walls)
-    med = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
-    inside = {k: statistics.median(s[k] for s in insides) for k in insides[0]}
+        print(f"round {i + 1}: core {cores[-1]:.2f} s, sweep {sweeps[-1].wall_s:.2f} s; one point: "
+              f"run {runs[-1]:.2f} s, sweep {points[-1]:.2f} s", flush=True)
+    core, wall = statistics.median(cores), statistics.median(s.wall_s for s in sweeps)
+    med = {k: statistics.median(s.stages[k] for s in sweeps) for k in sweeps[0].stages}
+    inside = {k: statistics.median(s.inside[k] for s in sweeps) for k in sweeps[0].inside}
     _, grid = load_sweep(QUICKSTART)
     mentors = len({(cfg.split.mentor_ratio, cfg.seed) for _, cfg in grid})
     print(f"quickstart at {args.epochs} epoch(s): {mentors} mentors, {len(grid)} student trials; medians of "
@@ -229,10 +232,10 @@ def main() -> None:
     rows = [["Python start and imports (measured apart)", round(t_imports, 2), ""]]
     rows += [[f"driver: {k}", v, ""] for k, v in med.items()]
     rows.append(["config, data check, Ray shutdown, exit (the rest)", round(rest, 2), ""])
-    cpu_sweep, procs = inside.pop("machine CPU during the sweep"), inside.pop("trial processes")
     rows += [[f"inside trials: {k}", round(v, 2), "summed over trials"] for k, v in inside.items()]
     print_table("Where the sweep's seconds go", ["stage", "seconds", "note"], rows)
     start = {k: statistics.median(v) for k, v in starts.items()}
+    cpu_sweep, procs = statistics.median(s.machine_cpu_s for s in sweeps), max(s.trial_processes for s in sweeps)
     floor = start["the CLI"] + start["the tracker"] + procs * start["a trial process"]
     cores_n, core_cpu = os.cpu_count() or 1, statistics.median(core_cpus)
     rows = [["the same work in one plain process (core)", round(core_cpu, 2), ""],
