@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from deepmimic.core.results import Counts, Epoch
 from deepmimic.run_names import RunLabel
 from deepmimic.tracking import KIND, KIND_TAG, Tracker, default_uri
@@ -116,11 +113,3 @@ def test_a_sqlite_store_on_a_shared_file_system_is_named_as_such():
     assert shared_file_system("/mnt/nfs/local/q", mounts) is None   # the longest mount point wins
     assert shared_file_system("/mnt/nfsother/q", mounts) is None    # a prefix of the name is not a parent
     assert shared_file_system("/home/q", mounts) is None
-
-
-def test_a_trial_process_imports_no_mlflow():
-    """A trial unpickles the sweep's trial functions and, for its handle on the tracker's actor, loads the
-    module of `Tracker`'s class: neither may import MLflow (0.5-1 s in every trial process)."""
-    code = "import sys, deepmimic.distributed.sweep, deepmimic.tracking; print('mlflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"

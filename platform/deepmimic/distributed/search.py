@@ -30,7 +30,6 @@ from ray import tune
 from ray.train import Checkpoint
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
-from ray.tune.search.optuna import OptunaSearch
 
 from ..config import ModelConfig, SweepConfig
 from ..core import artifacts, tables
@@ -156,6 +155,9 @@ def _tuner(cfg: SweepConfig, trainable: Any, storage: str, name: str, mentor_acc
     # Integers as choices, not ranges: a handful of values each, and the grid takes the same lists.
     draws = {k: (tune.grid_search(v) if s.algorithm == "grid" else tune.choice(v)) for k, v in values.items()}
     cost = "params" if s.objective == "params" else "latency_ms_1"
+    # Imported here: every sweep's driver and trial processes import this module, and Optuna costs each 0.2 s.
+    from ray.tune.search.optuna import OptunaSearch
+
     searcher = (OptunaSearch(metric=["validation_accuracy", cost], mode=["max", "min"], seed=cfg.seed)
                 if s.algorithm == "optuna" else BasicVariantGenerator(random_state=cfg.seed))
     schedulers = {
