@@ -26,6 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DEEPMIMIC = [sys.executable, "-m", "deepmimic.cli"]
 
 
+def imported_by_fresh_python(code: str, *modules: str) -> list[str]:
+    """Which of `modules` a fresh Python has imported once it has run `code`."""
+    check = f"\nimport sys; print(','.join(m for m in {list(modules)!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code + check], capture_output=True, text=True, check=True).stdout
+    return [m for m in out.strip().split(",") if m]
+
+
 @pytest.fixture
 def ray_local():
     """A real local Ray, started once and shared by the tests that need one

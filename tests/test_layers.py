@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .conftest import imported_by_fresh_python
+
 CORE = Path(__file__).resolve().parents[1] / "platform" / "deepmimic" / "core"
 
 
@@ -27,7 +29,4 @@ def test_a_sweeps_trial_process_imports_neither_mlflow_nor_optuna():
     """A trial unpickles the sweep's trial functions and, for its handle on the tracker's actor, loads the
     module of `Tracker`'s class. Neither may import MLflow (0.5-1 s in every trial process) or Optuna (0.2 s),
     which only the tracker and a student search use."""
-    code = ("import sys, deepmimic.distributed.sweep, deepmimic.tracking\n"
-            "print(sorted(m for m in ('mlflow', 'optuna') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert imported_by_fresh_python("import deepmimic.distributed.sweep, deepmimic.tracking", "mlflow", "optuna") == []
