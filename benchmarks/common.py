@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "platform"))
 from deepmimic.core.architectures import ModelSpec, channel_stats  # noqa: E402
 from deepmimic.core.datasets import load_dataset  # noqa: E402
 from deepmimic.core.splits import stratified_split  # noqa: E402
-from deepmimic.core.training import Hyper  # noqa: E402
+from deepmimic.core.training import Training  # noqa: E402
 
 # Debian's files, or a copy named by DEEPMIMIC_FASHION_ROOT (a GPU machine without the package).
 FASHION = os.environ.get("DEEPMIMIC_FASHION_ROOT", "/usr/share/datasets/fashion-mnist")
@@ -74,7 +74,7 @@ def build(architecture: str, shape: tuple[int, int, int], num_classes: int, mean
     return ModelSpec(architecture).build(shape, num_classes, mean, std)
 
 
-def plain_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hyper: Hyper, device: torch.device,
+def plain_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hyper: Training, device: torch.device,
                 on_epoch: Callable[[int, float], None] | None = None, seed: int = 0) -> None:
     """The baseline a practitioner writes first: TensorDataset + DataLoader(shuffle=True),
     the same SGD (Nesterov), cosine schedule and cross-entropy as the core loop."""
@@ -124,7 +124,7 @@ class EpochClock:
         self.times: list[float] = []
         self.last = time.perf_counter()
 
-    def __call__(self, epoch: int, loss: float) -> None:
+    def __call__(self, epoch: int, _: object) -> None:  # the loss, or the core loop's epoch figures
         self.sync()
         now = time.perf_counter()
         self.times.append(now - self.last)

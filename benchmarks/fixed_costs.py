@@ -39,7 +39,8 @@ from deepmimic.core.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
-IMPORTS = "import deepmimic.cli, deepmimic.distributed.sweep, deepmimic.distributed.stages"
+IMPORTS = ("import deepmimic.cli, deepmimic.distributed.sweep, deepmimic.distributed.mentor_stage, "
+           "deepmimic.distributed.student_stage")
 # What each kind of process imports before it does any work: a trial process (Tune's function trainable, the
 # sweep's trial functions, the class of the tracker's actor it holds a handle on) and the tracker's actor
 # (MLflow's client, SQL store and PyTorch flavour).
@@ -79,7 +80,7 @@ def _fitted(model_cfg, images: np.ndarray, targets: torch.Tensor, test_x, test_y
     every = model_cfg.training.evaluation_every
     hyper = model_cfg.training
 
-    def evaluate(epoch: int, loss: float) -> None:
+    def evaluate(epoch: int, train: dict[str, float]) -> None:
         if epoch % every == 0 or epoch == hyper.epochs:
             accuracy_and_loss(predict_logits(net, test_x), test_y)
 

@@ -17,7 +17,7 @@ from common import TABLE1, build, fashion_split, machine, plain_predict, print_t
 from deepmimic.core.architectures import count_parameters
 from deepmimic.core.evaluation import inference_time
 from deepmimic.core.soft_labels import soft_labels
-from deepmimic.core.training import Hyper, train
+from deepmimic.core.training import Training, train
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
 
     models = {name: build(arch, (1, 28, 28), 10, data.mean, data.std).to(device) for name, arch in TABLE1.items()}
     mentor = models["Mentor"]
-    train(mentor, data.mentor_x.to(device), data.mentor_y.to(device), Hyper(epochs=1, batch_size=128))
+    train(mentor, data.mentor_x.to(device), data.mentor_y.to(device), Training(epochs=1, batch_size=128))
     pool = data.pool_x.to(device)
     soft_labels(mentor, pool[:256])  # warm-up
     rows, rate = [], {}

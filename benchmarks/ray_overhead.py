@@ -29,18 +29,19 @@ from deepmimic.config import ResourcesConfig
 from deepmimic.core import tables
 from deepmimic.core.architectures import ModelSpec
 from deepmimic.core.evaluation import accuracy_and_loss, inference_time, predict_logits
+from deepmimic.core.methods import METHODS
 from deepmimic.core.soft_labels import soft_labels
-from deepmimic.core.training import Hyper, train
+from deepmimic.core.training import Training, train
 from deepmimic.distributed.cluster import connect
 from deepmimic.distributed.data import TableInfo, read_shard, write_image_table
-from deepmimic.distributed.train import RunSpec, fit
+from deepmimic.distributed.train import DataPlan, ModelPlan, Placement, RunSpec, fit
 
 
 def student_set(folder: str) -> tuple[TableInfo, TableInfo]:
     """The pool with a briefly trained mentor's soft labels, and the test set, as the platform stores them."""
     data = fashion_split()
     mentor = build(TABLE1["Mentor"], (1, 28, 28), 10, data.mean, data.std)
-    train(mentor, data.mentor_x, data.mentor_y, Hyper(epochs=1, batch_size=128))
+    train(mentor, data.mentor_x, data.mentor_y, Training(epochs=1, batch_size=128))
     names = tuple(str(i) for i in range(10))
     ids = np.arange(len(data.pool_x))
     pool = write_image_table(f"{folder}/pool.parquet", data.pool_x.numpy(), ids, names)
@@ -52,7 +53,7 @@ def student_set(folder: str) -> tuple[TableInfo, TableInfo]:
     return TableInfo(f"{folder}/set.parquet", len(ids), pool.shape, names, pool.mean, pool.std), test
 
 
-def core_alone(info: TableInfo, test: TableInfo, spec: ModelSpec, hyper: Hyper) -> float:
+def core_alone(info: TableInfo, test: TableInfo, spec: ModelSpec, hyper: Training) -> float:
     """The Ray worker's work without Ray; returns the final test accuracy."""
     x, y = (torch.from_numpy(a) for a in read_shard(info, "soft_label", 0, 1))
     t = tables.to_image_set(tables.read(test.uri), test.shape, test.class_names)
@@ -60,7 +61,7 @@ def core_alone(info: TableInfo, test: TableInfo, spec: ModelSpec, hyper: Hyper) 
     torch.manual_seed(0)
     model = spec.build(info.shape, 10, info.mean, info.std)
     scores = []
-    train(model, x, y, hyper, lambda epoch, loss: scores.append(accuracy_and_loss(predict_logits(model, tx), ty)))
+    train(model, x, y, hyper, lambda epoch, _: scores.append(accuracy_and_loss(predict_logits(model, tx), ty)))
     inference_time(model, tx, warm_up=False)  # as the worker times it, after its last test evaluation
     return scores[-1][0]
 
@@ -79,12 +80,12 @@ def in_trial(run: Callable[[bool], Any], resources: ResourcesConfig, folder: str
     return grid[0].metrics["out"]
 
 
-def on_ray(path: str, name: str, spec: ModelSpec, hyper: Hyper, data: TableInfo, test: TableInfo,
+def on_ray(path: str, name: str, spec: ModelSpec, hyper: Training, data: TableInfo, test: TableInfo,
            resources: ResourcesConfig, folder: str) -> tuple[float, float]:
     """Seconds (start-up included) and test accuracy of one run in a Tune trial (`trial`) or on a worker group."""
     def run(in_process: bool) -> float:
-        spec_ = RunSpec(name, f"{folder}/ray", spec, hyper, 0, 1.0, data, "soft_label", test, 10, resources,
-                        in_process=in_process)
+        spec_ = RunSpec(name, f"{folder}/ray", ModelPlan(spec, hyper, 0, METHODS["deepmimic"]()),
+                        DataPlan(data, "soft_label", test, 10), Placement(resources, in_process=in_process))
         return fit(spec_).summary.test_accuracy
 
     start = time.perf_counter()
@@ -101,7 +102,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(machine(torch.device("cpu")))
-    spec, hyper = ModelSpec(TABLE1["Student-A"]), Hyper(epochs=args.epochs, batch_size=128, lr=0.05)
+    spec, hyper = ModelSpec(TABLE1["Student-A"]), Training(epochs=args.epochs, batch_size=128, lr=0.05)
     resources = ResourcesConfig(num_workers=1, cpus_per_worker=args.threads, threads_per_worker=args.threads)
     with tempfile.TemporaryDirectory() as folder:
         info, test = student_set(folder)
@@ -120,7 +121,7 @@ def main() -> None:
             for path in ("trial", "group"):
                 t, accs[path] = on_ray(path, f"{path}-{i}", spec, hyper, info, test, resources, folder)
                 runs[path].append(t)
-                t, _ = on_ray(path, f"{path}-startup-{i}", spec, Hyper(epochs=1, batch_size=128), small, test,
+                t, _ = on_ray(path, f"{path}-startup-{i}", spec, Training(epochs=1, batch_size=128), small, test,
                               resources, folder)
                 runs[f"{path} startup"].append(t)
             print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in runs.items())

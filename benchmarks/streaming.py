@@ -32,7 +32,7 @@ from deepmimic.core import artifacts, checkpoints, tables
 from deepmimic.core.architectures import ModelSpec
 from deepmimic.core.batches import InMemory
 from deepmimic.core.optimizer import SGD
-from deepmimic.core.training import Hyper, train_on
+from deepmimic.core.training import Training, train_on
 from deepmimic.distributed.cluster import connect
 from deepmimic.distributed.data import TableInfo, read_shard
 from deepmimic.distributed.pool import label
@@ -91,7 +91,7 @@ def one_epoch(info: TableInfo, streamed: bool, batch: int, read_ahead: int | Non
     loaded = time.perf_counter() - start
     net = STUDENT.build(SHAPE, CLASSES, info.mean, info.std)
     start = time.perf_counter()
-    train_on(net, data, Hyper(epochs=1, batch_size=batch, bf16=False))
+    train_on(net, data, Training(epochs=1, batch_size=batch, bf16=False))
     seconds = time.perf_counter() - start
     return {"load_s": loaded, "images_per_s": info.rows / seconds, "peak_private_mib": private.stop(),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

@@ -31,7 +31,7 @@ from common import FASHION, TABLE1, build, fashion_split, machine, print_table
 from deepmimic.config import load_sweep
 from deepmimic.core.evaluation import accuracy_and_loss, inference_time, predict_logits
 from deepmimic.core.soft_labels import soft_labels
-from deepmimic.core.training import Hyper, train
+from deepmimic.core.training import Training, train
 from deepmimic.distributed.cluster import connect
 from deepmimic.distributed.sweep import run_sweep
 
@@ -46,10 +46,10 @@ def core_stages(epochs: int) -> dict[str, float]:
     times, clock = {}, time.perf_counter()
     data = fashion_split()
     times["load and split"], clock = time.perf_counter() - clock, time.perf_counter()
-    hyper = Hyper(epochs=epochs, batch_size=128, lr=0.05)
+    hyper = Training(epochs=epochs, batch_size=128, lr=0.05)
 
     def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
-        def evaluate(epoch: int, loss: float) -> None:
+        def evaluate(epoch: int, train: dict[str, float]) -> None:
             accuracy_and_loss(predict_logits(model, data.test_x), data.test_y)
 
         train(model, x, y, hyper, evaluate)

@@ -20,18 +20,18 @@ import torch
 from common import TABLE1, EpochClock, accuracy, build, fashion_split, machine, plain_train, print_table
 from deepmimic.core.architectures import ModelSpec, count_parameters
 from deepmimic.core.evaluation import predict_logits
-from deepmimic.core.training import Hyper, native_bf16, train
+from deepmimic.core.training import Training, native_bf16, train
 
 TABLE5_MENTOR = ModelSpec("(c-bn-d)9-fc-bn-d-s", width=32, width_growth=1, dropout=0.1)
 
 
-def compare(name: str, make, x, y, test, hyper: Hyper, device: torch.device, seeds: int) -> list[list[object]]:
+def compare(name: str, make, x, y, test, hyper: Training, device: torch.device, seeds: int) -> list[list[object]]:
     """Train fresh models with each loop, `seeds` times (seeds 0, 1, ...; the plain
     and the core run of one seed start from the same weights); one row per loop
     and the ratio of throughputs. Accuracy is the mean over seeds, since a single
     run's order of batches moves it by a few tenths of a percent."""
     rows = []
-    warm = Hyper(epochs=1, batch_size=hyper.batch_size, bf16=hyper.bf16, channels_last=hyper.channels_last,
+    warm = Training(epochs=1, batch_size=hyper.batch_size, bf16=hyper.bf16, channels_last=hyper.channels_last,
                  cuda_graph=hyper.cuda_graph)
     plain_train(make(0).to(device), x[:1024], y[:1024], warm, device)  # first-use costs (oneDNN kernels, caches)
     train(make(0).to(device), x[:1024].to(device), y[:1024].to(device), warm)
@@ -76,7 +76,7 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device(args.device)
     bf16 = {"auto": native_bf16(device), "on": True, "off": False}[args.bf16]
-    fast = Hyper(epochs=args.epochs, batch_size=128, lr=0.05, bf16=bf16, channels_last=args.channels_last,
+    fast = Training(epochs=args.epochs, batch_size=128, lr=0.05, bf16=bf16, channels_last=args.channels_last,
                  compile=args.compile, cuda_graph=args.cuda_graph)
     print(machine(device))
     print(f"core loop options: bf16={bf16} ({args.bf16}) channels_last={args.channels_last} compile={args.compile} "

@@ -53,7 +53,14 @@ def test_overrides_reach_nested_and_list_items():
     ({"training": {"epochz": 3}}, "training.epochz: unknown key"),
     ({"training": {"label_smoothing": 0.1}}, "students.0.training.label_smoothing: a student's targets are"),
     ({"training": {"lr": 0}}, "training.lr: Input should be greater than 0"),
-    ({"method": "distil"}, "method: Input should be 'deepmimic', 'hinton', 'hard' or 'supervised'"),
+    ({"method": "distil"}, "method: unknown method 'distil': one of deepmimic, hinton, hard, supervised, confident"),
+    ({"method": {"name": "confident", "threshold": 1.5}}, "method.threshold: Input should be less than 1"),
+    ({"method": {"name": "hinton", "temprature": 2}}, "method.temprature: unknown key"),
+    ({"method": {"temperature": 2}}, "method: expected a method's name, or a mapping of its name and knobs"),
+    ({"temperature": -1}, "temperature: -1 is not a positive number"),
+    ({"mentor": {"name": "E", "members": [{"name": "A", "architecture": "c-fc"},
+                                          {"name": "F", "members": [{"name": "B", "architecture": "c-fc"}]}]}},
+     "mentor.members: members.1: an ensemble's member cannot be of the kind 'ensemble'"),
     ({"resources": {"mentor": {"cpus_per_worker": 0}}}, "resources.mentor.cpus_per_worker: Input should be greater"),
     ({"resources": {"mentor": {"mentor": {}}}}, "resources: mentor.mentor: a mentor's resources hold no mentor"),
 ])
@@ -85,15 +92,46 @@ def test_run_refuses_a_search_spaces_grid_instead_of_ignoring_it():
 
 
 def test_an_experiment_carries_its_variant_and_method():
-    cfg = parse_experiment({**BASE, "method": "hinton", "temperature": 3, "variant": {"removal_bound": 0.5}})
-    assert (cfg.method, cfg.loss_temperature, cfg.variant.removal_bound) == ("hinton", 3, 0.5)
-    assert parse_experiment({**BASE, "temperature": 3}).loss_temperature == 1.0  # deepmimic takes none
+    cfg = parse_experiment({**BASE, "method": {"name": "hinton", "temperature": 3}, "variant": {"removal_bound": 0.5}})
+    assert (cfg.method.name, cfg.method.temperature, cfg.variant.removal_bound) == ("hinton", 3, 0.5)
+
+
+def test_the_flat_temperature_is_the_default_of_methods_that_take_one():
+    assert parse_experiment({**BASE, "method": "hinton", "temperature": 3}).method.temperature == 3
+    assert parse_experiment({**BASE, "method": {"name": "hinton", "temperature": 2}, "temperature": 3}
+                            ).method.temperature == 2  # its own wins, as a model's own training does
+    assert parse_experiment({**BASE, "temperature": 3}).method.knobs() == {}  # deepmimic takes none
+    assert parse_experiment({**BASE, "method": "hinton"}).method.temperature == 4.0
+
+
+def test_a_mentor_is_resolved_to_its_kind_once():
+    from deepmimic.mentors import KINDS
+
+    trained = parse_experiment(BASE).mentor
+    box = parse_experiment({**BASE, "mentor": {"name": "B", "black_box": {"kind": "onnx", "location": "b.onnx"}}})
+    both = parse_experiment({**BASE, "mentor": {"name": "E", "members": [BASE["mentor"], box.mentor.model_dump()]}})
+    assert [type(m) for m in (trained, box.mentor, both.mentor)] == [KINDS["trained"], KINDS["black box"],
+                                                                   KINDS["ensemble"]]
+    assert both.mentor.members[0].training.epochs == 9 and both.mentor.members[0].training.lr == 0.1  # inherited
+    assert [where for where, _ in both.mentor.models()] == ["members.0"] and both.mentor.black_boxes()
+
+
+# Each shipped search space's planned mentors (ensemble members and cached mentors counted once) and student
+# trials, from its grid: a space whose grid or planning changes must change this table.
+PLANNED = {"cifar10_deeper": (1, 3), "cifar10_fig1_split": (9, 18), "cifar10_table2": (3, 9),
+           "cifar10_table3_unbalanced": (1, 30), "cifar10_table4_ood": (1, 21), "cifar10_table6_inference": (1, 2),
+           "digits_student_search": (1, 0), "fashion_mnist_mentors": (3, 3), "fashion_mnist_methods": (1, 4),
+           "fashion_mnist_student_search": (1, 0), "fashion_mnist_table1": (3, 6), "fashion_mnist_table3": (3, 24),
+           "fashion_mnist_table4": (3, 24), "mnist_table1": (3, 6), "quickstart": (6, 12),
+           "tiny_imagenet_table5": (1, 3)}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_search_space_validates(path):
-    base, points = load_sweep(path)
-    assert points and all(p.students or p.search for _, p in points)
+def test_every_shipped_search_space_plans_its_mentors_and_trials(path):
+    from deepmimic.distributed.sweep import plan
+
+    planned = plan(load_sweep(path)[1])
+    assert (len(planned.mentors), len(planned.trials)) == PLANNED[path.stem]
 
 
 SEARCH = {"name": "s", "mentor": {"name": "M", "architecture": "c-mp-fc2"}, "search": {"num_samples": 4}}

@@ -16,7 +16,7 @@ import torch
 from deepmimic.core import serving
 from deepmimic.core.architectures import ModelSpec, channel_stats
 from deepmimic.core.evaluation import predict_logits
-from deepmimic.core.training import Hyper, train
+from deepmimic.core.training import Training, train
 
 from .conftest import scoring_endpoint, sweep
 
@@ -27,7 +27,7 @@ STUDENT = {"name": "Student", "architecture": "c-mp-fc2", "width": 8}
 def mentor_b(digits):
     torch.manual_seed(0)
     model = ModelSpec("c-mp-fc2", width=8).build((1, 8, 8), 10, *channel_stats(digits.train.images))
-    train(model, torch.from_numpy(digits.train.images), torch.from_numpy(digits.train.labels), Hyper(epochs=30))
+    train(model, torch.from_numpy(digits.train.images), torch.from_numpy(digits.train.labels), Training(epochs=30))
     predicted = predict_logits(model, torch.from_numpy(digits.test.images)).argmax(1).numpy()
     accuracy = float((predicted == digits.test.labels).mean())
     return model, accuracy

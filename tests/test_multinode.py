@@ -39,8 +39,8 @@ def test_trials_spread_over_two_nodes_and_share_storage(tmp_path):
         base = parse_experiment(SPACE, "two_nodes", SweepConfig)
         storage = tmp_path / "shared"
         uri = default_uri(str(storage / "out"))
-        tracker = start_tracker(uri, "two_nodes", str(storage / "out"), str(storage / "out" / "mlartifacts"))
-        outcome = run_sweep(base, [({}, base)], str(storage / "out"), str(storage / "cache"), tracker)
+        tracked = start_tracker(uri, "two_nodes", str(storage / "out"), str(storage / "out" / "mlartifacts"))
+        outcome = run_sweep(base, [({}, base)], str(storage / "out"), str(storage / "cache"), tracked)
         assert outcome.counts.trials_run == 2
         records = [TrialRecord.from_json(artifacts.read_json(trial_file(str(storage / "out"), k)))
                    for k in plan([({}, base)]).trials]

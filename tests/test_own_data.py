@@ -14,11 +14,9 @@ import pyarrow.parquet as pq
 import torch
 import yaml
 
-from deepmimic.core import tables
+from deepmimic.core import checkpoints, tables
 from deepmimic.core.results import ExperimentResult
 from deepmimic.core.soft_labels import soft_labels
-from deepmimic.distributed.pool import checkpoint_at
-from deepmimic.distributed.train import load_model
 
 from .conftest import DEEPMIMIC, ROOT, image_folder, parquet_images
 
@@ -84,7 +82,7 @@ def test_jpeg_folder_with_a_parquet_pool_streamed(ray_local, tmp_path):
     assert rows.column_names == ["id", "image", "soft_label"]
     images = tables.decode_images(rows.column("image"), (1, 8, 8))
     assert np.array_equal(images[:, 0], pool)  # ids follow the files' rows
-    mentor = load_model(checkpoint_at(result.mentor.checkpoint))
+    mentor = checkpoints.load_model_at(result.mentor.checkpoint)
     expected = soft_labels(mentor, torch.from_numpy(images))
     assert np.allclose(tables.decode_soft_labels(rows.column("soft_label")), expected, atol=1e-5)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import yaml
 
 from deepmimic.config import load_sweep
+from deepmimic.core.methods import METHODS
 from deepmimic.distributed.sweep import plan
 from deepmimic.run_names import model_params, name, unique, varying
 
@@ -46,8 +47,15 @@ def test_every_resolved_setting_of_a_model_is_a_param(tmp_path):
     params = model_params(cfg, cfg.students[1], "student")
     for key in ("architecture", "width", "training.epochs", "training.batch_size", "training.lr",
                 "training.momentum", "training.weight_decay", "training.shift", "training.bf16", "method",
-                "temperature", "dataset.name", "split.mentor_ratio", "variant.removal_bound", "variant.ood_ratio",
+                "dataset.name", "split.mentor_ratio", "variant.removal_bound", "variant.ood_ratio",
                 "seed", "resources.cpus_per_worker", "resources.num_workers"):
         assert key in params, key
     assert params["architecture"] == "c-fc" and params["training.bf16"] == "auto"
-    assert params["temperature"] == 1.0  # resolved: DeepMimic's loss takes none (the grid's 2.0 is for hinton)
+    # resolved: DeepMimic's loss takes no temperature (the grid's 2.0 is for methods that take one)
+    assert params["method"] == "deepmimic" and not any(k.startswith("method.") for k in params)
+
+
+def test_a_methods_knobs_are_params(tmp_path):
+    _, cfg = points(tmp_path)[0]
+    hinton = cfg.model_copy(update={"method": METHODS["hinton"](temperature=2.0)})
+    assert model_params(hinton, cfg.students[0], "student")["method.temperature"] == 2.0

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from deepmimic.config import SweepConfig, parse_experiment
-from deepmimic.distributed.stages import mentor_key, student_key
+from deepmimic.distributed.keys import mentor_key, student_key
 
 from .conftest import DEEPMIMIC, wait_for
 

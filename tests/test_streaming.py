@@ -4,7 +4,6 @@ rank, and two streaming trials at once on a 2-CPU node, each with CPUs reserved 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import torch
 
 from deepmimic.core import artifacts, tables
 from deepmimic.distributed.data import TableInfo
-from deepmimic.distributed.pacing import Paced
+from deepmimic.distributed.pacing import AT_ONCE_S, PAUSE_S, Paced
 from deepmimic.distributed.streaming import Streamed, _batches
 
 from .conftest import image_folder, imported_by_fresh_python, parquet_images, sweep
@@ -112,17 +111,19 @@ def test_blocks_are_cut_into_consecutive_batches_across_their_edges():
 
 
 def test_the_scheduling_loop_sleeps_only_when_it_comes_back_at_once():
-    """Ray Data's loop blocks on running reads (up to 0.1 s); with none running it would spin."""
-    paced = Paced()
-
-    def step() -> float:
-        start = time.perf_counter()
-        paced.on_execution_step(None)
-        return time.perf_counter() - start
-
-    assert step() >= 0.02  # straight after the previous step (here: creation)
-    time.sleep(0.01)
-    assert step() < 0.005  # after a step that waited
+    """Ray Data's loop blocks on running reads (up to 0.1 s); with none running it would spin. A clock of the
+    test's own: the behaviour, not this shared machine's timing."""
+    now, slept = [0.0], []
+    paced = Paced(clock=lambda: now[0], sleep=lambda s: (slept.append(s), now.__setitem__(0, now[0] + s)))
+    now[0] = 0.001
+    paced.on_execution_step(None)  # straight after the previous step (here: creation)
+    assert slept == [PAUSE_S]
+    now[0] += 0.05
+    paced.on_execution_step(None)  # after a step that waited on reads
+    assert slept == [PAUSE_S]
+    now[0] += AT_ONCE_S / 2
+    paced.on_execution_step(None)
+    assert slept == [PAUSE_S, PAUSE_S]
 
 
 def test_two_streaming_trials_at_once_on_a_two_cpu_node(ray_local, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 from deepmimic.config import VariantConfig
 from deepmimic.core import tables
+from deepmimic.core.methods import METHODS
 from deepmimic.distributed.data import write_image_table
 from deepmimic.distributed.student_sets import OOD_ID_OFFSET, build_student_set, targets
 
@@ -74,10 +75,12 @@ def test_targets_by_method():
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]], np.float32)
     soft = tables.soft_label_table(np.array([5, 6]), probs)
     labels = tables.label_table(np.array([5, 6]), np.array([1, 1]))
-    decode = lambda method, t=1.0: tables.decode_soft_labels(targets(method, soft, labels, t).column("soft_label"))  # noqa: E731
+    def decode(name, **knobs):
+        return tables.decode_soft_labels(targets(METHODS[name](**knobs), soft, labels).column("soft_label"))
+
     assert np.array_equal(decode("deepmimic"), probs)
-    assert np.allclose(decode("hinton", 1.0), probs)
-    softer = decode("hinton", 4.0)
+    assert np.allclose(decode("hinton", temperature=1.0), probs)
+    softer = decode("hinton", temperature=4.0)
     assert np.allclose(softer.sum(1), 1) and np.all(softer.max(1) < probs.max(1))
     assert np.array_equal(softer.argmax(1), probs.argmax(1))
     assert decode("hard").tolist() == [[1, 0, 0], [0, 0, 1]]

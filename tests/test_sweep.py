@@ -159,15 +159,17 @@ def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, six, tmp
     """MLflow failing at the end (a store gone, a server down) is one line; the results are already written.
     (Its mentor is the one `six` trained.)"""
     from deepmimic.config import SweepConfig, parse_experiment
-    from deepmimic.distributed.sweep import run_sweep
+    from deepmimic.distributed.sweep import Tracked, run_sweep
     from deepmimic.errors import UserError
     from deepmimic.tracking import Tracker, default_uri
 
     base = parse_experiment({**SIX_STUDENTS, "name": "untracked", "grid": {"student": ["S2"]}}, "x", SweepConfig)
     gone = ray_local.remote(Tracker).remote(default_uri(str(tmp_path)), "untracked", str(tmp_path / "out"))
+    ready = (gone.where.remote(),)
     ray_local.kill(gone)  # the tracker's process dies with the sweep's runs untracked
     with pytest.raises(UserError, match="MLflow logging failed .*Actor.*results.csv"):
-        run_sweep(base, [({"student": "S2"}, base)], str(tmp_path / "out"), str(six[0] / "cache"), gone)
+        run_sweep(base, [({"student": "S2"}, base)], str(tmp_path / "out"), str(six[0] / "cache"),
+                  Tracked(gone, ready))
     assert (tmp_path / "out" / "results.csv").exists() and (tmp_path / "out" / "report.md").exists()
 
 

@@ -50,18 +50,42 @@ def test_a_live_run_spans_its_training_and_logs_each_epoch_once(tmp_path):
     logging sends the whole history again): each step is in the store once, and the duration is the training's."""
     t = tracker(tmp_path)
     t.started(label(), 1_000_000)
-    t.epochs("student:A", [Epoch(1, 1.0, 0.5, 0.9)], 1_001_000)
+    t.epochs("student:A", [Epoch(1, 1.0, 0.5, 0.9, ended_ms=1_001_000)])
     run = t.runs["student:A"]
     assert t.client.get_run(run).info.status == "RUNNING"
     again = tracker(tmp_path)  # a resumed sweep's tracker, a restarted trial
     again.started(label(), 1_002_000, [Epoch(1, 1.0, 0.5, 0.9)])
-    again.epochs("student:A", [Epoch(2, 0.8, 0.6, 0.8)], 1_003_000)
+    again.epochs("student:A", [Epoch(2, 0.8, 0.6, 0.8, ended_ms=1_003_000)])
     again.ended("student:A", 1_004_000)
     again.log_student(label(), record("A", 0.88))
     info = again.client.get_run(run).info
     assert again.runs["student:A"] == run and (info.start_time, info.end_time, info.status) == (
         1_000_000, 1_004_000, "FINISHED")
-    assert [m.step for m in again.client.get_metric_history(run, "epoch_train_loss")] == [1, 2]
+    assert [(m.step, m.timestamp) for m in again.client.get_metric_history(run, "epoch_train_loss")] == [
+        (1, 1_001_000), (2, 1_003_000)]
+
+
+def test_a_run_logged_after_its_training_keeps_the_trainings_times(tmp_path):
+    """A run whose live start never reached the tracker (a mentor trained by an earlier sweep, calls lost) is
+    opened at its end with its training's start, epoch and end times, not all at one moment."""
+    import dataclasses
+
+    done = record("A", 0.88)
+    timed = dataclasses.replace(done.student, started_ms=2_000_000, ended_ms=2_009_000, history=tuple(
+        dataclasses.replace(e, ended_ms=2_000_000 + 4000 * e.epoch) for e in done.student.history))
+    t = tracker(tmp_path)
+    t.log_student(label(), dataclasses.replace(done, student=timed))
+    info = t.client.get_run(t.runs["student:A"]).info
+    assert (info.start_time, info.end_time) == (2_000_000, 2_009_000)
+    assert [m.timestamp for m in t.client.get_metric_history(info.run_id, "epoch_test_accuracy")] == [
+        2_004_000, 2_008_000]
+
+
+def test_a_methods_epoch_figures_are_logged_beside_the_loss(tmp_path):
+    t = tracker(tmp_path)
+    t.started(label(), 1_000_000)
+    t.epochs("student:A", [Epoch(1, 1.0, train_stats={"kept_fraction": 0.75}, ended_ms=1_001_000)])
+    assert [m.value for m in t.client.get_metric_history(t.runs["student:A"], "epoch_kept_fraction")] == [0.75]
 
 
 def test_epochs_of_a_run_never_started_wait_for_its_final_logging(tmp_path):

@@ -7,9 +7,10 @@ import pytest
 from deepmimic.config import ResourcesConfig
 from deepmimic.core import checkpoints
 from deepmimic.core.architectures import ModelSpec
-from deepmimic.core.training import Hyper, sgd
+from deepmimic.core.training import CrossEntropy, Training, sgd
 from deepmimic.distributed.data import TableInfo
-from deepmimic.distributed.train import RunSpec, _latest, _OwnProcess, fit
+from deepmimic.distributed.mentor_folder import MentorFolder
+from deepmimic.distributed.train import DataPlan, Hooks, ModelPlan, Placement, RunSpec, _latest, _OwnProcess, fit
 
 from .conftest import wait_for
 
@@ -20,7 +21,7 @@ def save_epoch(run: _OwnProcess, tmp_path, epoch: int) -> None:
     net = ModelSpec(**SPEC).build((1, 8, 8), 3, [0.0], [1.0])
     folder = tmp_path / f"local-{epoch}"
     folder.mkdir()
-    checkpoints.save(str(folder), net, sgd(net, Hyper()), epoch, [{"epoch": epoch}], {"spec": SPEC})
+    checkpoints.save(str(folder), net, sgd(net, Training()), epoch, [{"epoch": epoch}], {"spec": SPEC})
     run.report({"epoch": epoch}, str(folder), epoch)
 
 
@@ -46,8 +47,8 @@ def test_a_restart_resumes_from_the_furthest_intact_checkpoint(tmp_path):
 def test_only_a_single_worker_trains_in_its_callers_process(tmp_path):
     with pytest.raises(ValueError, match="single-worker"):
         table = TableInfo(str(tmp_path / "t.parquet"), 8, (1, 8, 8), ("a", "b", "c"), [0.0], [1.0])
-        fit(RunSpec("x", str(tmp_path), ModelSpec(**SPEC), Hyper(), 0, 1.0, table, "label", table, 3,
-                    ResourcesConfig(num_workers=2), in_process=True))
+        fit(RunSpec("x", str(tmp_path), ModelPlan(ModelSpec(**SPEC), Training(), 0, CrossEntropy()),
+                    DataPlan(table, "label", table, 3), Placement(ResourcesConfig(num_workers=2), in_process=True)))
 
 
 def test_a_worker_group_tells_the_sweeps_tracker_each_epoch_from_rank_0(ray_local, digits, tmp_path):
@@ -62,12 +63,13 @@ def test_a_worker_group_tells_the_sweeps_tracker_each_epoch_from_rank_0(ray_loca
     from deepmimic.run_names import RunLabel
     from deepmimic.tracking import default_uri
 
-    data = write_split(digits, stratified_split(digits.train.labels, 0.2, 0), str(tmp_path / "data"), pool=False)
-    tracker = start_tracker(default_uri(str(tmp_path)), "group", str(tmp_path), str(tmp_path / "art"))
+    data = write_split(digits, stratified_split(digits.train.labels, 0.2, 0), MentorFolder(str(tmp_path)), pool=False)
+    tracked = start_tracker(default_uri(str(tmp_path)), "group", str(tmp_path), str(tmp_path / "art"))
     label = RunLabel("mentor:group", "mentor", "Mentor · two workers", {"resources.num_workers": 2})
     resources = ResourcesConfig(num_workers=2, cpus_per_worker=0.5, threads_per_worker=1)
-    trained = fit(RunSpec("group", str(tmp_path / "ray"), ModelSpec(**SPEC), Hyper(epochs=3, batch_size=32), 0, 1.0,
-                          data.mentor, "label", data.test, 10, resources, progress=Progress(tracker, label)))
+    model = ModelPlan(ModelSpec(**SPEC), Training(epochs=3, batch_size=32), 0, CrossEntropy())
+    trained = fit(RunSpec("group", str(tmp_path / "ray"), model, DataPlan(data.mentor, "label", data.test, 10),
+                          Placement(resources), Hooks(Progress(tracked.tracker, label, tracked.ready))))
     client = MlflowClient(tracking_uri=default_uri(str(tmp_path)))
 
     def finished():  # rank 0's calls, sent before the group ended, may still be on their way

@@ -45,7 +45,7 @@ def _check_data(configs: list[Any]) -> None:
     """Every data set the configs name, checked in the driver before any Ray work: read (its labelled part;
     a registered cheap check instead where there is one), models checked against its images, a separate
     pool listed (its files are decoded later, each named if broken, before any student trains)."""
-    from .config import black_boxes, check_architectures
+    from .config import check_architectures
     from .core.datasets import check_dataset
     from .core.datasets.pool import list_pool
 
@@ -61,7 +61,7 @@ def _check_data(configs: list[Any]) -> None:
             list_pool(sources[0])
             listed.add(sources[0])
     for c in configs:
-        for box in black_boxes(c.mentor):
+        for box in c.mentor.black_boxes():
             if box.kind != "http" and not os.path.isfile(box.location):
                 raise UserError(f"mentor black_box.location {box.location}: no such file")
 
@@ -273,8 +273,8 @@ def entry() -> None:
     stopping.install()
     code = main()
     # The exit handlers (Ray's shutdown among them) run now; then the process ends without Python's own
-    # finalisation, which frees every module and runs PyTorch's and Ray's C++ destructors: 1.2 s after a sweep
-    # here, with nothing in it that a finished command needs.
+    # finalisation, which frees every module and runs PyTorch's and Ray's C++ destructors: more than a second
+    # after a sweep (benchmarks/RESULTS.md), with nothing in it that a finished command needs.
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

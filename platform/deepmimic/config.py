@@ -14,44 +14,23 @@ from typing import Annotated, Any, Literal, Sequence
 
 import yaml
 from pydantic import (
-    AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
-    Discriminator,
     Field,
-    Tag,
+    PlainSerializer,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from .core.architectures import ModelSpec
-from .core.datasets import DATASETS
+from .core.datasets import DATASETS, root_rule
 from .core.datasets.image_files import ImageFormat
 from .core.datasets.source import Source
-from .core.methods import METHODS
-from .core.training import Hyper
+from .core.methods import METHODS, Method
+from .core.training import Training
 from .errors import UserError
-
-
-def _path_safe(name: str) -> str:
-    """Names become folder and file names (runs/NAME, students/NAME, MLflow runs): nothing that could leave
-    the output folder or confuse a file system."""
-    if not 1 <= len(name) <= 100:
-        raise ValueError("a name has 1 to 100 characters")
-    if "/" in name or "\\" in name or ".." in name or name.startswith(".") or name.strip() != name \
-            or any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise ValueError(f"{name!r}: a name becomes a folder name: no '/', '\\', '..', leading dot, "
-                         "surrounding spaces or control characters")
-    return name
-
-
-Name = Annotated[str, AfterValidator(_path_safe)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from .mentors import MentorConfig, kind_of
+from .schema import ModelConfig, Name, Strict, refuse_smoothing
 
 
 def _bytes(value: Any) -> Any:
@@ -96,13 +75,9 @@ class DatasetConfig(Strict):
 
     @model_validator(mode="after")
     def _root_fits(self) -> "DatasetConfig":
-        entry = DATASETS[self.name]
-        if not entry.takes_root and self.root is not None:
-            raise ValueError(f"data set {self.name!r} names its files with dataset.train: remove dataset.root"
-                             if entry.own_data else
-                             f"data set {self.name!r} is bundled and reads no files: remove dataset.root")
-        if entry.takes_root and entry.default_root is None and not self.root:
-            raise ValueError(f"data set {self.name!r} needs dataset.root: the folder holding its files")
+        entry, problem = DATASETS[self.name], root_rule(self.name, self.root)
+        if problem:
+            raise ValueError(problem)
         own = sorted(k for k in OWN_DATA_FIELDS if k in self.model_fields_set and getattr(self, k) not in (None, ()))
         if own and not entry.own_data:
             raise ValueError(f"{own[0]}: applies to your own images (image_folder, parquet), not {self.name!r}")
@@ -149,95 +124,6 @@ class SplitConfig(Strict):
     mentor_ratio: float = Field(0.2, gt=0.0, lt=1.0)
 
 
-class ModelConfig(Strict):
-    """A trained model: its name, its `ModelSpec` (defaults there) and its `training` settings (`Hyper`)."""
-
-    name: Name
-    architecture: str
-    width: int = Field(ModelSpec.width, ge=1)
-    width_growth: float = Field(ModelSpec.width_growth, gt=0.0)
-    fc_width: int = Field(ModelSpec.fc_width, ge=1)
-    dropout: float = Field(ModelSpec.dropout, ge=0.0, lt=1.0)
-    seed: int | None = Field(None, ge=0, description="its initialisation and batch order (default: the "
-                             "experiment's seed, which also draws the split); ensemble members differ by it")
-    training: Hyper = Hyper()
-
-    def spec(self) -> ModelSpec:
-        return ModelSpec(self.architecture, self.width, self.width_growth, self.fc_width, self.dropout)
-
-
-class BlackBoxConfig(Strict):
-    """Where a black-box mentor answers, and how to ask it (see core/black_box.py)."""
-
-    kind: Literal["torchscript", "onnx", "http"]
-    location: str = Field(min_length=1, description="the model file, or the endpoint's URL")
-    outputs: Literal["probabilities", "logits"] = "probabilities"
-    batch_size: int = Field(256, ge=1, description="images per query")
-    timeout_s: float = Field(30.0, gt=0.0)
-    retries: int = Field(3, ge=0)
-    max_requests_per_s: float | None = Field(None, gt=0.0)
-
-    @model_validator(mode="after")
-    def _location_fits_kind(self) -> "BlackBoxConfig":
-        is_url = self.location.startswith(("http://", "https://"))
-        if (self.kind == "http") != is_url:
-            raise ValueError(f"location {self.location!r}: " + ("expected an http(s):// URL" if self.kind == "http"
-                                                                  else f"expected a {self.kind} file path"))
-        return self
-
-
-class BlackBoxMentorConfig(Strict):
-    """A mentor known only by the probabilities it answers: nothing to train, its architecture unknown."""
-
-    name: Name
-    black_box: BlackBoxConfig
-
-
-def _mentor_kind(raw: Any) -> str:
-    if isinstance(raw, dict):
-        return "<black box>" if "black_box" in raw else "<ensemble>" if "members" in raw else "<trained>"
-    return {BlackBoxMentorConfig: "<black box>", EnsembleConfig: "<ensemble>"}.get(type(raw), "<trained>")
-
-
-MemberConfig = Annotated[
-    Annotated[ModelConfig, Tag("<trained>")] | Annotated[BlackBoxMentorConfig, Tag("<black box>")],
-    Discriminator(_mentor_kind),
-]
-
-
-class EnsembleConfig(Strict):
-    """Several mentors (trained or black boxes) whose soft labels are combined by `rule`:
-    `mean` of the probabilities, normalised `geometric` mean, or majority `vote` (one-hot)."""
-
-    name: Name
-    members: list[MemberConfig] = Field(min_length=2)
-    rule: Literal["mean", "geometric", "vote"] = "mean"
-
-    @field_validator("members")
-    @classmethod
-    def _distinct(cls, members: list[Any]) -> list[Any]:
-        if len({m.model_dump_json() for m in members}) < len(members):
-            raise ValueError("ensemble members must differ (architecture, seed or black box)")
-        names = [m.name for m in members]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"ensemble member names must be unique, repeated: {', '.join(dup)}")
-        return members
-
-
-MentorConfig = Annotated[
-    Annotated[ModelConfig, Tag("<trained>")] | Annotated[BlackBoxMentorConfig, Tag("<black box>")]
-    | Annotated[EnsembleConfig, Tag("<ensemble>")],
-    Discriminator(_mentor_kind),
-]
-
-
-def black_boxes(mentor: Any) -> list[BlackBoxConfig]:
-    """The black boxes a mentor asks: its own, or its ensemble members'."""
-    members = mentor.members if isinstance(mentor, EnsembleConfig) else [mentor]
-    return [m.black_box for m in members if isinstance(m, BlackBoxMentorConfig)]
-
-
 class ResourcesConfig(Strict):
     """What each training run asks Ray for: `gpus_per_worker` may be fractional
     (e.g. 0.25) so several small models share one GPU. `threads_per_worker`
@@ -280,8 +166,8 @@ class ResourcesConfig(Strict):
 
 
 class FaultToleranceConfig(Strict):
-    """How runs survive failures. A checkpoint is a barrier across workers
-    (about 2 s on a small CPU node), so it is taken every few epochs, not every one."""
+    """How runs survive failures. A checkpoint is a barrier across a worker group's workers, so it is taken
+    every few epochs, not every one."""
 
     checkpoint_every: int = Field(10, ge=0, description="epochs between checkpoints (0: only the final one)")
     worker_restarts: int = Field(2, ge=0, description="Ray Train restarts of a failed worker group "
@@ -312,6 +198,22 @@ class VariantConfig(Strict):
     ood_ratio: float = Field(0.0, ge=0.0, le=1.0)
 
 
+def _method(raw: Any) -> Method:
+    """`method: NAME` or `method: {name: NAME, knob: value, …}` as the registered method, its knobs validated."""
+    if isinstance(raw, Method):
+        return raw
+    fields = {"name": raw} if isinstance(raw, str) else raw
+    if not isinstance(fields, dict) or not isinstance(fields.get("name"), str):
+        raise ValueError("expected a method's name, or a mapping of its name and knobs")
+    if fields["name"] not in METHODS:
+        raise ValueError(f"unknown method {fields['name']!r}: one of {', '.join(METHODS)}")
+    return TypeAdapter(METHODS[fields["name"]]).validate_python({k: v for k, v in fields.items() if k != "name"})
+
+
+MethodConfig = Annotated[Method, BeforeValidator(_method),
+                         PlainSerializer(lambda method: {"name": method.name, **method.knobs()})]
+
+
 class ExperimentConfig(Strict):
     name: Name = "experiment"
     seed: int = Field(0, ge=0)
@@ -324,9 +226,26 @@ class ExperimentConfig(Strict):
     inference_repeats: int = Field(5, ge=1)
     variant: VariantConfig = VariantConfig()
     data: DataConfig = DataConfig()
-    method: Literal[tuple(METHODS)] = "deepmimic"  # type: ignore[valid-type]
-    temperature: float = Field(4.0, gt=0.0, description="the softening of methods that take one (hinton)")
+    method: MethodConfig = METHODS["deepmimic"]()
     ood: OODConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_temperature(cls, raw: Any) -> Any:
+        """A top-level `temperature` (the flat form, `method: hinton` beside it) is the temperature of a method
+        that takes one and sets none of its own, as top-level `training` is the models' defaults."""
+        if not isinstance(raw, dict) or "temperature" not in raw:
+            return raw
+        raw = dict(raw)
+        temperature = raw.pop("temperature")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
+            raise ValueError(f"temperature: {temperature!r} is not a positive number")
+        method = raw.get("method", "deepmimic")
+        method = {"name": method} if isinstance(method, str) else method
+        if isinstance(method, dict) and method.get("name") in METHODS \
+                and "temperature" in METHODS[method["name"]].knob_names():
+            raw["method"] = {"temperature": temperature, **method}
+        return raw
 
     @model_validator(mode="before")
     @classmethod
@@ -344,11 +263,8 @@ class ExperimentConfig(Strict):
                 return {**model, "training": {**defaults, **(model.get("training") or {})}}
             return model
 
-        if isinstance(raw.get("mentor"), dict) and isinstance(raw["mentor"].get("members"), list):
-            raw["mentor"] = {**raw["mentor"], "members": [merged(m) if "black_box" not in m else m
-                                                          for m in raw["mentor"]["members"]]}
-        elif isinstance(raw.get("mentor"), dict) and "black_box" not in raw["mentor"]:
-            raw["mentor"] = merged(raw["mentor"])
+        if isinstance(raw.get("mentor"), dict):
+            raw["mentor"] = kind_of(raw["mentor"]).inherit(raw["mentor"], merged)
         if isinstance(raw.get("students"), list):
             raw["students"] = [merged(s) for s in raw["students"]]
         if isinstance(raw.get("search"), dict):  # the searched students' training
@@ -380,8 +296,8 @@ class ExperimentConfig(Strict):
                              "training image, the students from the pool): remove it")
         if self.variant.removal_bound > 0:
             raise ValueError("variant.removal_bound: an unlabelled pool has no classes to remove images from")
-        if METHODS[self.method].true_labels:
-            raise ValueError(f"method {self.method!r} needs the pool's true labels: an unlabelled pool has none")
+        if self.method.true_labels:
+            raise ValueError(f"method {self.method.name!r} needs the pool's true labels: an unlabelled pool has none")
         return self
 
     @model_validator(mode="after")
@@ -402,29 +318,14 @@ class ExperimentConfig(Strict):
     def _variant_fits(self) -> "ExperimentConfig":
         if self.variant.ood_ratio > 0 and self.ood is None:
             raise ValueError("variant.ood_ratio > 0 needs an `ood` section naming the out-of-domain images")
-        if METHODS[self.method].true_labels and self.variant.ood_ratio > 0:
-            raise ValueError(f"method {self.method!r} cannot add out-of-domain images: they have no true labels")
+        if self.method.true_labels and self.variant.ood_ratio > 0:
+            raise ValueError(f"method {self.method.name!r} cannot add out-of-domain images: they have no true labels")
         return self
-
-    @property
-    def loss_temperature(self) -> float:
-        """The temperature a student's loss uses: the configured one where its method takes one, else 1."""
-        return METHODS[self.method].temperature(self.temperature)
-
-
-def refuse_smoothing(where: str, training: Hyper) -> None:
-    """A student's `training` may not smooth labels: its targets are the mentor's soft labels (one-hot rows for
-    `hard` and `supervised`), which the loss takes as they are."""
-    if training.label_smoothing:
-        raise ValueError(f"{where}.label_smoothing: a student's targets are the mentor's soft labels (one-hot rows "
-                         "for `hard` and `supervised`), never smoothed: set it in mentor.training")
 
 
 def check_architectures(cfg: ExperimentConfig, shape: tuple[int, int, int], classes: int) -> None:
     """Every trained model of `cfg` fits images of `shape` and `classes` classes, or a UserError naming it."""
-    mentors = ([(f"mentor.members.{i}", m) for i, m in enumerate(cfg.mentor.members)]
-               if isinstance(cfg.mentor, EnsembleConfig) else [("mentor", cfg.mentor)])
-    models = [(where, m) for where, m in mentors if isinstance(m, ModelConfig)]
+    models = [("mentor" + (f".{where}" if where else ""), m) for where, m in cfg.mentor.models()]
     models += [(f"students.{i}", s) for i, s in enumerate(cfg.students)]
     for where, model in models:
         try:
@@ -491,7 +392,7 @@ class SearchConfig(Strict):
     selection: Literal["auto", "labels", "agreement"] = Field(
         "auto", description="what a student is scored on in the slice: its accuracy over the mentor's (labels: "
         "the paper's split, whose pool has them) or agreement with the mentor (label-free); auto: labels if any")
-    training: Hyper = Hyper()
+    training: Training = Training()
 
     def grace(self) -> int:
         return self.grace_period or max(1, self.training.epochs // 9)
@@ -519,8 +420,6 @@ class SweepConfig(ExperimentConfig):
             repeated = sorted({v for v in seen if seen.count(v) > 1})
             if repeated:
                 raise UserError(f"grid.{axis}: repeated value {repeated[0]} (each value runs once)")
-        if any(v for v in self.grid.get("variant.ood_ratio", [])) and self.ood is None:
-            raise ValueError("variant.ood_ratio > 0 needs an `ood` section naming the out-of-domain images")
         return self
 
     @model_validator(mode="after")

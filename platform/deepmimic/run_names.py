@@ -11,7 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ExperimentConfig, ModelConfig
+from .config import ExperimentConfig
+from .schema import ModelConfig
 
 # Axis paths that read better as one word in a run's name; any other axis shows its last path component.
 AXIS_WORDS = {"split.mentor_ratio": "split", "variant.removal_bound": "removal", "variant.ood_ratio": "ood"}
@@ -102,5 +103,5 @@ def model_params(cfg: ExperimentConfig, model: ModelConfig | None, role: str) ->
     else:
         params["seed"] = cfg.seed
     if role == "student":
-        params |= {"method": cfg.method, "temperature": cfg.loss_temperature}
+        params |= {"method": cfg.method.name} | flat("method", cfg.method.knobs())
     return params

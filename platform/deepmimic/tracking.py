@@ -5,8 +5,8 @@ One `Tracker` writes a sweep's store. The sweep runs it as a Ray actor on the dr
 Train worker, another node), sends its start, epochs and end to that actor fire-and-forget, and the
 driver adds the final scores, the figures each training drew and MLflow models as trials finish. One
 writer rather than a tracking server of the sweep's own: the default store is one SQLite file, which
-several processes writing at once would lock against each other; an `mlflow server` would cost 8 s to
-start on every sweep (measured here) and a port that other nodes must reach, where Ray already carries
+several processes writing at once would lock against each other; an `mlflow server` would cost seconds to
+start on every sweep (benchmarks/RESULTS.md) and a port that other nodes must reach, where Ray already carries
 the calls, in order from each caller. With MLFLOW_TRACKING_URI naming a server, the same actor writes
 there.
 
@@ -114,6 +114,12 @@ def _ms() -> int:
     return int(time.time() * 1000)
 
 
+def _epoch_metrics(epoch: Epoch) -> list[tuple[str, float]]:
+    """An epoch's MLflow metrics (each `epoch_NAME`): its scores, and its loss's own figures."""
+    scores = [(name, getattr(epoch, name)) for name in EPOCH_METRICS] + list(epoch.train_stats.items())
+    return [(name, float(v)) for name, v in scores if v is not None]
+
+
 def _params(values: dict[str, Any]) -> list[Any]:
     """MLflow params, each value cut to the store's 6,000 characters."""
     from mlflow.entities import Param
@@ -125,7 +131,7 @@ class Tracker:
     """One sweep's MLflow runs: the parent, and a nested run per model, keyed by `RunLabel.key`.
 
     MLflow is imported where it is used, not with this module: every process that holds a handle on the
-    tracker's actor (each trial's) imports the module of its class, and MLflow's import cost each 0.5-1 s."""
+    tracker's actor (each trial's) imports the module of its class, and would pay MLflow's imports."""
 
     def __init__(self, uri: str, experiment: str, sweep_dir: str, artifact_root: str | None = None) -> None:
         from mlflow.tracking import MlflowClient
@@ -203,17 +209,18 @@ class Tracker:
             self.client.update_run(run, "RUNNING")
         self.epochs(label.key, history)
 
-    def epochs(self, key: str, history: list[Epoch], when_ms: int | None = None) -> None:
-        """Epochs' metrics, each once: those at or before the store's last step are skipped (and all of them
-        for a run whose start never arrived: the final logging brings them)."""
+    def epochs(self, key: str, history: list[Epoch]) -> None:
+        """Epochs' metrics, each once and stamped with its epoch's end (now, for files written before epochs
+        kept it): those at or before the store's last step are skipped (and all of them for a run whose start
+        never arrived: the final logging brings them)."""
         if key not in self.labels and key not in self.runs:
             return
         from mlflow.entities import Metric
 
-        run, when = self._open(key), when_ms or _ms()
+        run, now = self._open(key), _ms()
         new = [e for e in history if e.epoch > self.last_step[key]]
-        metrics = [Metric(f"epoch_{name}", float(v), when, e.epoch) for e in new
-                   for name in EPOCH_METRICS if (v := getattr(e, name)) is not None]
+        metrics = [Metric(f"epoch_{name}", float(v), e.ended_ms or now, e.epoch) for e in new
+                   for name, v in _epoch_metrics(e)]
         if metrics:
             self.client.log_batch(run, metrics=metrics)
             self.last_step[key] = new[-1].epoch
@@ -228,14 +235,14 @@ class Tracker:
         trained by an earlier sweep, a black box); None if an earlier invocation did all this."""
         from mlflow.entities import Metric
 
-        run = self._open(label)
+        run = self._open(label, result.started_ms)  # a run never opened live starts when its training did
         info = self.client.get_run(run)
         if LOGGED_TAG in info.data.tags:
             return None
         self.epochs(label.key, list(result.history))
         finals = {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss, "params": result.params,
                   "inference_time_s": result.inference_time_s, **extra}
-        now = _ms()
+        now = result.ended_ms or _ms()
         metrics = [Metric(k, float(v), now, 0) for k, v in finals.items()
                    if v is not None and k not in info.data.metrics]  # a black box has no params
         known = {"parameters": result.params} if result.params and "parameters" not in info.data.params else {}
@@ -251,7 +258,7 @@ class Tracker:
             self._log_model(run, result.checkpoint)
         self.client.set_tag(run, LOGGED_TAG, "1")
         if self.client.get_run(run).info.status != "FINISHED":
-            self.client.set_terminated(run, "FINISHED")
+            self.client.set_terminated(run, "FINISHED", result.ended_ms)
         return run
 
     def _log_model(self, run: str, checkpoint: str) -> None:

@@ -66,10 +66,11 @@ def test_state_for_other_parameters_is_refused():
 
 def test_a_training_step_does_not_import_torch_dynamo():
     # The reason the class exists: torch.optim's first optimiser imports torch._dynamo (1-2 s a process).
-    code = ("import torch; from deepmimic.core.training import Hyper, train; "
+    code = ("import torch; from deepmimic.core.training import Training, train; "
             "from deepmimic.core.architectures import ModelSpec; "
             "m = ModelSpec('c-mp-fc').build((1, 8, 8), 10); "
-            "train(m, torch.zeros(8, 1, 8, 8, dtype=torch.uint8), torch.zeros(8, dtype=torch.long), Hyper(epochs=1))")
+            "train(m, torch.zeros(8, 1, 8, 8, dtype=torch.uint8), torch.zeros(8, dtype=torch.long), "
+            "Training(epochs=1))")
     assert imported_by_fresh_python(code, "torch._dynamo") == []
 
 

@@ -5,7 +5,7 @@ import torch
 
 from deepmimic.core.architectures import build_model
 from deepmimic.core.step_graph import StepGraph
-from deepmimic.core.training import Hyper, train
+from deepmimic.core.training import Training, train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -35,7 +35,7 @@ def test_graphed_training_ends_where_eager_training_ends():
     for graphed in (True, False):
         torch.manual_seed(0)
         model = build_model("c-fc", (1, 4, 4), 2, width=4, fc_width=8).cuda()
-        hyper = Hyper(epochs=3, batch_size=32, lr=0.1, bf16=False, cuda_graph=graphed)
+        hyper = Training(epochs=3, batch_size=32, lr=0.1, bf16=False, cuda_graph=graphed)
         train(model, x.cuda(), y.cuda(), hyper, seed=0)
         weights[graphed] = [p.detach().clone() for p in model.parameters()]
     for a, b in zip(weights[True], weights[False]):

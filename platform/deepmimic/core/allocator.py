@@ -2,9 +2,9 @@
 
 A CPU training step allocates and frees activations of megabytes each. By
 default glibc serves such blocks with fresh `mmap`s, or hands freed heap memory
-back to the kernel, so the next step faults every page in again: 4 million
-minor page faults in 16 s for Student-B here, and epochs 1.6-1.9× slower than
-in a process whose heap happened to stay grown. Serving blocks up to 256 MiB
+back to the kernel, so the next step faults every page in again, and epochs
+ran slower than in a process whose heap happened to stay grown
+(benchmarks/RESULTS.md). Serving blocks up to 256 MiB
 from the heap and never trimming it keeps those pages in the process (the same
 reason PyTorch's CPU tuning guides preload jemalloc or tcmalloc). The cost:
 a process keeps its peak heap until it exits, which suits training workers.

@@ -101,7 +101,7 @@ class Normalize(nn.Module):
     def __init__(self, mean: list[float], std: list[float]) -> None:
         super().__init__()
         # Scaled in NumPy's float32 (the same rounding as PyTorch's): a PyTorch op on the meta device, where
-        # `ModelSpec.check` builds, imports torch._dynamo (1.3-1.8 s in every process that checks a config).
+        # `ModelSpec.check` builds, imports torch._dynamo, over a second in every process that checks a config.
         for name, values in (("mean", mean), ("std", std)):
             scaled = np.asarray(values, dtype=np.float32).reshape(1, -1, 1, 1) * np.float32(255.0)
             self.register_buffer(name, torch.tensor(scaled))

@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 from typing import Any
 
 import numpy as np
+import pyarrow.fs as pafs
 import torch
 from torch import nn
 
@@ -47,6 +49,16 @@ def load_model(folder: str, device: torch.device | str = "cpu") -> nn.Module:
     model = ModelSpec(**meta["spec"]).build(tuple(meta["shape"]), meta["num_classes"], meta["mean"], meta["std"])
     model.load_state_dict(torch.load(os.path.join(folder, "model.pt"), map_location=device, weights_only=True))
     return model.to(device).eval()
+
+
+def load_model_at(uri: str, device: torch.device | str = "cpu") -> nn.Module:
+    """`load_model` of a folder on local disk or on storage (`s3://…`: copied to a temporary folder first)."""
+    if not artifacts.is_uri(uri):
+        return load_model(uri, device)
+    fs, path = artifacts.filesystem(uri)
+    with tempfile.TemporaryDirectory() as local:
+        pafs.copy_files(path, local, source_filesystem=fs)
+        return load_model(local, device)
 
 
 def progress(folder: str) -> dict[str, Any]:

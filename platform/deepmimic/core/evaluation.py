@@ -15,10 +15,10 @@ from .allocator import keep_freed_memory
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """Logits for all `images` with the model in eval mode, in batches of
     `batch_size` (default: 256 on a CPU, where larger batches fall out of the
-    caches and ran 2.3× slower here; 2048 on a GPU).
+    caches and ran slower; 2048 on a GPU: benchmarks/RESULTS.md).
 
     The model runs channels-last, as in training: a model loaded from a
-    checkpoint comes back NCHW, and its convolutions ran 4× slower on this CPU.
+    checkpoint comes back NCHW, whose convolutions ran several times slower on a CPU.
     """
     keep_freed_memory()
     batch_size = batch_size or (256 if images.device.type == "cpu" else 2048)

@@ -2,8 +2,8 @@
 
 The update is `torch.optim.SGD(nesterov=True)`'s foreach path, op for op, so
 the two agree bit for bit. It is ours because `torch.optim`'s first optimiser
-in a process imports `torch._dynamo` (1.1-1.8 s measured on a 2-core VM), and
-every Ray worker and Tune trial is a fresh process that would pay it again.
+in a process imports `torch._dynamo` (benchmarks/RESULTS.md), and every Ray
+worker and Tune trial is a fresh process that would pay it again.
 """
 
 from __future__ import annotations

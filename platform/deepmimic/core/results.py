@@ -4,7 +4,8 @@ read by attribute everywhere else (reports, plots, MLflow, the command line).
 JSON files carry `schema`; `from_json` reads every schema written so far.
 Schema 0 (no `schema` key): a run summary's confusion matrix was `confusion`,
 a student's training sizes `train_size: {pool, ood}` and a trial's variant
-`variant: {removal_bound, ood_ratio}`.
+`variant: {removal_bound, ood_ratio}`. Schema 1: a student's method had one knob,
+`temperature` (1 for every method but hinton), where it now has `method_knobs`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any, TypeVar
 
 from .black_box import Queries
 
-SCHEMA = 1
+SCHEMA = 2
 T = TypeVar("T", bound="Json")
+R = TypeVar("R", bound="ModelResult")
 
 
 class Json:
@@ -34,14 +36,17 @@ class Json:
 
 @dataclass(frozen=True)
 class Epoch:
-    """One epoch's training loss and (rank 0's) test scores, and its validation accuracy where it has a
-    validation set (a searched student's)."""
+    """One epoch's training loss and (rank 0's) test scores, its validation accuracy where it has a
+    validation set (a searched student's), its loss's own figures (`train_stats`: a method's, such as the
+    fraction of images it kept) and when it ended (ms since the epoch; none in files written before)."""
 
     epoch: int
     train_loss: float
     test_accuracy: float | None = None
     test_loss: float | None = None
     validation_accuracy: float | None = None
+    train_stats: dict[str, float] = field(default_factory=dict)
+    ended_ms: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +64,8 @@ class RunSummary(Json):
     resumed_from_epoch: int | None = None
     train_time_s: float | None = None         # the training loop's seconds, its evaluations included
     streamed: bool = False                    # its training set streamed through Ray Data (else on the device)
+    started_ms: int | None = None             # when this invocation's training began (ms since the epoch)
+    ended_ms: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +77,11 @@ class ModelResult(RunSummary):
     checkpoint: str | None = None
     figures: tuple[str, ...] = ()             # its run's figures, drawn where it trained (`plots.run_figures`)
 
+    @classmethod
+    def of(cls: type[R], summary: RunSummary, **fields: Any) -> R:
+        """The result of a model whose training run measured `summary`, with its own `fields`."""
+        return cls(**{f.name: getattr(summary, f.name) for f in dataclasses.fields(RunSummary)}, **fields)
+
 
 @dataclass(frozen=True, kw_only=True)
 class MentorResult(ModelResult):
@@ -80,7 +92,7 @@ class MentorResult(ModelResult):
 @dataclass(frozen=True, kw_only=True)
 class StudentResult(ModelResult):
     method: str = "deepmimic"
-    temperature: float = 1.0
+    method_knobs: dict[str, Any] = field(default_factory=dict)   # `core.methods`' fields, e.g. temperature
     relative_accuracy: float                  # student / mentor test accuracy
     agreement: float                          # same predicted class as the mentor, on the test set
     accuracy_where_mentor_wrong: float | None = None
@@ -92,6 +104,13 @@ class StudentResult(ModelResult):
     accuracy_gap_low: float | None = None
     accuracy_gap_high: float | None = None
     galleries: str | None = None              # Figs. 6-7 for this student: who gets which test images right
+
+    def method_text(self) -> str:
+        """Its method as tables show it: `hinton (temperature=4)`."""
+        from .methods import METHODS  # a method's own words (`Method.describe`); torch only where it is asked
+
+        known = METHODS.get(self.method)
+        return known(**self.method_knobs).describe() if known else self.method
 
 
 @dataclass(frozen=True)
@@ -158,10 +177,16 @@ class SweepSummary(Json):
 
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """A schema-0 mapping in today's field names."""
-    if data.get("schema", 0) >= 1:
+    """A mapping of an older schema in today's field names."""
+    schema = data.get("schema", 0)
+    if schema >= SCHEMA:
         return data
     data = dict(data)
+    if "temperature" in data and "method" in data:
+        temperature = data.pop("temperature")
+        data["method_knobs"] = {"temperature": temperature} if data["method"] == "hinton" else {}
+    if schema >= 1:
+        return data
     if "confusion" in data:
         data["confusion_matrix"] = data.pop("confusion")
     if isinstance(data.get("train_size"), dict):

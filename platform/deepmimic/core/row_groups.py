@@ -1,7 +1,7 @@
 """Parquet row groups as the units a stream reads: listed, then read (and shuffled) one block each.
 
-Only pyarrow and NumPy: Ray Data's read tasks import this module, and a first read waited 1.8 s longer for
-PyTorch when `read_parts` lived beside the training side of streaming.
+Only pyarrow and NumPy: Ray Data's read tasks import this module, and a first read waited for PyTorch's
+import when `read_parts` lived beside the training side of streaming.
 """
 
 from __future__ import annotations

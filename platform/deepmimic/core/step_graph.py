@@ -13,8 +13,8 @@ class StepGraph:
     """Runs `step(images, targets) -> loss` on a CUDA device: a few eager steps, then one capture, then a replay
     of the captured kernels for each full batch (copied into the graph's own input tensors first).
 
-    A small model's step is a few hundred kernel launches of microseconds' work each, so the GPU waits on Python:
-    replaying the whole step ran Table 1's models 5-6× faster on an H100 (benchmarks/RESULTS.md). Written here
+    A small model's step is a few hundred kernel launches of microseconds' work each, so the GPU waits on Python
+    (benchmarks/RESULTS.md: the H100 run). Written here
     because `torch.cuda.make_graphed_callables` graphs the model alone (the augmentation, loss and optimiser
     would still launch one by one), and `torch.compile(mode="reduce-overhead")` first compiles for longer than
     most of these trainings run.

@@ -3,14 +3,15 @@
 Batches come from `batches`: the whole shard on the device as uint8 tensors, drawn
 by index (one step: an index gather, a forward, a backward and an update), or a stream.
 Targets are either class indices (the mentor's true labels) or probability
-rows (the student's soft labels): `F.cross_entropy` takes both.
+rows (the student's soft labels); the loss is an `Objective`'s: a student's method
+(`core/methods`), or `CrossEntropy` (a mentor's, smoothed).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Callable
+from typing import Annotated, Callable, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +25,9 @@ from .step_graph import StepGraph
 
 
 @dataclass(frozen=True)
-class Hyper:
-    """Optimisation settings of one training run: the YAML's `training:` section, validated as it is
-    (the bounds are read by the config's validator; the core itself needs no pydantic)."""
+class Training:
+    """A training run's recipe: the YAML's `training:` section, validated as it is (the bounds are read by the
+    config's validator; the core itself needs no pydantic)."""
 
     __pydantic_config__ = {"extra": "forbid"}
 
@@ -79,99 +80,110 @@ def random_flip(x: torch.Tensor) -> torch.Tensor:
     return torch.where(mirror, x.flip(3), x)
 
 
-def augment(x: torch.Tensor, hyper: Hyper) -> torch.Tensor:
-    """The training-time augmentation `hyper` asks for (a student's images too: its targets are the
+def augment(x: torch.Tensor, training: Training) -> torch.Tensor:
+    """The training-time augmentation `training` asks for (a student's images too: its targets are the
     mentor's soft labels of the unaugmented image, which a shift of a pixel or a mirror leaves valid)."""
-    if hyper.shift:
-        x = random_shift(x, hyper.shift)
-    return random_flip(x) if hyper.flip else x
+    if training.shift:
+        x = random_shift(x, training.shift)
+    return random_flip(x) if training.flip else x
 
 
-def sgd(model: nn.Module, hyper: Hyper) -> SGD:
+def sgd(model: nn.Module, training: Training) -> SGD:
     """The paper's optimiser: SGD, here with Nesterov momentum (the learning rate is set per step)."""
-    return SGD(model.parameters(), lr=hyper.lr, momentum=hyper.momentum, weight_decay=hyper.weight_decay)
+    return SGD(model.parameters(), lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay)
 
 
-def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0,
-                  label_smoothing: float = 0.0) -> torch.Tensor:
-    """Cross-entropy against class indices or probabilities; at temperature T the logits are
-    divided by T and the loss multiplied by T, so its gradient is softmax(z/T) − q, the scale of T=1's.
+class Objective(Protocol):
+    """What a batch's loss is: `loss(logits, targets)` gives it and, as a 1-d tensor, its `stats` (per-batch
+    figures averaged over each epoch; None where there are none). A student's method is one (`core/methods`)."""
 
-    Hinton et al. multiply by T² to balance a hard-label term; with the soft term alone that
-    multiplies every step by T (at T=4 and lr 0.05: NaN in the first epoch on Fashion-MNIST).
-    `label_smoothing` applies to class indices only: probability targets are used as given.
-    """
-    smoothing = label_smoothing if targets.dtype == torch.long else 0.0
-    return F.cross_entropy(logits / temperature, targets, label_smoothing=smoothing) * temperature
+    stats: tuple[str, ...]
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
-def train(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, hyper: Hyper,
-          on_epoch: Callable[[int, float], None] | None = None, start_epoch: int = 0, opt: SGD | None = None,
-          *, seed: int = 0, temperature: float = 1.0) -> SGD:
+@dataclass(frozen=True)
+class CrossEntropy:
+    """Cross-entropy against class indices (smoothed by `label_smoothing`: a mentor's true labels) or against
+    probability rows, used as given."""
+
+    label_smoothing: float = 0.0
+    stats: ClassVar[tuple[str, ...]] = ()
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, None]:
+        smoothing = self.label_smoothing if targets.dtype == torch.long else 0.0
+        return F.cross_entropy(logits, targets, label_smoothing=smoothing), None
+
+
+def train(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, training: Training,
+          on_epoch: Callable[[int, dict[str, float]], None] | None = None, start_epoch: int = 0, opt: SGD | None = None,
+          *, seed: int = 0, objective: Objective | None = None) -> SGD:
     """`train_on` a shard held on the device as tensors."""
-    return train_on(model, InMemory(images, targets, hyper.batch_size), hyper, on_epoch, start_epoch, opt,
-                    seed=seed, temperature=temperature)
+    return train_on(model, InMemory(images, targets, training.batch_size), training, on_epoch, start_epoch, opt,
+                    seed=seed, objective=objective)
 
 
 def train_on(
     model: nn.Module,
     data: Batches,
-    hyper: Hyper,
-    on_epoch: Callable[[int, float], None] | None = None,
+    training: Training,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     start_epoch: int = 0,
     opt: SGD | None = None,
     *,
     seed: int = 0,
-    temperature: float = 1.0,
+    objective: Objective | None = None,
 ) -> SGD:
-    """SGD with Nesterov momentum and a cosine learning rate, cross-entropy loss.
+    """SGD with Nesterov momentum and a cosine learning rate, under `objective`'s loss (default: cross-entropy,
+    smoothed as `training.label_smoothing` says).
 
-    `on_epoch(epoch, mean_train_loss)` runs after each epoch (1-based), e.g. to
-    evaluate, report or checkpoint. Training may resume at `start_epoch` with
-    the optimiser `opt` restored from a checkpoint; the batch order stays
-    the same as an uninterrupted run's, since it depends only on seed and epoch.
-    `temperature`: Hinton's (see `cross_entropy`); 1 for every other method.
+    `on_epoch(epoch, train)` runs after each epoch (1-based), e.g. to evaluate, report or checkpoint; `train`
+    holds the epoch's mean `loss` and the objective's `stats`. Training may resume at `start_epoch` with the
+    optimiser `opt` restored from a checkpoint; the batch order stays the same as an uninterrupted run's, since
+    it depends only on seed and epoch.
     """
     keep_freed_memory()
+    objective = objective or CrossEntropy(training.label_smoothing)
     device, steps_per_epoch = data.device, data.steps
-    total = steps_per_epoch * hyper.epochs
-    opt = opt or sgd(model, hyper)
-    if hyper.channels_last:
+    total = steps_per_epoch * training.epochs
+    opt = opt or sgd(model, training)
+    if training.channels_last:
         model.to(memory_format=torch.channels_last)
-    forward = torch.compile(model) if hyper.compile else model
-    memory_format = torch.channels_last if hyper.channels_last else torch.contiguous_format
-    bf16 = native_bf16(device) if hyper.bf16 is None else hyper.bf16
+    forward = torch.compile(model) if training.compile else model
+    memory_format = torch.channels_last if training.channels_last else torch.contiguous_format
+    bf16 = native_bf16(device) if training.bf16 is None else training.bf16
     # Not under DDP: capturing its all-reduce needs its static graph and more warm-ups (torch's CUDA-graph docs),
     # unmeasured on several GPUs so far.
-    graphed = (hyper.cuda_graph and device.type == "cuda" and not hyper.compile
+    graphed = (training.cuda_graph and device.type == "cuda" and not training.compile
                and not isinstance(model, nn.parallel.DistributedDataParallel))
-    lr_at = lambda step: 0.5 * hyper.lr * (1 + math.cos(math.pi * step / total))  # noqa: E731
+    lr_at = lambda step: 0.5 * training.lr * (1 + math.cos(math.pi * step / total))  # noqa: E731
 
     def step(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        x = augment(images, hyper)
+        x = augment(images, training)
         # autocast's cache of cast weights cannot live across graph replays (torch's CUDA-graph docs)
         with torch.autocast(device.type, torch.bfloat16, enabled=bf16, cache_enabled=not graphed):
             logits = forward(x.contiguous(memory_format=memory_format))
-        loss = cross_entropy(logits.float(), targets, temperature, hyper.label_smoothing)
+        loss, stats = objective.loss(logits.float(), targets)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        return loss.detach()
+        return loss.detach().reshape(1) if stats is None else torch.cat([loss.detach().reshape(1), stats.detach()])
 
-    run = StepGraph(step, hyper.batch_size) if graphed else step
+    run = StepGraph(step, training.batch_size) if graphed else step
     if graphed:
         opt.lr = torch.zeros((), device=device)  # a captured step reads its learning rate from here
-    for epoch in range(start_epoch, hyper.epochs):
+    for epoch in range(start_epoch, training.epochs):
         torch.manual_seed(seed * 100_003 + epoch)  # dropout and shuffle depend only on (seed, epoch)
         model.train()
-        loss_sum = torch.zeros((), device=device)
+        sums = torch.zeros(1 + len(objective.stats), device=device)  # the loss, then the stats
         for i, (images, targets) in enumerate(data.epoch(epoch, seed)):
             lr = lr_at(epoch * steps_per_epoch + i)
             if graphed:
                 opt.lr.fill_(lr)
             else:
                 opt.lr = lr
-            loss_sum += run(images, targets)
+            sums += run(images, targets)
         if on_epoch is not None:
-            on_epoch(epoch + 1, loss_sum.item() / steps_per_epoch)
+            means = [value / steps_per_epoch for value in sums.tolist()]
+            on_epoch(epoch + 1, dict(zip(("loss", *objective.stats), means)))
     return opt

@@ -15,6 +15,7 @@ from ..core import tables
 from ..core.architectures import channel_stats
 from ..core.images import Dataset
 from ..core.splits import Split
+from .mentor_folder import MentorFolder
 
 
 @dataclass(frozen=True)
@@ -40,19 +41,19 @@ def write_image_table(uri: str, images: np.ndarray, ids: np.ndarray, names: tupl
 @dataclass(frozen=True)
 class SplitTables:
     mentor: TableInfo          # id, image, label
-    student: TableInfo | None  # id, image: no label column; None where the pool is separate
+    pool: TableInfo | None     # id, image: no label column; None where the pool is separate
     test: TableInfo            # id, image, label
 
 
-def write_split(dataset: Dataset, split: Split, folder: str, producer: str = "", pool: bool = True) -> SplitTables:
+def write_split(dataset: Dataset, split: Split, folder: MentorFolder, producer: str = "",
+                pool: bool = True) -> SplitTables:
     """Write the mentor part, the label-free student pool (unless `pool` is False) and the test set."""
     train, names, test = dataset.train, dataset.train.class_names, dataset.test
     m, s = train.subset(split.mentor), train.subset(split.student)
     return SplitTables(
-        mentor=write_image_table(f"{folder}/mentor.parquet", m.images, m.ids, names, m.labels, producer),
-        student=write_image_table(f"{folder}/student.parquet", s.images, s.ids, names, producer=producer)
-        if pool else None,
-        test=write_image_table(f"{folder}/test.parquet", test.images, test.ids, names, test.labels, producer),
+        mentor=write_image_table(folder.mentor_table, m.images, m.ids, names, m.labels, producer),
+        pool=write_image_table(folder.pool_table, s.images, s.ids, names, producer=producer) if pool else None,
+        test=write_image_table(folder.test_table, test.images, test.ids, names, test.labels, producer),
     )
 
 

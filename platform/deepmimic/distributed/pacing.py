@@ -7,23 +7,28 @@ task, whose worker then imports the module that defines them.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ray.data._internal.execution.execution_callback import ExecutionCallback
+
+AT_ONCE_S = 0.002  # a step that came back within this had nothing to wait on
+PAUSE_S = 0.02     # a row group's read takes about half of it; a block feeds far longer a training
 
 
 class Paced(ExecutionCallback):
     """Ray Data's scheduling loop (a thread of the training process) blocks on its running tasks, but while a
-    read-ahead bound holds every read back it has none and spins, taking the GIL from the training step: at
-    16× a 256 MiB bound cost 1.7 ms of each 8.5 ms step. A step of the loop that came back at once sleeps.
-    Ray Data takes such callbacks as classes (`DataContext.custom_execution_callback_classes`)."""
+    read-ahead bound holds every read back it has none and spins, taking the GIL from the training step
+    (benchmarks/RESULTS.md, streaming). A step of the loop that came back at once sleeps. Ray Data takes such
+    callbacks as classes (`DataContext.custom_execution_callback_classes`) and makes them without arguments."""
 
-    def __init__(self) -> None:
-        self.last = time.perf_counter()
+    def __init__(self, clock: Callable[[], float] = time.perf_counter,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.clock, self.sleep = clock, sleep
+        self.last = clock()
 
     def on_execution_step(self, executor: Any) -> None:
-        now = time.perf_counter()
-        if now - self.last < 0.002:
-            time.sleep(0.02)  # reads of a row group take about 10 ms; a block feeds about 0.3 s of training
-            now = time.perf_counter()
+        now = self.clock()
+        if now - self.last < AT_ONCE_S:
+            self.sleep(PAUSE_S)
+            now = self.clock()
         self.last = now

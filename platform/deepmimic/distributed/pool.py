@@ -20,22 +20,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
-import torch
-from ray.train import Checkpoint
 
-from ..config import BlackBoxConfig, ResourcesConfig
+from ..config import ResourcesConfig
 from ..core import artifacts, tables
+from ..core.answers import Answerer
 from ..core.architectures import channel_stats
-from ..core.black_box import open_black_box
 from ..core.datasets.pool import PoolPart, decode_part, list_pool
 from ..core.datasets.source import Source
 from ..core.results import Json
 from ..core.row_groups import read_parts, row_groups
-from ..core.soft_labels import soft_labels
 from ..errors import UserError
 from .data import TableInfo
+from .soft_labeling import device
 from .student_sets import IN_DRIVER_BYTES
-from .train import load_model
 
 STATS_SAMPLE = 10_000  # pool images the students' input normalisation is measured on
 
@@ -119,25 +116,18 @@ def _ingest(src: Source, shape: tuple[int, int, int], folder: str, on_ray: bool 
 class _Labeller:
     """A Ray Data actor: its own copy of the mentor (or its own rate-limited black-box client)."""
 
-    def __init__(self, mentor: Checkpoint | BlackBoxConfig, shape: tuple[int, int, int]) -> None:
-        self.shape = shape
-        if isinstance(mentor, BlackBoxConfig):
-            box = open_black_box(**mentor.model_dump())
-            self.answer = box.probabilities
-        else:
-            device = torch.device("cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu")
-            model = load_model(mentor, device)
-            self.answer = lambda images: soft_labels(model, torch.from_numpy(images).to(device))
+    def __init__(self, answerer: Answerer, shape: tuple[int, int, int]) -> None:
+        self.shape, self.answering = shape, answerer.open(device())
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         images = tables.decode_images(batch.column("image"), self.shape)
-        return tables.soft_label_table(batch.column("id").to_numpy(), self.answer(images))
+        return tables.soft_label_table(batch.column("id").to_numpy(), self.answering.probabilities(images))
 
 
 READ_CPUS = 0.25  # each read of the pool's row groups: light, and leaving the actors every other CPU
 
 
-def label(mentor: Checkpoint | BlackBoxConfig, pool: TableInfo, uri: str, resources: ResourcesConfig, actors: int,
+def label(answerer: Answerer, pool: TableInfo, uri: str, resources: ResourcesConfig, actors: int,
           producer: str = "") -> float:
     """Ray Data batch inference: `actors` actors, each holding one worker's resources (its GPU share too),
     write the mentor's probabilities for every pool image as Parquet shards (id, soft_label) under `uri`,
@@ -157,7 +147,7 @@ def label(mentor: Checkpoint | BlackBoxConfig, pool: TableInfo, uri: str, resour
     data = ray.data.from_items(parts, override_num_blocks=len(parts)).map_batches(
         read_parts, fn_kwargs={"columns": ["id", "image"]}, batch_size=None, batch_format="pyarrow",
         num_cpus=READ_CPUS).map_batches(
-        _Labeller, fn_constructor_kwargs={"mentor": mentor, "shape": pool.shape},
+        _Labeller, fn_constructor_kwargs={"answerer": answerer, "shape": pool.shape},
         compute=ray.data.ActorPoolStrategy(size=actors), batch_size=4096, batch_format="pyarrow",
         num_cpus=resources.cpus_per_worker, num_gpus=resources.gpus_per_worker,
         resources=resources.custom_per_worker or None)
@@ -172,7 +162,3 @@ def label(mentor: Checkpoint | BlackBoxConfig, pool: TableInfo, uri: str, resour
     artifacts.seal(uri, rows, producer)
     return time.perf_counter() - start
 
-
-def checkpoint_at(path: str) -> Checkpoint:
-    fs, local = artifacts.filesystem(path)
-    return Checkpoint(local, fs)

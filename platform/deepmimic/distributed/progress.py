@@ -4,6 +4,11 @@ Fire-and-forget calls on the tracker's Ray actor (`tracking.Tracker`), from whic
 (a Tune trial's, a Ray Train worker on any node): training never waits for MLflow, and Ray delivers
 each caller's calls in order. A call that cannot be made costs the run nothing: the driver logs every
 run's whole history again once it finishes, and the tracker skips the epochs it has.
+
+One wait: calls made to an actor that is still starting are lost if the task that made them ends
+before the actor is up (seen with Ray 2.60: a sweep's first, short mentor trials lost every live epoch,
+and their runs were then logged after the fact). So a run's end waits, bounded, for the tracker's start,
+which the driver began before the first trial: `ready` holds that call's reference.
 """
 
 from __future__ import annotations
@@ -12,23 +17,30 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import ray
+
 from ..core.results import Epoch
 from ..run_names import RunLabel
+
+STARTS_WITHIN_S = 60.0  # a tracker not up by then is left to the driver's logging after the fact
 
 
 @dataclass(frozen=True)
 class Progress:
     tracker: Any       # a Ray actor handle on `tracking.Tracker`
     label: RunLabel    # the run's name, params and tags: the tracker opens the run with them
+    ready: tuple[Any, ...] = ()  # the reference of a call the driver made first (in a tuple: Ray leaves it be)
 
     def started(self, history: list[Epoch]) -> None:
         self._tell("started", self.label, _ms(), list(history))
 
     def epoch(self, epoch: Epoch) -> None:
-        self._tell("epochs", self.label.key, [epoch], _ms())
+        self._tell("epochs", self.label.key, [epoch])
 
     def ended(self) -> None:
         self._tell("ended", self.label.key, _ms())
+        if self.ready:
+            ray.wait(list(self.ready), timeout=STARTS_WITHIN_S, fetch_local=False)
 
     def _tell(self, method: str, *args: Any) -> None:
         try:

@@ -27,22 +27,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 from ray import tune
-from ray.train import Checkpoint
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import BasicVariantGenerator
 
-from ..config import ModelConfig, SweepConfig
-from ..core import artifacts, tables
+from ..config import SweepConfig
+from ..core import artifacts, checkpoints, tables
 from ..core.architectures import ModelSpec, count_parameters
 from ..core.student_search import Candidate, MentorFigures, SearchSummary, architecture, latency_ms, winner
 from ..errors import UserError
 from ..report import SEARCH_FILE
+from ..schema import ModelConfig
 from .cluster import concurrency, raise_failures, trial_resources
 from .data import TableInfo, write_image_table
+from .keys import digest, mentor_key
+from .mentor_folder import MentorFolder
+from .mentor_stage import MentorOutcome, train_mentor
 from .pruning import SmallerFirst
-from .stages import MentorOutcome, digest, mentor_folder, mentor_key, run_spec, student_set, train_mentor
+from .runs import run_spec
 from .student_sets import OOD_ID_OFFSET
-from .train import as_task, fit, load_model
+from .student_stage import student_set
+from .train import Hooks, as_task, fit
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ def search_data(cfg: SweepConfig, mentor: MentorOutcome, folder: str) -> SearchD
         mentor_says = tables.decode_soft_labels(slice_.column("soft_label")).argmax(1)
         labels = mentor_says
         if selection == "labels":  # the experimenter's labels of the pool, which no student reads
-            truth = tables.read(mentor.pool_labels)
+            truth = tables.read(mentor.files.pool_labels)
             order = pc.index_in(slice_.column("id"), truth.column("id")).to_numpy()
             labels = truth.column("label").to_numpy()[order]
         write_image_table(val_uri, tables.decode_images(slice_.column("image"), whole.shape), ids[held],
@@ -116,9 +120,11 @@ def _search_trial(config: dict[str, Any], cfg: SweepConfig, mentor: MentorOutcom
         tune.report({**{k: v for k, v in first.items() if k != "trial_id"}, "duplicate_of": first["trial_id"]})
         return
     figures = _size_and_speed(student.spec(), data.train.shape, mentor.num_classes, _device())
-    spec = run_spec(cfg, "student", student, data.train, "soft_label", mentor.test, mentor.num_classes,
-                    f"{folder}/trials/{trial}", in_trial=True)
-    last = fit(dataclasses.replace(spec, validation=data.validation, tune_metrics=figures)).summary.history[-1]
+    spec = run_spec(cfg, "student", student, data.train, mentor.test, mentor.num_classes, f"{folder}/trials/{trial}",
+                    in_trial=True)
+    spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, validation=data.validation),
+                               hooks=Hooks(tune_metrics=figures))
+    last = fit(spec).summary.history[-1]
     artifacts.write_json({**figures, "trial_id": trial, "epoch": last.epoch,
                           "validation_accuracy": last.validation_accuracy}, done)
 
@@ -129,7 +135,7 @@ def _mentor_figures(cfg: SweepConfig, mentor: MentorOutcome, data: SearchData) -
     latency: dict[str, float] = {}
     if result.checkpoint:
         def measure() -> dict[str, float]:
-            net = load_model(Checkpoint(result.checkpoint))
+            net = checkpoints.load_model_at(result.checkpoint)
             return {"latency_ms_1": latency_ms(net, data.train.shape, 1, _device()),
                     "latency_ms_256": latency_ms(net, data.train.shape, 256, _device())}
         latency = ray.get(as_task(measure, cfg.resources).remote())
@@ -141,8 +147,8 @@ def _tuner(cfg: SweepConfig, trainable: Any, storage: str, name: str, mentor_acc
     """A new search, or the one of the same name found under `storage` (resumed, or read back if finished)."""
     path = f"{storage}/{name}"
     # Tune snapshots its state (and the searcher's) every 10 s or more, and at a Ctrl-C only through its own
-    # SIGINT handler, which ours replaces (`stopping.py`): a search killed 17 s in was restored with 2 of its
-    # 16 finished students. Its state is a few kilobytes: every 2 s.
+    # SIGINT handler, which ours replaces (`stopping.py`): a killed search lost most of its finished students
+    # (benchmarks/RESULTS.md). Its state is a few kilobytes: every 2 s.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     if tune.Tuner.can_restore(path):
         return tune.Tuner.restore(path, trainable, resume_errored=True)
@@ -155,7 +161,7 @@ def _tuner(cfg: SweepConfig, trainable: Any, storage: str, name: str, mentor_acc
     # Integers as choices, not ranges: a handful of values each, and the grid takes the same lists.
     draws = {k: (tune.grid_search(v) if s.algorithm == "grid" else tune.choice(v)) for k, v in values.items()}
     cost = "params" if s.objective == "params" else "latency_ms_1"
-    # Imported here: every sweep's driver and trial processes import this module, and Optuna costs each 0.2 s.
+    # Imported here: every sweep's driver and trial processes import this module, which need no Optuna.
     from ray.tune.search.optuna import OptunaSearch
 
     searcher = (OptunaSearch(metric=["validation_accuracy", cost], mode=["max", "min"], seed=cfg.seed)
@@ -185,13 +191,13 @@ def run_search(cfg: SweepConfig, out: str, cache: str) -> ModelConfig:
     like any other under `cfg.search.name`."""
     s = cfg.search
     key = mentor_key(cfg)
-    mentor = train_mentor(cfg, mentor_folder(cache, key))  # cached; the sweep's stages find it there
+    mentor = train_mentor(cfg, MentorFolder.at(cache, key))  # cached; the sweep's stages find it there
     deepest = architecture(s.student_space.conv_blocks[1], 1, 0, False)
     try:
         ModelSpec(deepest).check(mentor.test.shape, mentor.num_classes)
     except UserError as e:
         raise UserError(f"search.student_space.conv_blocks: {e}") from None
-    data = search_data(cfg, mentor, f"{mentor.folder}/search_slices")
+    data = search_data(cfg, mentor, mentor.files.search_slices)
     resources = cfg.resources.model_dump(exclude={"mentor"})  # the search trains students only
     name = "search-" + digest({"mentor": key, "search": s.model_dump(), "resources": resources})
     trainable = tune.with_parameters(_search_trial, cfg=cfg, mentor=mentor, data=data, folder=f"{out}/search/{name}")

@@ -42,8 +42,8 @@ class Limits:
     max_body_bytes: int = 0         # 0: derived from max_images and the image shape
     request_timeout_s: float = 30.0
     # Requests a replica holds at once, batched first come first served. At 32, a crowd of 200 waited in Serve's
-    # router, whose queue-length probes (0.1 s deadline) missed on 2 busy cores: some requests starved past the
-    # 10 s timeout in 3 of 9 runs while each batch took 10-50 ms; at 256, 5 of 5 answered in full.
+    # router, whose queue-length probes missed their deadline on 2 busy cores, and some requests starved past
+    # their timeout; at 256 every one was answered (benchmarks/RESULTS.md).
     max_ongoing: int = 256
     max_queued: int = 512           # beyond it: 503
 

@@ -64,7 +64,7 @@ class Streamed:
         context.execution_options.resource_limits = context.execution_options.resource_limits.copy(
             cpu=self.data_cpus, object_store_memory=self.read_ahead or math.inf)  # inf: Ray Data's own budget
         # Under a bound, Ray Data's downstream-capacity policy holds the reads to twice what the iterator has in
-        # flight (a few batches) and stalls them: 0.36x the speed at 256 MiB. The bound itself still holds.
+        # flight (a few batches) and stalls them (benchmarks/RESULTS.md). The bound itself still holds.
         context.downstream_capacity_backpressure_ratio = (
             None if self.read_ahead else DEFAULT_DOWNSTREAM_CAPACITY_BACKPRESSURE_RATIO)
         # One block per row group, in this epoch's order. Not read_parquet: its file-listing task takes a
@@ -74,7 +74,7 @@ class Streamed:
                                  batch_size=None, batch_format="pyarrow",
                                  **data_task_options(self.data_cpus, self.reserved))
         # Whole blocks (a row group each), decoded at once and cut into batches here: Ray Data's own
-        # batching cost about 1.5 ms a batch in the training thread, a sixth of a small student's step.
+        # batching of each batch, in the training thread, cost a good part of a small student's step.
         left, size = self.rows, self.batch_size * self.world
         blocks = data.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2)
         for images, targets in _batches((arrays(b, self.target, self.info.shape) for b in blocks), size):

@@ -22,13 +22,15 @@ import ray
 
 from ..config import VariantConfig
 from ..core import artifacts, tables
-from ..core.methods import METHODS
+from ..core.methods import Method
+from ..core.methods.deepmimic import DeepMimic
 from ..core.results import Json
 from ..core.splits import out_of_domain, unbalanced
 from .data import TableInfo
 
 OOD_ID_OFFSET = 1 << 40  # out-of-domain ids never collide with the data set's own
 IN_DRIVER_BYTES = 64 << 20  # image bytes below which a set is made in the driver, not by Ray Data
+PAPERS = DeepMimic()  # the method of sets built without one
 
 
 @dataclass(frozen=True)
@@ -67,15 +69,15 @@ def _attach(batch: pa.Table, soft_ids: np.ndarray, soft: pa.Table) -> pa.Table:
     return batch.append_column("soft_label", soft.column("soft_label").take(pa.array(at)))
 
 
-def targets(method: str, soft: pa.Table, pool_labels: pa.Table, temperature: float) -> pa.Table:
-    """What a student learns from (columns id, soft_label): the registered method's rows,
-    made from the mentor's probabilities, or from the pool's true labels for the one method that takes them."""
-    chosen, labels = METHODS[method], None
-    if chosen.true_labels:
+def targets(method: Method, soft: pa.Table, pool_labels: pa.Table) -> pa.Table:
+    """What a student learns from (columns id, soft_label): the method's rows, made from the mentor's
+    probabilities, or from the pool's true labels for the one method that takes them."""
+    labels = None
+    if method.true_labels:
         soft = soft.filter(pc.is_in(soft.column("id"), pool_labels.column("id"))).sort_by("id")
         labels = pool_labels.sort_by("id").column("label").to_numpy()
     probs = tables.decode_soft_labels(soft.column("soft_label"))
-    return tables.soft_label_table(soft.column("id").to_numpy(), chosen.targets(probs, labels, temperature))
+    return tables.soft_label_table(soft.column("id").to_numpy(), method.targets(probs, labels))
 
 
 def student_dataset(sources: list[TableInfo], keep: list[np.ndarray], target: pa.Table) -> ray.data.Dataset:
@@ -97,22 +99,22 @@ def _write_here(sources: list[TableInfo], keep: list[np.ndarray], target: pa.Tab
 
 
 def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str | None, soft_uris: list[str],
-                      variant: VariantConfig | None, seed: int, folder: str, method: str = "deepmimic",
-                      temperature: float = 1.0, on_ray: bool | None = None, unreadable: int = 0) -> StudentSet:
+                      variant: VariantConfig | None, seed: int, folder: str, method: Method = PAPERS,
+                      on_ray: bool | None = None, unreadable: int = 0) -> StudentSet:
     """Write (or find) the student set of one variant under `folder`.
 
     Ray Data writes into a fresh sub-folder; its manifest and then `set.json`
     naming it come last, so a set interrupted half-way is never mistaken for a
     finished one. A set smaller than `IN_DRIVER_BYTES` (`on_ray` None) is made
-    by the same steps in this process: Ray Data's start-up took 5 s of a
-    quickstart sweep's 32 for a thousand 8×8 images.
+    by the same steps in this process: Ray Data's start-up cost a quickstart
+    sweep more than its thousand 8×8 images did (benchmarks/RESULTS.md).
     """
     found = _finished(f"{folder}/set.json")
     if found:
         return found
     with artifacts.exclusive(f"{folder}.lock", "a student set"):  # sweeps sharing the cache build it once
         return _finished(f"{folder}/set.json") or _build(pool, ood, pool_labels_uri, soft_uris, variant, seed,
-                                                         folder, method, temperature, on_ray, unreadable)
+                                                         folder, method, on_ray, unreadable)
 
 
 def _finished(pointer: str) -> StudentSet | None:
@@ -127,8 +129,8 @@ def _finished(pointer: str) -> StudentSet | None:
 
 
 def _build(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str | None, soft_uris: list[str],
-           variant: VariantConfig | None, seed: int, folder: str, method: str, temperature: float,
-           on_ray: bool | None, unreadable: int) -> StudentSet:
+           variant: VariantConfig | None, seed: int, folder: str, method: Method, on_ray: bool | None,
+           unreadable: int) -> StudentSet:
     # A separate pool has no labels: its ids come from its own table, whose label column never existed.
     labels = tables.read(pool_labels_uri) if pool_labels_uri else tables.read(pool.uri, ["id"])
     pool_ids, ood_ids = choose_ids(labels.column("id").to_numpy(),
@@ -137,7 +139,7 @@ def _build(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str | None, 
     sources = [pool] + ([ood] if ood else [])
     uri = f"{folder}/{uuid.uuid4().hex}"
     soft = pa.concat_tables([tables.read(u) for u in soft_uris])
-    target = targets(method, soft, labels, temperature)
+    target = targets(method, soft, labels)
     size = sum(info.rows * int(np.prod(info.shape)) for info in sources)
     if on_ray if on_ray is not None else size > IN_DRIVER_BYTES:
         student_dataset(sources, [pool_ids, ood_ids], target).write_parquet(uri)

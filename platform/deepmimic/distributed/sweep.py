@@ -14,9 +14,8 @@ import contextlib
 import os
 import shlex
 import sys
-import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import ray
 import yaml
@@ -24,30 +23,24 @@ from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .. import stopping
-from ..config import BlackBoxMentorConfig, EnsembleConfig, ModelConfig, SweepConfig
+from ..config import SweepConfig
 from ..core import artifacts
 from ..core.results import Counts, SweepSummary, TrialRecord
 from ..errors import UserError, interruption
 from ..report import SWEEP_FILE, write_report
 from ..run_names import RunLabel, model_params, name, shared, unique, value_text, varying
+from ..schema import ModelConfig
 from .cluster import concurrency, connect, raise_failures, trial_resources
+from .keys import mentor_key, pool_key, student_key, with_mentor
+from .mentor_folder import MentorFolder
+from .mentor_stage import MentorOutcome, train_mentor
 from .pool import user_error
 from .progress import Progress
+from .runs import streams
 from .search import run_search
-from .stages import (
-    MentorOutcome,
-    member_config,
-    mentor_folder,
-    mentor_key,
-    pool_key,
-    prepare_pool,
-    streams,
-    student_key,
-    student_set,
-    train_mentor,
-    train_student,
-)
 from .student_sets import StudentSet
+from .student_stage import prepare_pool, student_set, train_student
+from .timing import Stopwatch
 
 
 @dataclass(frozen=True)
@@ -74,25 +67,20 @@ class SweepOutcome:
     timings_s: dict[str, float]       # the driver's stages, in order
 
 
-@contextlib.contextmanager
-def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
-    start = time.perf_counter()
-    yield
-    timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - start, 3)
-
-
 def plan(points: list[tuple[dict[str, Any], SweepConfig]]) -> Plan:
-    """Distinct mentors by key (an ensemble's members first), and student trials by key, in grid order."""
+    """Distinct mentors by key (those a mentor needs before it), and student trials by key, in grid order."""
     mentors: dict[str, SweepConfig] = {}
     trials: dict[str, Trial] = {}
-    served: dict[str, list[dict[str, Any]]] = {}  # each mentor's grid points (an ensemble's, for its members)
-    for values, cfg in points:
-        if isinstance(cfg.mentor, EnsembleConfig):
-            for member in cfg.mentor.members:
-                mentors.setdefault(mentor_key(member_config(cfg, member)), member_config(cfg, member))
-                served.setdefault(mentor_key(member_config(cfg, member)), []).append(values)
+    served: dict[str, list[dict[str, Any]]] = {}  # each mentor's grid points (and those of mentors needing it)
+
+    def add(cfg: SweepConfig, values: dict[str, Any]) -> None:
+        for needed in cfg.mentor.needs():
+            add(with_mentor(cfg, needed), values)
         mentors.setdefault(mentor_key(cfg), cfg)
         served.setdefault(mentor_key(cfg), []).append(values)
+
+    for values, cfg in points:
+        add(cfg, values)
         for student in cfg.students:
             key = student_key(cfg, student)
             trials[key] = Trial(key, cfg, student, {**values, "student": student.name})
@@ -128,17 +116,28 @@ def trial_file(out: str, key: str) -> str:
     return f"{out}/trials/{key}/trial.json"
 
 
-def _progress(tracker: Any, planned: Plan, key: str) -> Progress | None:
-    return Progress(tracker, planned.labels[key]) if tracker is not None else None
+@dataclass(frozen=True)
+class Tracked:
+    """The sweep's tracker actor and the reference of its first call (`progress.Progress.ready`)."""
+
+    tracker: Any
+    ready: tuple[Any, ...]
+
+    def progress(self, planned: Plan, key: str) -> Progress:
+        return Progress(self.tracker, planned.labels[key], self.ready)
 
 
-def _mentor_trial(config: dict[str, Any], planned: Plan, cache: str, tracker: Any) -> None:
+def _progress(tracked: Tracked | None, planned: Plan, key: str) -> Progress | None:
+    return tracked.progress(planned, key) if tracked is not None else None
+
+
+def _mentor_trial(config: dict[str, Any], planned: Plan, cache: str, tracked: Tracked | None) -> None:
     key = config["mentor"]
-    outcome = train_mentor(planned.mentors[key], mentor_folder(cache, key), in_trial=True,
-                           progress=_progress(tracker, planned, f"mentor:{key}"))
-    if tracker is not None:  # its plots and model logged while other trials train (the driver waits at the end)
-        tracker.log_mentor.remote(planned.labels[f"mentor:{key}"], outcome.result)
-    tune.report({"mentor": key, "trained": outcome.trained, "test_accuracy": outcome.result.test_accuracy})
+    outcome = train_mentor(planned.mentors[key], MentorFolder.at(cache, key), in_trial=True,
+                           progress=_progress(tracked, planned, f"mentor:{key}"))
+    if tracked is not None:  # its plots and model logged while other trials train (the driver waits at the end)
+        tracked.tracker.log_mentor.remote(planned.labels[f"mentor:{key}"], outcome.result)
+    tune.report({"mentor": key, "made_now": outcome.made_now, "test_accuracy": outcome.result.test_accuracy})
 
 
 def _student_inputs(trials: list[Trial], cache: str) -> dict[str, tuple[MentorOutcome, StudentSet]]:
@@ -152,24 +151,24 @@ def _student_inputs(trials: list[Trial], cache: str) -> dict[str, tuple[MentorOu
     inputs = {}
     for t in trials:
         key = mentor_key(t.cfg)
-        if key not in mentors:
-            mentors[key] = train_mentor(t.cfg, mentor_folder(cache, key))  # cached; an ensemble is combined here
+        if key not in mentors:  # made in its trial; one made in the driver (an ensemble) is made here
+            mentors[key] = train_mentor(t.cfg, MentorFolder.at(cache, key))
         inputs[t.key] = (mentors[key], student_set(t.cfg, mentors[key]))
     return inputs
 
 
 def _student_trial(config: dict[str, Any], planned: Plan, inputs: dict[str, tuple[MentorOutcome, StudentSet]],
-                   out: str, tracker: Any) -> None:
+                   out: str, tracked: Tracked | None) -> None:
     trial = planned.trials[config["trial"]]
     mentor, data = inputs[trial.key]
     folder = os.path.dirname(trial_file(out, trial.key))
     student = train_student(trial.cfg, trial.student, mentor, data, folder, in_trial=True,
-                            progress=_progress(tracker, planned, f"student:{trial.key}"))
+                            progress=_progress(tracked, planned, f"student:{trial.key}"))
     record = TrialRecord(trial.key, mentor_key(trial.cfg), trial.grid, trial.cfg.seed, trial.cfg.split.mentor_ratio,
                          trial.cfg.variant.removal_bound, trial.cfg.variant.ood_ratio, mentor.result, student)
     artifacts.write_json(record, trial_file(out, trial.key))
-    if tracker is not None:
-        tracker.log_student.remote(planned.labels[f"student:{trial.key}"], record)
+    if tracked is not None:
+        tracked.tracker.log_student.remote(planned.labels[f"student:{trial.key}"], record)
     tune.report({"trial": trial.key, "student": trial.student.name, "test_accuracy": student.test_accuracy,
                  "relative_accuracy": student.relative_accuracy})
 
@@ -182,7 +181,7 @@ def _tune(role: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig
     name = f"{role}s"
     bundles = [trial_resources(base, role)] + ([{"CPU": data_cpus}] if data_cpus else [])
     at_once = concurrency(base, ray.cluster_resources(), data_cpus, role)
-    # Reused trial processes have PyTorch imported already: a new one costs 3-4 s on 2 cores.
+    # Reused trial processes have PyTorch imported already: a new one starts and imports it again.
     tuner = tune.Tuner(
         tune.with_resources(fn, tune.PlacementGroupFactory(bundles)),
         param_space={axis: tune.grid_search(keys)},
@@ -196,74 +195,92 @@ def _tune(role: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig
     return [r.metrics for r in grid]
 
 
-def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str,
-               timings: dict[str, float] | None = None, tracker: Any = None) -> Counts:
-    """Run every mentor and student trial not yet finished; return counts of what ran (and add each
-    stage's seconds to `timings`). `tracker`: a `Tracker` actor the trainings tell as they train."""
-    timings = {} if timings is None else timings
+def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str, watch: Stopwatch | None = None,
+               tracked: Tracked | None = None) -> Counts:
+    """Run every mentor and student trial not yet finished; return counts of what ran (and time each stage
+    on `watch`). `tracked`: the tracker the trainings tell as they train.
+
+    Mentors are made in waves: a wave's mentors need only mentors of earlier waves. Those made in trials (their
+    kind's `in_trial`) train in one Tune stage per wave; the others are made where first needed (by a later
+    trial, or in the driver before the students)."""
+    watch = watch or Stopwatch()
     mentors, trials = planned.mentors, planned.trials
     pending = [k for k in trials if not artifacts.intact(trial_file(out, k))]
-    needed = {mentor_key(trials[k].cfg) for k in pending}
-    needed |= {mentor_key(member_config(mentors[k], m)) for k in needed if isinstance(mentors[k].mentor, EnsembleConfig)
-               for m in mentors[k].mentor.members}
-    to_train = [k for k in mentors if k in needed and not artifacts.intact(f"{mentor_folder(cache, k)}/mentor.json")]
-    # Ensembles are combined from their members in the driver, after the members' stage.
-    on_tune = [k for k in to_train if not isinstance(mentors[k].mentor, EnsembleConfig)]
-    storage, trained = f"{out}/tune", len(to_train) - len(on_tune)
+    needed: set[str] = set()
+
+    def need(cfg: SweepConfig) -> None:
+        needed.add(mentor_key(cfg))
+        for other in cfg.mentor.needs():
+            need(with_mentor(cfg, other))
+
+    for k in pending:
+        need(trials[k].cfg)
+    to_make = [k for k in mentors if k in needed and not artifacts.intact(MentorFolder.at(cache, k).done)]
+    in_trials = [k for k in to_make if mentors[k].mentor.in_trial]
+    storage, made = f"{out}/tune", len(to_make) - len(in_trials)
     pools = {pool_key(c): c for c in (trials[k].cfg for k in pending) if c.pool_separate}
     if pools:
-        with _timed(timings, "unlabelled pools"):
+        with watch("unlabelled pools"):
             for cfg in pools.values():
                 prepare_pool(cfg, cache)
-    if on_tune:
-        with _timed(timings, "mentor trials"):
-            done = _tune("mentor", tune.with_parameters(_mentor_trial, planned=planned, cache=cache,
-                                                         tracker=tracker), "mentor", on_tune, base, storage)
-        trained += sum(bool(m["trained"]) for m in done)  # not those another sweep made while this one waited
+    for wave in _waves(in_trials, mentors):
+        with watch("mentor trials"):
+            done = _tune("mentor", tune.with_parameters(_mentor_trial, planned=planned, cache=cache, tracked=tracked),
+                         "mentor", wave, base, storage)
+        made += sum(bool(m["made_now"]) for m in done)  # not those another sweep made while this one waited
     if pending:
-        with _timed(timings, "student sets"):
+        with watch("student sets"):
             inputs = _student_inputs([trials[k] for k in pending], cache)
         streaming = [k for k in pending if streams(trials[k].cfg, inputs[k][1].table)]
-        with _timed(timings, "student trials"):
+        with watch("student trials"):
             _tune("student", tune.with_parameters(_student_trial, planned=planned, inputs=inputs, out=out,
-                                                   tracker=tracker), "trial", pending, base, storage,
+                                                   tracked=tracked), "trial", pending, base, storage,
                   base.data.data_cpus if streaming else 0.0)
-    return Counts(mentors=len(mentors), mentors_trained=trained, mentors_reused=len(mentors) - trained,
+    return Counts(mentors=len(mentors), mentors_trained=made, mentors_reused=len(mentors) - made,
                   trials=len(trials), trials_run=len(pending), trials_reused=len(trials) - len(pending))
 
 
+def _waves(keys: list[str], mentors: dict[str, SweepConfig]) -> list[list[str]]:
+    """`keys` grouped by how many mentors deep their needs go (0: none), in plan order."""
+    def depth(cfg: SweepConfig) -> int:
+        return max((1 + depth(with_mentor(cfg, m)) for m in cfg.mentor.needs()), default=0)
+
+    depths = {k: depth(mentors[k]) for k in keys}
+    return [[k for k in keys if depths[k] == d] for d in sorted(set(depths.values()))]
+
+
 def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], out: str, cache: str,
-              tracker: Any = None, timings: dict[str, float] | None = None, command: str = "") -> SweepOutcome:
+              tracked: Tracked | None = None, watch: Stopwatch | None = None, command: str = "") -> SweepOutcome:
     """Run what is not yet finished, write `sweep.json` and the report, then complete every mentor's and
     trial's MLflow run (opened live by the `tracker` actor as each trained; runs an earlier, interrupted
     invocation logged are kept, not repeated) and register each student's best trial.
 
     Interrupted (SIGINT, SIGTERM), it writes the report of the trials that finished, marked partial."""
-    planned, timings = plan(points), {} if timings is None else timings
+    planned, watch = plan(points), watch or Stopwatch()
 
     def partial() -> None:
         finished = sum(artifacts.intact(trial_file(out, k)) for k in planned.trials)
         if finished:
             counts = Counts(len(planned.mentors), trials=len(planned.trials), trials_reused=finished)
             _summarise(base, planned, out, counts, partial=True)
-        if tracker is not None:
+        if tracked is not None:
             with contextlib.suppress(Exception):  # the runs stay RUNNING in the UI; a rerun continues them
-                ray.get(tracker.interrupted.remote(), timeout=10)
+                ray.get(tracked.tracker.interrupted.remote(), timeout=10)
 
     with stopping.on_stop(partial):
         try:
-            counts = run_stages(base, planned, out, cache, timings, tracker)
+            counts = run_stages(base, planned, out, cache, watch, tracked)
         except BaseException as e:
             if interruption(e) is not None:
                 stopping.finish()
             raise
-    with _timed(timings, "report and plots"):
+    with watch("report and plots"):
         text, files = _summarise(base, planned, out, counts)
-    if tracker is None:
-        return SweepOutcome(counts, text, None, None, timings)
+    if tracked is None:
+        return SweepOutcome(counts, text, None, None, watch.times)
     try:
-        with _timed(timings, "MLflow logging"):
-            uri, experiment = _track(tracker, base, planned, out, cache, counts, files,
+        with watch("MLflow logging"):
+            uri, experiment = _track(tracked.tracker, base, planned, out, cache, counts, files,
                                      _description(command, base, text))
     except Exception as e:  # MLflow's and its stores' many errors: the results are written, say so
         if user_error(e):
@@ -271,7 +288,7 @@ def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]
         why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
         raise UserError(f"MLflow logging failed ({why}); {out}/results.csv and report.md are written: "
                         "rerun the same command to log the rest") from None
-    return SweepOutcome(counts, text, uri, experiment, timings)
+    return SweepOutcome(counts, text, uri, experiment, watch.times)
 
 
 def _summarise(base: SweepConfig, planned: Plan, out: str, counts: Counts,
@@ -296,7 +313,7 @@ def _track(tracker: Any, base: SweepConfig, planned: Plan, out: str, cache: str,
     `<sweep>-<student>`, and close the parent; the tracking URI and the experiment's id."""
     calls = []
     for key in planned.mentors:
-        outcome = MentorOutcome.from_json(artifacts.read_json(f"{mentor_folder(cache, key)}/mentor.json"))
+        outcome = MentorOutcome.from_json(artifacts.read_json(MentorFolder.at(cache, key).done))
         calls.append(tracker.log_mentor.remote(planned.labels[f"mentor:{key}"], outcome.result))
     records = {k: TrialRecord.from_json(artifacts.read_json(trial_file(out, k))) for k in planned.trials}
     calls += [tracker.log_student.remote(planned.labels[f"student:{k}"], r) for k, r in records.items()]
@@ -317,22 +334,23 @@ def _track(tracker: Any, base: SweepConfig, planned: Plan, out: str, cache: str,
     return ray.get(calls)[-1]  # one actor: the calls run in this order
 
 
-def start_tracker(uri: str, experiment: str, out: str, artifact_root: str | None) -> Any:
+def start_tracker(uri: str, experiment: str, out: str, artifact_root: str | None) -> Tracked:
     """The sweep's `Tracker` as a Ray actor on this (the driver's) node, where a local store's file is. It starts
-    (a process, MLflow's imports, the store's set-up: 2-3 s here) beside the first trials, which tell it their
-    epochs without waiting for it."""
+    (a process, MLflow's imports, the store's set-up) beside the first trials, which tell it their epochs
+    without waiting for it."""
     from ..tracking import Tracker
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    return ray.remote(Tracker).options(num_cpus=0, scheduling_strategy=here).remote(
+    tracker = ray.remote(Tracker).options(num_cpus=0, scheduling_strategy=here).remote(
         uri, experiment, out, artifact_root)
+    return Tracked(tracker, (tracker.where.remote(),))
 
 
 def sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], out: str, cache: str) -> SweepOutcome:
     """`deepmimic sweep`: check where it tracks and that Ray answers before writing anything, then run it,
     tracked in MLflow (a server named by MLFLOW_TRACKING_URI, else a SQLite store in `out`) as it trains."""
-    # Imported here, not with the module: every trial process imports this module for its function, and
-    # MLflow's imports would cost each 0.8 s (the sweep's `Tracker` actor alone writes to MLflow).
+    # Imported here, not with the module: every trial process imports this module for its function, and would
+    # pay MLflow's imports (the sweep's `Tracker` actor alone writes to MLflow).
     from ..tracking import check_reachable, check_store, default_uri
 
     server = os.environ.get("MLFLOW_TRACKING_URI")
@@ -342,29 +360,24 @@ def sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]], o
     if uri.startswith(("http://", "https://")):
         check_reachable(uri)  # before anything is written
     check_store(uri)
-    timings: dict[str, float] = {}
-    with _timed(timings, "Ray start"):
+    watch = Stopwatch()
+    with watch("Ray start"):
         connect()  # a cluster that cannot be reached fails here, before anything is written too
     if not artifacts.is_uri(out):
         os.makedirs(out, exist_ok=True)
-    tracker = start_tracker(uri, base.name, out, None if server else f"{os.path.abspath(out)}/mlartifacts")
+    tracked = start_tracker(uri, base.name, out, None if server else f"{os.path.abspath(out)}/mlartifacts")
     command = shlex.join(["deepmimic", *sys.argv[1:]]) if sys.argv[0].endswith(("deepmimic", "cli.py")) else ""
     if base.search is not None:  # the student it finds joins the others, trained and registered as they are
-        with _timed(timings, "student search"):
+        with watch("student search"):
             found = run_search(base, out, cache)
-        base, points = _with(base, found), [(values, _with(cfg, found)) for values, cfg in points]
-    return run_sweep(base, points, out, cache, tracker, timings, command)
+        base, points = with_student(base, found), [(values, with_student(cfg, found)) for values, cfg in points]
+    return run_sweep(base, points, out, cache, tracked, watch, command)
 
 
-def _with(cfg: SweepConfig, student: ModelConfig) -> SweepConfig:
+def with_student(cfg: SweepConfig, student: ModelConfig) -> SweepConfig:
     return cfg.model_copy(update={"students": [*cfg.students, student]})
 
 
 def _mentor_params(cfg: SweepConfig) -> dict[str, Any]:
-    if isinstance(cfg.mentor, ModelConfig):
-        return model_params(cfg, cfg.mentor, "mentor")
-    common = model_params(cfg, None, "mentor")
-    if isinstance(cfg.mentor, BlackBoxMentorConfig):
-        return common | {f"black_box.{k}": v for k, v in cfg.mentor.black_box.model_dump().items()}
-    members = ",".join(m.name for m in cfg.mentor.members)
-    return common | {"ensemble.rule": cfg.mentor.rule, "ensemble.members": members}
+    """A mentor run's params: those of the network it is, where it is one, and its kind's own."""
+    return model_params(cfg, dict(cfg.mentor.models()).get(""), "mentor") | cfg.mentor.params()

@@ -5,8 +5,8 @@ core loop; rank 0 evaluates on the test set after each epoch and, at the end,
 saves the model, its test predictions and its history in the run's checkpoint.
 
 A single-worker run never starts a worker group, which costs a controller and
-five more actors, each a new process, 8-10 s on a 2-core node for runs that may
-train for 10 (Ray Train's own local mode is refused inside Tune trials): inside
+five more actors, each a new process, for runs that may train for seconds
+(Ray Train's own local mode is refused inside Tune trials): inside
 a sweep's Tune trial, which already holds the worker's CPUs and GPU share, it
 runs in that process; elsewhere (`deepmimic run`) in a Ray task holding them.
 Such a run stores its checkpoints in the run's folder itself, where a retried
@@ -40,38 +40,86 @@ from ..core.architectures import ModelSpec, count_parameters
 from ..core.batches import Batches, InMemory
 from ..core.evaluation import accuracy_and_loss, confusion_matrix, inference_time, predict_logits
 from ..core.results import Epoch, RunSummary
-from ..core.training import Hyper, sgd, train_on
+from ..core.training import Objective, Training, sgd, train_on
 from .data import TableInfo, read_shard
 from .progress import Progress
 from .streaming import Streamed
 
 
 @dataclass(frozen=True)
-class RunSpec:
-    """One training run: everything it needs, made from the validated config in one place
-    (`stages.run_spec`) and handed to the loop as it is, in this process or to every worker."""
+class ModelPlan:
+    """What is trained: the network, its recipe, its seed and the loss it learns under."""
 
-    name: str                     # the run's folder under `storage`; a rerun of the same name resumes
-    storage: str
-    model: ModelSpec
-    hyper: Hyper
+    spec: ModelSpec
+    training: Training
     seed: int
-    temperature: float            # of the loss (Hinton's), 1 for every other method
+    objective: Objective           # a student's method, or a mentor's smoothed cross-entropy
+
+
+@dataclass(frozen=True)
+class Stream:
+    data_cpus: float = 0.5         # CPUs reserved for Ray Data's reads
+    read_ahead: int | None = None  # object-store bytes read ahead of training (None: Ray Data's budget)
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """What it learns from and is scored on."""
+
     train: TableInfo
-    target: str                   # `label` for a mentor, `soft_label` for a student
+    target: str                    # `label` for a mentor, `soft_label` for a student
     test: TableInfo
     num_classes: int
-    resources: ResourcesConfig
-    inference_repeats: int = 5
-    checkpoint_every: int = 0     # epochs between checkpoints (0: only the final one)
-    worker_restarts: int = 0
-    in_process: bool = False      # the one worker runs in this process, whose caller holds its resources
-    stream: bool = False          # stream `train` through Ray Data (`streaming.py`) instead of holding it
-    data_cpus: float = 0.5        # CPUs reserved for Ray Data's reads where it streams
-    read_ahead: int | None = None  # object-store bytes read ahead of training where it streams (None: Ray Data's)
-    progress: Progress | None = None  # the sweep's live MLflow run of this training (rank 0 tells it)
     validation: TableInfo | None = None  # scored after every epoch (`label`: true classes or the mentor's)
-    tune_metrics: dict[str, float] | None = None  # given: rank 0 reports every epoch to Tune, these added
+    stream: Stream | None = None   # `train` streamed through Ray Data (`streaming.py`) instead of held
+    inference_repeats: int = 5     # timed passes over the test set at the end
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where it trains and how it survives failures."""
+
+    resources: ResourcesConfig
+    in_process: bool = False       # the one worker runs in this process, whose caller holds its resources
+    checkpoint_every: int = 0      # epochs between checkpoints (0: only the final one)
+    worker_restarts: int = 0
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Who hears of the run as it trains (rank 0 tells them): the sweep's tracker (its live MLflow run), and
+    Tune where a scheduler watches every epoch (a searched student, with `tune_metrics` added)."""
+
+    progress: Progress | None = None
+    tune_metrics: dict[str, float] | None = None
+
+    def started(self, history: list[Epoch]) -> None:
+        if self.progress is not None:
+            self.progress.started(history)
+
+    def epoch(self, record: Epoch) -> None:
+        if self.progress is not None:
+            self.progress.epoch(record)
+        if self.tune_metrics is not None:  # its scheduler may stop it here
+            scores = {k: v for k, v in asdict(record).items() if isinstance(v, (int, float)) and k != "ended_ms"}
+            tune.report(scores | self.tune_metrics)
+
+    def ended(self) -> None:
+        if self.progress is not None:
+            self.progress.ended()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run, made from the validated config in one place (`runs.run_spec`) and handed to the loop
+    as it is, in this process or to every worker."""
+
+    name: str                      # the run's folder under `storage`; a rerun of the same name resumes
+    storage: str
+    model: ModelPlan
+    data: DataPlan
+    placement: Placement
+    hooks: Hooks = Hooks()
 
     @property
     def run(self) -> str:
@@ -86,11 +134,11 @@ class Trained:
     summary: RunSummary
     test_predictions: np.ndarray   # argmax on the test set
 
-
-def load_model(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """Rebuild a trained model from its checkpoint (checked against its manifest)."""
-    with checkpoint.as_directory() as d:
-        return checkpoints.load_model(d, device)
+    @property
+    def uri(self) -> str:
+        """The checkpoint folder: a local path, or a storage URI (`s3://…`, `gs://…`) that pyarrow reads."""
+        kind = self.checkpoint.filesystem.type_name
+        return self.checkpoint.path if kind == "local" else f"{ {'gcs': 'gs'}.get(kind, kind)}://{self.checkpoint.path}"
 
 
 def _latest(run: str) -> Checkpoint | None:
@@ -160,10 +208,10 @@ class _OwnProcess:
         self.last = Checkpoint(dest, fs)
 
 
-def _restore(net: torch.nn.Module, place: _WorkerGroup | _OwnProcess) -> tuple[int, list[Epoch], dict | None]:
+def _restore(net: torch.nn.Module, worker: _WorkerGroup | _OwnProcess) -> tuple[int, list[Epoch], dict | None]:
     """Load the run's latest checkpoint, if it has one (after a failure or a rerun of an
     interrupted run): the epoch reached, the history and the optimizer."""
-    checkpoint = place.latest()
+    checkpoint = worker.latest()
     if checkpoint is None:
         return 0, [], None
     with checkpoint.as_directory() as d:
@@ -176,90 +224,106 @@ def _worker(config: dict[str, RunSpec]) -> None:
     _train(config["spec"], _WorkerGroup(config["spec"].run))
 
 
-def _train(spec: RunSpec, place: _WorkerGroup | _OwnProcess) -> None:
-    """One worker's run: its shard on its device, the core loop, rank 0's scores and checkpoints."""
-    rank, device, hyper = place.rank, place.device, spec.hyper
-    torch.set_num_threads(spec.resources.threads)
-    if spec.stream:
-        data: Batches = Streamed(spec.train, spec.target, hyper.batch_size, rank, place.world_size, device,
-                                 spec.data_cpus, reserved=spec.in_process, read_ahead=spec.read_ahead)
-    else:
-        images, targets = read_shard(spec.train, spec.target, rank, place.world_size)
-        data = InMemory(torch.from_numpy(images).to(device), torch.from_numpy(targets).to(device), hyper.batch_size)
+def _batches(spec: RunSpec, worker: _WorkerGroup | _OwnProcess) -> Batches:
+    """This worker's share of the training table: held on its device, or streamed."""
+    data, batch_size = spec.data, spec.model.training.batch_size
+    if data.stream is not None:
+        return Streamed(data.train, data.target, batch_size, worker.rank, worker.world_size, worker.device,
+                        data.stream.data_cpus, reserved=spec.placement.in_process, read_ahead=data.stream.read_ahead)
+    images, targets = read_shard(data.train, data.target, worker.rank, worker.world_size)
+    return InMemory(torch.from_numpy(images).to(worker.device), torch.from_numpy(targets).to(worker.device),
+                    batch_size)
 
-    torch.manual_seed(spec.seed)
-    net = spec.model.build(spec.train.shape, spec.num_classes, spec.train.mean, spec.train.std)
-    start_epoch, history, opt_state = _restore(net, place)
-    live = spec.progress if rank == 0 else None
-    if live:
-        live.started(history)
-    if hyper.channels_last:  # before DDP takes the parameters' strides for its gradient buckets
+
+class _Scores:
+    """Rank 0's test set (and validation slice) on its device, scored after the epochs that are due."""
+
+    def __init__(self, data: DataPlan, device: torch.device) -> None:
+        def on_device(info: TableInfo | None, names: tuple[str, ...]) -> tuple[Any, Any]:
+            if info is None:
+                return None, None
+            held = tables.to_image_set(tables.read(info.uri), info.shape, names)
+            return torch.from_numpy(held.images).to(device), torch.from_numpy(held.labels).to(device)
+
+        self.test_x, self.test_y = on_device(data.test, data.test.class_names)
+        self.val_x, self.val_y = on_device(data.validation, ())
+        self.logits: torch.Tensor | None = None  # the last scored epoch's test logits
+
+    def epoch(self, net: torch.nn.Module, test_due: bool) -> dict[str, float]:
+        scores = {}
+        if self.val_x is not None:
+            scores["validation_accuracy"] = accuracy_and_loss(predict_logits(net, self.val_x), self.val_y)[0]
+        if test_due:
+            self.logits = predict_logits(net, self.test_x)
+            scores["test_accuracy"], scores["test_loss"] = accuracy_and_loss(self.logits, self.test_y)
+        return scores
+
+
+def _train(spec: RunSpec, worker: _WorkerGroup | _OwnProcess) -> None:
+    """One worker's run: its shard on its device, the core loop, rank 0's scores and checkpoints."""
+    rank, device, training = worker.rank, worker.device, spec.model.training
+    torch.set_num_threads(spec.placement.resources.threads)
+    data = _batches(spec, worker)
+    torch.manual_seed(spec.model.seed)
+    net = spec.model.spec.build(spec.data.train.shape, spec.data.num_classes, spec.data.train.mean,
+                                spec.data.train.std)
+    start_epoch, history, opt_state = _restore(net, worker)
+    if training.channels_last:  # before DDP takes the parameters' strides for its gradient buckets
         net.to(memory_format=torch.channels_last)
-    model = place.prepare(net)
-    test = (tables.to_image_set(tables.read(spec.test.uri), spec.test.shape, spec.test.class_names)
-            if rank == 0 else None)
-    test_x = torch.from_numpy(test.images).to(device) if test else None
-    test_y = torch.from_numpy(test.labels).to(device) if test else None
-    held = (tables.to_image_set(tables.read(spec.validation.uri), spec.validation.shape, ())
-            if rank == 0 and spec.validation else None)
-    val_x = torch.from_numpy(held.images).to(device) if held else None
-    val_y = torch.from_numpy(held.labels).to(device) if held else None
-    meta = {"spec": asdict(spec.model), "shape": list(spec.train.shape), "num_classes": spec.num_classes,
-            "mean": spec.train.mean, "std": spec.train.std}
-    optimizer = sgd(model, hyper)
+    model = worker.prepare(net)
+    optimizer = sgd(model, training)
     if opt_state is not None:
         optimizer.load_state_dict(opt_state)
-
-    scored: dict[str, torch.Tensor] = {}  # the last epoch's test logits: the final model's, once training ends
+    scores = _Scores(spec.data, device) if rank == 0 else None
+    hooks = spec.hooks if rank == 0 else Hooks()
+    hooks.started(history)
 
     def save(folder: str, epoch: int, extra: dict[str, bytes] | None = None) -> None:
+        meta = {"spec": asdict(spec.model.spec), "shape": list(spec.data.train.shape),
+                "num_classes": spec.data.num_classes, "mean": spec.data.train.mean, "std": spec.data.train.std}
         checkpoints.save(folder, net, optimizer, epoch, [asdict(e) for e in history], meta, extra)
 
-    def on_epoch(epoch: int, train_loss: float) -> None:
-        metrics: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
-        if val_x is not None:
-            metrics["validation_accuracy"] = accuracy_and_loss(predict_logits(net, val_x), val_y)[0]
-        if rank == 0 and (epoch % hyper.evaluation_every == 0 or epoch == hyper.epochs):  # the last: exact
-            scored["logits"] = predict_logits(net, test_x)
-            metrics["test_accuracy"], metrics["test_loss"] = accuracy_and_loss(scored["logits"], test_y)
-        if rank == 0:
-            history.append(Epoch(epoch, train_loss, metrics.get("test_accuracy"), metrics.get("test_loss"),
-                                 metrics.get("validation_accuracy")))
-        if live:
-            live.epoch(history[-1])
-        if spec.tune_metrics is not None and rank == 0:  # a search's trial: its scheduler may stop it here
-            tune.report(metrics | spec.tune_metrics)
-        if spec.checkpoint_every and epoch % spec.checkpoint_every == 0 and epoch < hyper.epochs:
-            # A barrier across ranks; rank 0 alone writes the state every rank restores.
+    def on_epoch(epoch: int, train: dict[str, float]) -> None:
+        if scores is not None:  # evaluate, record, tell the tracker and Tune
+            due = epoch % training.evaluation_every == 0 or epoch == training.epochs  # the last: exact
+            stats = {k: v for k, v in train.items() if k != "loss"}
+            history.append(Epoch(epoch, train["loss"], **scores.epoch(net, due), train_stats=stats, ended_ms=_ms()))
+            hooks.epoch(history[-1])
+        every = spec.placement.checkpoint_every
+        if every and epoch % every == 0 and epoch < training.epochs:  # checkpoint: a barrier across ranks
             with tempfile.TemporaryDirectory() as d:
                 if rank == 0:
-                    save(d, epoch)
-                place.report(metrics, d if rank == 0 else None, epoch)
+                    save(d, epoch)  # rank 0 alone writes the state every rank restores
+                worker.report({"epoch": epoch}, d if rank == 0 else None, epoch)
 
-    started = time.perf_counter()
-    train_on(model, data, hyper, on_epoch, start_epoch, optimizer, seed=spec.seed, temperature=spec.temperature)
+    started_ms, started = _ms(), time.perf_counter()
+    train_on(model, data, training, on_epoch, start_epoch, optimizer, seed=spec.model.seed,
+             objective=spec.model.objective)
     train_time = time.perf_counter() - started
 
-    if rank != 0:
-        place.report({"epoch": hyper.epochs}, None, hyper.epochs)
+    if scores is None:
+        worker.report({"epoch": training.epochs}, None, training.epochs)
         return
-    logits = scored["logits"] if "logits" in scored else predict_logits(net, test_x)  # restored at its last epoch
-    acc, loss = accuracy_and_loss(logits, test_y)
+    logits = scores.logits if scores.logits is not None else predict_logits(net, scores.test_x)  # restored at the end
+    acc, loss = accuracy_and_loss(logits, scores.test_y)
     preds = logits.argmax(1).cpu().numpy()
     summary = RunSummary(
         params=count_parameters(net), test_accuracy=acc, test_loss=loss,
-        inference_time_s=inference_time(net, test_x, spec.inference_repeats, warm_up=False),  # warm: just scored
+        inference_time_s=inference_time(net, scores.test_x, spec.data.inference_repeats, warm_up=False),  # warm
         device=str(device), node_id=ray.get_runtime_context().get_node_id(),
-        confusion_matrix=confusion_matrix(test.labels, preds, spec.num_classes).tolist(),
-        history=tuple(history), resumed_from_epoch=start_epoch, train_time_s=round(train_time, 3), streamed=spec.stream,
+        confusion_matrix=confusion_matrix(scores.test_y.cpu().numpy(), preds, spec.data.num_classes).tolist(),
+        history=tuple(history), resumed_from_epoch=start_epoch, train_time_s=round(train_time, 3),
+        streamed=spec.data.stream is not None, started_ms=started_ms, ended_ms=_ms(),
     )
     with tempfile.TemporaryDirectory() as d:
-        save(d, hyper.epochs, {"summary.json": json.dumps(summary.to_json()).encode(),
-                               "test_predictions.npy": checkpoints.npy_bytes(preds)})
-        last = asdict(history[-1]) if history else {"epoch": hyper.epochs}
-        place.report(last, d, hyper.epochs)
-    if live:
-        live.ended()
+        save(d, training.epochs, {"summary.json": json.dumps(summary.to_json()).encode(),
+                                  "test_predictions.npy": checkpoints.npy_bytes(preds)})
+        worker.report({"epoch": training.epochs}, d, training.epochs)
+    hooks.ended()
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
 
 
 def as_task(fn: Callable, resources: ResourcesConfig, **options: Any) -> Any:
@@ -271,51 +335,51 @@ def as_task(fn: Callable, resources: ResourcesConfig, **options: Any) -> Any:
 
 
 def fit(spec: RunSpec) -> Trained:
-    """Train one model on `spec.train`'s table against `spec.target`: in this process where
-    `spec.in_process` (its caller, a sweep's Tune trial, holds the worker's resources; restarts
-    are then the trial's), else a single worker in a Ray task (retried from its last checkpoint
-    up to `worker_restarts` times if its process dies) and several on a Ray Train worker group.
+    """Train one model on its data plan's table against its target: in this process where the placement says
+    `in_process` (its caller, a sweep's Tune trial, holds the worker's resources; restarts are then the
+    trial's), else a single worker in a Ray task (retried from its last checkpoint up to `worker_restarts`
+    times if its process dies) and several on a Ray Train worker group.
 
-    Every epoch's test metrics land in the summary's history. A checkpoint every
-    `checkpoint_every` epochs (0: only the final one) lets Ray Train restart a
-    failed worker group up to `worker_restarts` times from where it was, and a
-    rerun of the same run (an interrupted sweep) too.
+    Every epoch's test metrics land in the summary's history. A checkpoint every `checkpoint_every` epochs
+    (0: only the final one) lets Ray Train restart a failed worker group up to `worker_restarts` times from
+    where it was, and a rerun of the same run (an interrupted sweep) too.
     """
-    if spec.in_process and spec.resources.num_workers != 1:
+    where = spec.placement
+    if where.in_process and where.resources.num_workers != 1:
         raise ValueError("only a single-worker run can train in its caller's process")
-    if not spec.in_process and spec.resources.num_workers == 1:
-        # One Ray task holding the worker's resources, on a worker process Ray keeps for the next task
-        # of the same shape: a worker group's controller and helper actors cost 8-10 s a run here.
-        if not spec.stream:
-            task = as_task(fit, spec.resources, max_retries=spec.worker_restarts, retry_exceptions=False)
-            return ray.get(task.remote(replace(spec, in_process=True)))
+    if not where.in_process and where.resources.num_workers == 1:
+        # One Ray task holding the worker's resources, on a worker process Ray keeps for the next task of the
+        # same shape: a worker group starts a controller and helper actors, each a new process, for every run.
+        here = replace(spec, placement=replace(where, in_process=True))
+        task_options = {"max_retries": where.worker_restarts, "retry_exceptions": False}
+        if spec.data.stream is None:
+            return ray.get(as_task(fit, where.resources, **task_options).remote(here))
         # A streaming run's Ray Data reads get CPUs of their own: a placement group with the task's bundle
         # and theirs, which the task's child tasks are held to.
-        group = placement_group([spec.resources.per_worker(), {"CPU": spec.data_cpus}])
+        group = placement_group([where.resources.per_worker(), {"CPU": spec.data.stream.data_cpus}])
         try:
             ray.get(group.ready())
-            task = as_task(fit, spec.resources, max_retries=spec.worker_restarts, retry_exceptions=False,
-                           scheduling_strategy=PlacementGroupSchedulingStrategy(
-                               group, placement_group_bundle_index=0, placement_group_capture_child_tasks=True))
-            return ray.get(task.remote(replace(spec, in_process=True)))
+            task = as_task(fit, where.resources, **task_options, scheduling_strategy=PlacementGroupSchedulingStrategy(
+                group, placement_group_bundle_index=0, placement_group_capture_child_tasks=True))
+            return ray.get(task.remote(here))
         finally:
             remove_placement_group(group)
-    if spec.in_process:
+    if where.in_process:
         own = _OwnProcess(spec.run)
         _train(spec, own)
         checkpoint = own.last
     else:
-        # Ray Train's controller polls its workers every 2 s by default, so each run waited about a second
-        # for nothing at its end; every 0.5 s saved 1.5 s a run here (a user's own setting wins).
+        # Ray Train's controller polls its workers every 2 s by default, so each run waited about a second for
+        # nothing at its end (a user's own setting wins).
         os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-        r = spec.resources
+        r = where.resources
         trainer = TorchTrainer(
             _worker,
             train_loop_config={"spec": spec},
             scaling_config=ScalingConfig(num_workers=r.num_workers, use_gpu=r.gpus_per_worker > 0,
                                          resources_per_worker=r.per_worker()),
             run_config=RunConfig(name=spec.name, storage_path=spec.storage,
-                                 failure_config=FailureConfig(max_failures=spec.worker_restarts),
+                                 failure_config=FailureConfig(max_failures=where.worker_restarts),
                                  checkpoint_config=CheckpointConfig(num_to_keep=2)),
         )
         checkpoint = trainer.fit().checkpoint

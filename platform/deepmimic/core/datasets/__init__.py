@@ -11,7 +11,7 @@ from typing import Callable
 
 from ...errors import UserError
 from ..images import Dataset
-from .cifar import CIFAR10_CLASSES, load_cifar10, load_cifar100
+from .cifar import load_cifar10, load_cifar100
 from .digits import load_digits
 from .idx import DIGIT_CLASSES, FASHION_CLASSES, load_idx
 from .image_folder import load_image_folder
@@ -25,7 +25,6 @@ class DatasetEntry:
     reader: Callable[[Source], Dataset]
     shape: tuple[int, int, int] | None          # C×H×W of every image; None: the user's files say
     num_classes: int | None
-    class_names: tuple[str, ...] | None = None  # None: named by its files
     default_root: str | None = None            # None: the user must name dataset.root
     takes_root: bool = True                    # False: bundled with a package, or named by dataset.train
     check: Callable[[Path], None] | None = None  # a cheap layout check instead of reading it all
@@ -37,12 +36,11 @@ def _academic(read: Callable[[Path], Dataset]) -> Callable[[Source], Dataset]:
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "digits": DatasetEntry(lambda src: load_digits(), (1, 8, 8), 10, DIGIT_CLASSES, takes_root=False),
-    "mnist": DatasetEntry(_academic(lambda root: load_idx("mnist", root, DIGIT_CLASSES)), (1, 28, 28), 10,
-                          DIGIT_CLASSES),
+    "digits": DatasetEntry(lambda src: load_digits(), (1, 8, 8), 10, takes_root=False),
+    "mnist": DatasetEntry(_academic(lambda root: load_idx("mnist", root, DIGIT_CLASSES)), (1, 28, 28), 10),
     "fashion_mnist": DatasetEntry(_academic(lambda root: load_idx("fashion_mnist", root, FASHION_CLASSES)),
-                                  (1, 28, 28), 10, FASHION_CLASSES, default_root="/usr/share/datasets/fashion-mnist"),
-    "cifar10": DatasetEntry(_academic(load_cifar10), (3, 32, 32), 10, CIFAR10_CLASSES),
+                                  (1, 28, 28), 10, default_root="/usr/share/datasets/fashion-mnist"),
+    "cifar10": DatasetEntry(_academic(load_cifar10), (3, 32, 32), 10),
     "cifar100": DatasetEntry(_academic(load_cifar100), (3, 32, 32), 100),
     "tiny_imagenet": DatasetEntry(_academic(load_tiny_imagenet), (3, 64, 64), 200, check=check_tiny_imagenet),
     "image_folder": DatasetEntry(load_image_folder, None, None, own_data=True),
@@ -56,17 +54,24 @@ def entry(name: str) -> DatasetEntry:
     return DATASETS[name]
 
 
-def _root(name: str, root: str | Path | None) -> Path | None:
+def root_rule(name: str, root: str | Path | None) -> str | None:
+    """What is wrong with giving data set `name` the root folder `root` (None for none), if anything."""
     found = entry(name)
+    if not found.takes_root and root is not None:
+        return f"data set {name!r} " + ("names its files with dataset.train" if found.own_data
+                                        else "is bundled and reads no files") + ": remove dataset.root"
+    if found.takes_root and not root and found.default_root is None:
+        return f"data set {name!r} needs dataset.root: the folder holding its files"
+    return None
+
+
+def _root(name: str, root: str | Path | None) -> Path | None:
+    problem, found = root_rule(name, root), entry(name)
+    if problem:
+        raise UserError(problem)
     if not found.takes_root:
-        if root is not None:
-            raise UserError(f"data set {name!r} " + ("names its files with dataset.train" if found.own_data
-                                                     else "is bundled and reads no files") + ": remove dataset.root")
         return None
-    root = root if root is not None else found.default_root
-    if root is None:
-        raise UserError(f"data set {name!r} needs dataset.root: the folder holding its files")
-    path = Path(root).expanduser()
+    path = Path(root or found.default_root).expanduser()  # type: ignore[arg-type]
     if not path.is_dir():
         raise UserError(f"data set {name!r}: root folder {path} does not exist")
     return path

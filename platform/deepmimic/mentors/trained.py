@@ -1,0 +1,31 @@
+"""A mentor trained here, on the labelled images' true classes (the paper's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.answers import ModelAnswers
+from ..core.results import MentorResult
+from ..schema import ModelConfig
+from .base import Made, Mentor, MentorJob, PoolJob
+
+
+class TrainedMentor(ModelConfig, Mentor):
+    """A network in the paper's notation with its own `training:` recipe (label smoothing allowed)."""
+
+    @classmethod
+    def inherit(cls, raw: dict[str, Any], merged: Any) -> dict[str, Any]:
+        return merged(raw)
+
+    def models(self) -> list[tuple[str, ModelConfig]]:
+        return [("", self)]
+
+    def make(self, job: MentorJob) -> Made:
+        trained = job.train(self)
+        seconds, _ = job.answer(ModelAnswers(trained.uri))
+        result = MentorResult.of(trained.summary, name=self.name, architecture=self.architecture,
+                                 checkpoint=trained.uri)
+        return Made(result, trained.test_predictions)
+
+    def label_pool(self, job: PoolJob) -> None:
+        job.label(ModelAnswers(job.outcome.result.checkpoint))
