@@ -9,7 +9,6 @@ from deepmimic.distributed.keys import mentor_key, student_key
 
 from .conftest import ROOT
 
-
 # (search space, grid value picked by its first axis, mentor key, first student's key) as the sweeps before
 # mentor kinds and methods had registries computed them (commit fbf079a).
 KEYS = [("quickstart", None, "62eb588a26050aa2", "e2e6b96bfbdddd46"),
