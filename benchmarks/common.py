@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "platform"))
 
 from deepmimic.core.architectures import ModelSpec, channel_stats  # noqa: E402
 from deepmimic.core.datasets import load_dataset  # noqa: E402
+from deepmimic.core.evaluation import accuracy_and_loss, inference_time, predict_logits  # noqa: E402
 from deepmimic.core.splits import stratified_split  # noqa: E402
-from deepmimic.core.training import Training  # noqa: E402
+from deepmimic.core.training import Training, train  # noqa: E402
 
 # Debian's files, or a copy named by DEEPMIMIC_FASHION_ROOT (a GPU machine without the package).
 FASHION = os.environ.get("DEEPMIMIC_FASHION_ROOT", "/usr/share/datasets/fashion-mnist")
@@ -151,3 +153,33 @@ def accuracy(probs_or_logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def as_numpy(x: torch.Tensor) -> np.ndarray:
     return x.cpu().numpy()
+
+
+def fit_as_a_worker(model_cfg, images: np.ndarray, targets: torch.Tensor, test_x, test_y, seed: int) -> torch.nn.Module:
+    """Train as a worker does (its evaluation schedule, its inference timing); the model."""
+    torch.manual_seed(seed)
+    x = torch.from_numpy(images).to(test_x.device)
+    net = model_cfg.spec().build(tuple(images.shape[1:]), 10, *channel_stats(images)).to(test_x.device)
+    every = model_cfg.training.evaluation_every
+    hyper = model_cfg.training
+
+    def evaluate(epoch: int, train: dict[str, float]) -> None:
+        if epoch % every == 0 or epoch == hyper.epochs:
+            accuracy_and_loss(predict_logits(net, test_x), test_y)
+
+    train(net, x, targets, hyper, evaluate, seed=seed)
+    inference_time(net, test_x, 5, warm_up=False)
+    return net
+
+
+def deepmimic(*args: str, ray_address: str | None = None) -> tuple[float, subprocess.CompletedProcess]:
+    """`deepmimic ARGS` as a user runs it (a fresh process that starts its own local Ray, or joins the one at
+    `ray_address`): its wall seconds and the finished process; its output, and exit, if it fails."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    if ray_address:
+        env["RAY_ADDRESS"] = ray_address
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "deepmimic.cli", *args], capture_output=True, text=True, env=env)
+    if proc.returncode:
+        sys.exit(proc.stdout[-3000:] + proc.stderr[-3000:])
+    return time.perf_counter() - start, proc

@@ -25,17 +25,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from common import machine, print_table
+from common import deepmimic, fit_as_a_worker, machine, print_table
 from deepmimic.config import load_sweep
-from deepmimic.core.architectures import channel_stats
 from deepmimic.core.datasets import load_dataset
-from deepmimic.core.evaluation import accuracy_and_loss, inference_time, predict_logits
+from deepmimic.core.evaluation import predict_logits
 from deepmimic.core.soft_labels import soft_labels
 from deepmimic.core.splits import stratified_split
-from deepmimic.core.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "search_spaces" / "quickstart.yaml"
@@ -61,32 +58,15 @@ def bare_work(epochs: int, device: torch.device) -> float:
         made = (cfg.split.mentor_ratio, cfg.seed)
         if made not in pools:
             split = stratified_split(dataset.train.labels, cfg.split.mentor_ratio, cfg.seed)
-            mentor = _fitted(cfg.mentor, dataset.train.images[split.mentor], torch.from_numpy(
+            mentor = fit_as_a_worker(cfg.mentor, dataset.train.images[split.mentor], torch.from_numpy(
                 dataset.train.labels[split.mentor]).to(device), test_x, test_y, cfg.seed)
             pool = dataset.train.images[split.student]
             pools[made] = (pool, torch.from_numpy(soft_labels(mentor, torch.from_numpy(pool).to(device))).to(device))
             predict_logits(mentor, test_x)  # the mentor's test predictions
         for student in cfg.students:
-            _fitted(student, pools[made][0], pools[made][1], test_x, test_y, cfg.seed)
+            fit_as_a_worker(student, pools[made][0], pools[made][1], test_x, test_y, cfg.seed)
     sync()
     return time.perf_counter() - start
-
-
-def _fitted(model_cfg, images: np.ndarray, targets: torch.Tensor, test_x, test_y, seed: int) -> torch.nn.Module:
-    """Train as a worker does (its evaluation schedule, its inference timing); the model."""
-    torch.manual_seed(seed)
-    x = torch.from_numpy(images).to(test_x.device)
-    net = model_cfg.spec().build(tuple(images.shape[1:]), 10, *channel_stats(images)).to(test_x.device)
-    every = model_cfg.training.evaluation_every
-    hyper = model_cfg.training
-
-    def evaluate(epoch: int, train: dict[str, float]) -> None:
-        if epoch % every == 0 or epoch == hyper.epochs:
-            accuracy_and_loss(predict_logits(net, test_x), test_y)
-
-    train(net, x, targets, hyper, evaluate, seed=seed)
-    inference_time(net, test_x, 5, warm_up=False)
-    return net
 
 
 def machine_cpu_s() -> float:
@@ -132,8 +112,9 @@ def sweep_once(epochs: int, folder: str, ray_address: str | None = None) -> Swee
         inside["soft labels"] += result["stage_times_s"]["soft_labels"]
     for path in Path(folder, "out").glob("trials/*/trial.json"):
         inside["student training"] += json.loads(path.read_text())["student"]["train_time_s"]
-    records = Path(folder, "out", "tune").glob("*/*/result.json")  # Tune's, a line per report
-    pids = {json.loads(p.read_text().splitlines()[-1])["pid"] for p in records}
+    stages = (Path(folder, "out", "tune", f"{role}s.json") for role in ("mentor", "student"))  # Tune's records
+    reported = [json.loads(p.read_text()) for p in stages if p.exists()]
+    pids = {trial["pid"] for stage in reported for trial in stage}
     return SweepRun(wall, stages, inside, machine_cpu_s() - cpu, len(pids))
 
 
@@ -145,19 +126,6 @@ def one_point(command: str, epochs: int, folder: str) -> float:
             "--out", f"{folder}/{command}"]
     args += ["--cache", f"{folder}/cache"] if command == "sweep" else []
     return deepmimic(*args)[0]
-
-
-def deepmimic(*args: str, ray_address: str | None = None) -> tuple[float, subprocess.CompletedProcess]:
-    """`deepmimic ARGS` as a user runs it (a fresh process that starts its own local Ray, or joins the one at
-    `ray_address`): its wall seconds and the finished process; its output, and exit, if it fails."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    if ray_address:
-        env["RAY_ADDRESS"] = ray_address
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "deepmimic.cli", *args], capture_output=True, text=True, env=env)
-    if proc.returncode:
-        sys.exit(proc.stdout[-3000:] + proc.stderr[-3000:])
-    return time.perf_counter() - start, proc
 
 
 def running_ray(epochs: int, rounds: int) -> float:

@@ -22,6 +22,16 @@ def ui(served_sweep, tmp_path_factory):
     return line.rsplit(" ", 1)[1], tmp_path_factory.mktemp("browser")
 
 
+def best_run(served_sweep, student: str) -> str:
+    """The run name of `student`'s best trial (by relative accuracy): the one that carries figures and a model."""
+    import csv
+
+    _, root, _ = served_sweep
+    rows = [r for r in csv.DictReader((root / "served" / "results.csv").open()) if r["student"] == student]
+    best = max(rows, key=lambda r: (float(r["relative_accuracy"]), float(r["student_accuracy"])))
+    return f"{student} · split {float(best['split.mentor_ratio']):g}"
+
+
 @pytest.fixture
 def page(ui):
     from playwright.sync_api import sync_playwright
@@ -48,11 +58,12 @@ def test_the_sweep_opens_in_the_model_training_view_with_its_runs_nested_and_nam
     assert not page.get_by_text("Evaluation runs").is_visible()          # the GenAI view's side bar
 
 
-def test_a_student_run_shows_its_learning_curve_chart_and_plots(ui, page):
+def test_a_student_run_shows_its_learning_curve_chart_and_plots(ui, page, served_sweep):
+    """The registered best trial's run: the runs a user opens carry the figures (`tracking.models: best`)."""
     url, tmp = ui
     page.goto(url)
     page.locator('button[data-component-id*="runnamecellrenderer"]').first.click()
-    page.locator('a[href*="/runs/"]', has_text="Student-B · split 0.5").click()
+    page.locator('a[href*="/runs/"]', has_text=best_run(served_sweep, "Student-B")).click()
     page.get_by_role("tab", name="Model metrics").click()
     page.get_by_text("epoch_test_accuracy", exact=True).first.wait_for()
     page.screenshot(path=tmp / "student_metrics.png")

@@ -25,9 +25,6 @@ class SlowTracker:
     def epochs(self, key: str, history: list) -> None:
         self.told.append(f"epoch {key}")
 
-    def ended(self, key: str, end_ms: int) -> None:
-        self.told.append(f"ended {key}")
-
     def seen(self) -> list[str]:
         return sorted(self.told)
 
@@ -48,4 +45,4 @@ def test_a_short_training_told_a_starting_tracker_everything(ray_local):
 
     ray.get([train.remote(i) for i in range(4)])
     told = ray.get(tracker.seen.remote())
-    assert told == sorted(f"{what} mentor:{i}" for i in range(4) for what in ("started", "epoch", "ended"))
+    assert told == sorted(f"{what} mentor:{i}" for i in range(4) for what in ("started", "epoch"))

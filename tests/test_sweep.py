@@ -102,12 +102,16 @@ def test_mlflow_store_holds_parent_nested_runs_metrics_and_plots(six):
     assert {"relative_accuracy", "agreement"} <= student.data.metrics.keys()
     assert student.data.params["width"] == "4" and student.data.params["training.epochs"] == str(EPOCHS)
     assert student.data.tags["student"] == "S4" and student.info.status == "FINISHED"
+    # S4's one trial is its best: it carries figures and a model (`tracking.models: best`), and every run its
+    # checkpoint
     plots = {a.path for a in client.list_artifacts(student.info.run_id, "plots")}
     assert plots == {"plots/learning_curves.png", "plots/confusion_matrices.png", "plots/galleries.png"}
-    drawn = client.download_artifacts(student.info.run_id, "plots/learning_curves.png", str(tmp / "dl"))
+    drawn = client.download_artifacts(student.info.run_id, "plots/galleries.png", str(tmp / "dl"))
     trial = next(p.parent for p in (tmp / "a").glob("trials/*/trial.json")
                  if json.loads(p.read_text())["student"]["name"] == "S4")
-    assert Path(drawn).read_bytes() == (trial / "learning_curves.png").read_bytes()  # drawn by the trial
+    assert Path(drawn).read_bytes() == (trial / "galleries.png").read_bytes()  # drawn once, from what it kept
+    kept = {a.path for a in client.list_artifacts(student.info.run_id, "checkpoint")}
+    assert {"checkpoint/model.pt", "checkpoint/model.json"} <= kept
     assert {"accuracy_gap", "accuracy_gap_low", "accuracy_gap_high"} <= student.data.metrics.keys()
     assert "results.csv" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert parents[0].data.metrics["S4.relative_accuracy.best"] == student.data.metrics["relative_accuracy"]
@@ -153,6 +157,25 @@ def test_a_sweep_on_a_storage_uri_tracks_to_a_real_mlflow_server_over_http(serve
     roles = sorted(r.data.tags.get("deepmimic.role", "sweep") for r in runs)
     assert roles == ["mentor"] * 2 + ["student"] * 4 + ["sweep"]
     assert not list(root.glob("**/mlflow.db"))  # nothing tracked beside the outputs
+
+
+def test_by_default_the_mentors_and_each_students_best_carry_figures_and_a_model(served_sweep):
+    """`tracking.models: best`: 2 mentors and the best of each student's 2 trials get an MLflow model and their
+    figures; the other students' runs their scores and checkpoint only."""
+    uri, root, _ = served_sweep
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("served").experiment_id], "tags.`deepmimic.role` != ''")
+    modelled = sorted(r.info.run_name for r in runs if "deepmimic.model_uri" in r.data.tags)
+    assert len(modelled) == 4 and sum(name.startswith("Mentor") for name in modelled) == 2
+    for run in runs:
+        has_plots = bool(client.list_artifacts(run.info.run_id, "plots"))
+        assert has_plots == ("deepmimic.model_uri" in run.data.tags), run.info.run_name
+        assert client.list_artifacts(run.info.run_id, "checkpoint"), run.info.run_name
+        assert "test_accuracy" in run.data.metrics
+    registered = {v.run_id for m in ("served-Student-A", "served-Student-B")
+                  for v in client.search_model_versions(f"name = '{m}'")}
+    assert registered == {r.info.run_id for r in runs if r.data.tags["deepmimic.role"] == "student"
+                          and "deepmimic.model_uri" in r.data.tags}
 
 
 def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, six, tmp_path):

@@ -137,3 +137,28 @@ def test_a_sqlite_store_on_a_shared_file_system_is_named_as_such():
     assert shared_file_system("/mnt/nfs/local/q", mounts) is None   # the longest mount point wins
     assert shared_file_system("/mnt/nfsother/q", mounts) is None    # a prefix of the name is not a parent
     assert shared_file_system("/home/q", mounts) is None
+
+
+def test_a_run_not_carrying_a_model_keeps_its_scores_and_checkpoint_and_gets_the_rest_when_asked(tmp_path):
+    """`tracking.models: best`: a trial's run gets its scores and checkpoint as it ends; its figures and MLflow
+    model only once it is its student's best (logged again, with `full`)."""
+    import dataclasses
+
+    from deepmimic.core import checkpoints
+    from deepmimic.core.architectures import ModelSpec
+    from deepmimic.core.training import Training, sgd
+
+    net = ModelSpec("c-fc", width=2).build((1, 8, 8), 2, [0.0], [1.0])
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    checkpoints.save(str(folder), net, sgd(net, Training()), 2, [], {"spec": {"architecture": "c-fc", "width": 2},
+                     "shape": [1, 8, 8], "num_classes": 2, "mean": [0.0], "std": [1.0]})
+    done = record("A", 0.88)
+    done = dataclasses.replace(done, student=dataclasses.replace(done.student, checkpoint=str(folder)))
+    t = tracker(tmp_path)
+    run = t.log_student(label(), done, full=False)
+    assert t.client.list_artifacts(run, "plots") == [] and "deepmimic.model_uri" not in t.client.get_run(run).data.tags
+    assert {a.path for a in t.client.list_artifacts(run, "checkpoint")} >= {"checkpoint/model.pt"}
+    assert t.log_student(label(), done, full=True) == run
+    assert t.client.list_artifacts(run, "plots") and "deepmimic.model_uri" in t.client.get_run(run).data.tags
+    assert len(t.client.get_metric_history(run, "test_accuracy")) == 1  # its scores once

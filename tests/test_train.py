@@ -56,6 +56,7 @@ def test_a_worker_group_tells_the_sweeps_tracker_each_epoch_from_rank_0(ray_loca
     the run's duration spanning the training."""
     from mlflow.tracking import MlflowClient
 
+    from deepmimic.core.results import MentorResult
     from deepmimic.core.splits import stratified_split
     from deepmimic.distributed.data import write_split
     from deepmimic.distributed.progress import Progress
@@ -70,6 +71,9 @@ def test_a_worker_group_tells_the_sweeps_tracker_each_epoch_from_rank_0(ray_loca
     model = ModelPlan(ModelSpec(**SPEC), Training(epochs=3, batch_size=32), 0, CrossEntropy())
     trained = fit(RunSpec("group", str(tmp_path / "ray"), model, DataPlan(data.mentor, "label", data.test, 10),
                           Placement(resources), Hooks(Progress(tracked.tracker, label, tracked.ready))))
+    # as the sweep's trial does next: the run's result, which ends it at its training's end
+    result = MentorResult.of(trained.summary, name="Mentor", architecture=SPEC["architecture"])
+    tracked.tracker.log_mentor.remote(label, result, False)
     client = MlflowClient(tracking_uri=default_uri(str(tmp_path)))
 
     def finished():  # rank 0's calls, sent before the group ended, may still be on their way

@@ -398,6 +398,18 @@ class SearchConfig(Strict):
         return self.grace_period or max(1, self.training.epochs // 9)
 
 
+class TrackingConfig(Strict):
+    """What a sweep's MLflow runs carry beyond their params, metrics and checkpoint (every run has those)."""
+
+    models: Literal["best", "all", "none"] = Field(
+        "best", description="which runs carry their figures and an MLflow model: every mentor and each "
+        "student's registered best trial (best), every run (all), or none (nothing is registered)")
+
+    def full(self, role: str, best: bool = False) -> bool:
+        """Whether a `role`'s run (a mentor, or a student trial: `best` of its student) carries them."""
+        return self.models == "all" or (self.models == "best" and (role == "mentor" or best))
+
+
 class SweepConfig(ExperimentConfig):
     """An experiment plus grid axes. Each axis is a dotted config path (as for
     `--set`) with a list of values; `student` selects students by name. `search` adds a student found by
@@ -410,6 +422,7 @@ class SweepConfig(ExperimentConfig):
                               "group (num_workers > 1); a single-worker run trains in that process, which holds "
                               "the worker's resources")
     paper: Literal["table1", "table2", "fig1", "table3", "table4", "table5", "table6"] | None = None
+    tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")
     def _axes_given(self) -> "SweepConfig":

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .core import artifacts  # noqa: E402
-from .core.galleries import GALLERIES, select  # noqa: E402
+from .core.galleries import GALLERIES  # noqa: E402
 from .core.results import ModelResult  # noqa: E402
 from .core.student_search import Candidate, SearchSummary, pareto_front  # noqa: E402
 
@@ -81,34 +81,44 @@ def accuracy_by(x_label: str, series: dict[str, list[tuple[float, float]]], path
     _save(fig, path)
 
 
-def galleries(images: np.ndarray, labels: np.ndarray, mentor: np.ndarray, student: np.ndarray,
-              class_names: list[str], title: str, path: str, side: int = 5) -> dict[str, int]:
-    """Figs. 6-7: a panel per gallery (`core.galleries`), up to `side`² test images each, with the true, the
-    mentor's and the student's classes under each image; how many test images each gallery had to choose from.
+def galleries(data: dict[str, np.ndarray], path: str) -> None:
+    """Figs. 6-7 from what `core.galleries.gather` kept: a panel per gallery, its chosen test images with the true,
+    the mentor's and the student's classes under each, and how many test images it had to choose from.
 
     Each panel is one mosaic image with its captions as text (75 small axes took seconds to draw)."""
-    _, channels, h, w = images.shape
+    side, names = int(data["side"]), [str(n) for n in data["class_names"]]
     fig, axes = plt.subplots(1, len(GALLERIES), figsize=(4.6 * len(GALLERIES), 5.2), squeeze=False)
-    found = {}
     for ax, kind in zip(axes[0], GALLERIES):
-        chosen = select(kind, labels, mentor, student, side * side)
-        found[kind] = int(GALLERIES[kind][1](labels, mentor, student).sum())
+        images = data[f"{kind}.images"]
+        _, channels, h, w = images.shape  # (0, C, H, W) for a gallery that found none
         cell_h = h + max(4, h // 2)  # room for the caption under each image
         mosaic = np.full((side * cell_h, side * (w + 2), channels), 255, dtype=np.uint8)
-        for j, i in enumerate(chosen):
+        for j, image in enumerate(images):
             r, c = divmod(j, side)
-            mosaic[r * cell_h : r * cell_h + h, c * (w + 2) : c * (w + 2) + w] = images[i].transpose(1, 2, 0)
-            names = (class_names[labels[i]], class_names[mentor[i]], class_names[student[i]])
-            ax.text(c * (w + 2) + w / 2, r * cell_h + h + 0.5, " ".join(x[:5] for x in names), fontsize=5.5,
+            mosaic[r * cell_h : r * cell_h + h, c * (w + 2) : c * (w + 2) + w] = image.transpose(1, 2, 0)
+            classes = (names[data[f"{kind}.labels"][j]], names[data[f"{kind}.mentor"][j]],
+                       names[data[f"{kind}.student"][j]])
+            ax.text(c * (w + 2) + w / 2, r * cell_h + h + 0.5, " ".join(x[:5] for x in classes), fontsize=5.5,
                     ha="center", va="top")
         ax.imshow(mosaic[..., 0] if channels == 1 else mosaic, cmap="gray" if channels == 1 else None,
                   vmin=0, vmax=255)
-        ax.set_title(f"{GALLERIES[kind][0]} ({found[kind]})", fontsize=10)
+        ax.set_title(f"{GALLERIES[kind][0]} ({int(data[f'{kind}.found'])})", fontsize=10)
         ax.axis("off")
-    fig.suptitle(f"{title}: under each image its true class, the mentor's, the student's", fontsize=10)
+    fig.suptitle(f"{data['title']}: under each image its true class, the mentor's, the student's", fontsize=10)
     fig.tight_layout()
     _save(fig, path)
-    return found
+
+
+def gallery_figure(kept: str) -> str:
+    """The PNG of the galleries a trial kept (`galleries.npz`), drawn beside it the first time it is asked for
+    (a trial of an older version kept the PNG itself: returned as it is)."""
+    if kept.endswith(".png"):
+        return kept
+    png = kept.removesuffix(".npz") + ".png"
+    if not artifacts.intact(png):
+        with np.load(io.BytesIO(artifacts.read_bytes(kept)), allow_pickle=False) as data:
+            galleries(dict(data), png)
+    return png
 
 
 def frontier(search: SearchSummary, path: str) -> None:

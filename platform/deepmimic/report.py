@@ -150,9 +150,9 @@ def _gaps(records: list[TrialRecord], axes: tuple[str, ...]) -> str:
 
 
 def _galleries(records: list[TrialRecord], sweep_dir: str) -> str:
-    """Figs. 6-7 for the students of one grid point, linked where they were drawn (beside each trial)."""
-    shown = [f"![{r.student.name}]({os.path.relpath(r.student.galleries, sweep_dir)})" for r in records
-             if r.student.galleries and not artifacts.is_uri(r.student.galleries)]
+    """Figs. 6-7 for the students of one grid point, drawn (once) beside each trial from what it kept."""
+    shown = [f"![{r.student.name}]({os.path.relpath(plots.gallery_figure(r.student.galleries), sweep_dir)})"
+             for r in records if r.student.galleries and not artifacts.is_uri(r.student.galleries)]
     if not shown:
         return ""
     return ("## Test images by who classifies them right (Figs. 6-7)\n\n" + "\n\n".join(shown) + "\n")
@@ -312,6 +312,8 @@ def _write(sweep_dir: str, sweep: SweepSummary, records: list[TrialRecord]) -> l
     first = records[0]
     same_point = [r for r in records if r.mentor_key == first.mentor_key
                   and (r.removal_bound, r.ood_ratio) == (first.removal_bound, first.ood_ratio)]
+    # each student once (its first trial there): a width or seed axis would otherwise draw a figure a trial
+    same_point = list({r.student.name: r for r in reversed(same_point)}.values())[::-1]
     parts.append(_galleries(same_point, sweep_dir))
     models = [first.mentor] + [r.student for r in same_point]
     plots.learning_curves(models, os.path.join(sweep_dir, "learning_curves.png"))

@@ -3,7 +3,8 @@
 One `Tracker` writes a sweep's store. The sweep runs it as a Ray actor on the driver's node
 (`distributed/sweep.start_tracker`): every training run, wherever it trains (a trial's process, a Ray
 Train worker, another node), sends its start, epochs and end to that actor fire-and-forget, and the
-driver adds the final scores, the figures each training drew and MLflow models as trials finish. One
+trials and the driver add the final scores and checkpoints as trials finish, and figures and MLflow models
+for the runs `tracking.models` names (the mentors and each student's best, by default). One
 writer rather than a tracking server of the sweep's own: the default store is one SQLite file, which
 several processes writing at once would lock against each other; an `mlflow server` would cost seconds to
 start on every sweep (benchmarks/RESULTS.md) and a port that other nodes must reach, where Ray already carries
@@ -11,7 +12,7 @@ the calls, in order from each caller. With MLFLOW_TRACKING_URI naming a server, 
 there.
 
 A run is found by its key tag, so a resumed sweep (or a retried trial) continues its runs: epochs are
-logged once (the steps already in the store are skipped), final scores and models once.
+logged once (the steps already in the store are skipped), final scores, figures and models once.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from .run_names import RunLabel
 KEY_TAG = "deepmimic.key"
 ROLE_TAG = "deepmimic.role"
 MODEL_TAG = "deepmimic.model_uri"   # set once its MLflow model is logged
-LOGGED_TAG = "deepmimic.logged"     # set last: the run's final scores, plots and model are all in
+LOGGED_TAG = "deepmimic.logged"     # set once the run's final scores and checkpoint are in
+FIGURES_TAG = "deepmimic.figures"   # set once its figures are in
 NOTE_TAG = "mlflow.note.content"    # the description the UI shows
 # The UI opens an experiment in its model-training view, not its GenAI view ("Evaluations"), with this tag.
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
@@ -154,9 +156,10 @@ class Tracker:
         self.labels: dict[str, RunLabel] = {}
         self.runs: dict[str, str] = {}        # key → run id, once opened or found
         self.last_step: dict[str, int] = {}   # key → the last epoch in the store
+        self.stored = self._stored_runs()     # key → run id of the runs the store held when this tracker began
         # A URI as it is: made absolute, it would take the cwd of whichever process runs the tracker.
         where = f"sweep:{sweep_dir if is_uri(sweep_dir) else os.path.abspath(sweep_dir)}"
-        self.parent = self._find(where) or self.client.create_run(
+        self.parent = self.stored.get(where) or self.client.create_run(
             self.experiment_id, run_name=experiment,
             tags={KEY_TAG: where, "deepmimic.sweep_dir": sweep_dir}).info.run_id
 
@@ -176,9 +179,16 @@ class Tracker:
         """The tracking URI and the experiment's id."""
         return self.uri, self.experiment_id
 
-    def _find(self, key: str) -> str | None:
-        found = self.client.search_runs([self.experiment_id], f"tags.`{KEY_TAG}` = '{key}'", max_results=1)
-        return found[0].info.run_id if found else None
+    def _stored_runs(self) -> dict[str, str]:
+        """Every run of the experiment in the store, by key: one paged search when the tracker starts (a resumed
+        sweep, a rerun), where a search by tag for each run cost every trial a query."""
+        found, token = {}, None
+        while True:
+            page = self.client.search_runs([self.experiment_id], max_results=1000, page_token=token)
+            found |= {r.data.tags[KEY_TAG]: r.info.run_id for r in page if KEY_TAG in r.data.tags}
+            token = page.token
+            if not token:
+                return found
 
     def _open(self, label: RunLabel | str, start_ms: int | None = None) -> str:
         """The run of a label (or of a key already labelled): found in the store (a resumed sweep, a retried
@@ -188,7 +198,7 @@ class Tracker:
         key = label if isinstance(label, str) else label.key
         if key in self.runs:
             return self.runs[key]
-        run = self._find(key)
+        run = self.stored.get(key)
         if run is None:
             label = self.labels[key]  # a KeyError: a run's epochs came before its start (see `epochs`)
             tags = {KEY_TAG: key, ROLE_TAG: label.role, "mlflow.parentRunId": self.parent, **label.tags}
@@ -204,8 +214,9 @@ class Tracker:
 
     def started(self, label: RunLabel, start_ms: int, history: list[Epoch] = ()) -> None:
         """A training run began (`history`: the epochs a restored checkpoint brings)."""
+        known = label.key in self.runs or label.key in self.stored
         run = self._open(label, start_ms)
-        if self.client.get_run(run).info.status != "RUNNING":
+        if known and self.client.get_run(run).info.status != "RUNNING":  # a run made now is running
             self.client.update_run(run, "RUNNING")
         self.epochs(label.key, history)
 
@@ -230,40 +241,45 @@ class Tracker:
         self.client.set_terminated(self._open(key), "FINISHED", end_ms)
 
     def _log_model_run(self, label: RunLabel, result: ModelResult, extra: dict[str, float | None],
-                       plots_of: list[ModelResult], galleries: str | None = None) -> str | None:
-        """Final scores, plots and the MLflow model of a run (opened now if it never ran live: a mentor
-        trained by an earlier sweep, a black box); None if an earlier invocation did all this."""
-        from mlflow.entities import Metric
+                       plots_of: list[ModelResult], galleries: str | None, full: bool) -> str:
+        """A run's final scores and its checkpoint (opened now if it never ran live: a mentor trained by an
+        earlier sweep, a black box); where `full`, its figures and its MLflow model too. Each once: what an
+        earlier invocation logged is not logged again."""
+        from mlflow.entities import Metric, RunTag
 
         run = self._open(label, result.started_ms)  # a run never opened live starts when its training did
         info = self.client.get_run(run)
-        if LOGGED_TAG in info.data.tags:
-            return None
-        self.epochs(label.key, list(result.history))
-        finals = {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss, "params": result.params,
-                  "inference_time_s": result.inference_time_s, **extra}
-        now = result.ended_ms or _ms()
-        metrics = [Metric(k, float(v), now, 0) for k, v in finals.items()
-                   if v is not None and k not in info.data.metrics]  # a black box has no params
-        known = {"parameters": result.params} if result.params and "parameters" not in info.data.params else {}
-        self.client.log_batch(run, metrics=metrics, params=_params(known))
-        with tempfile.TemporaryDirectory() as d:
-            # Drawn where it trained; here only for what that left elsewhere (on remote storage) or never drew.
-            figures = [f for f in result.figures if os.path.isfile(f)] or list(plots.run_figures(plots_of, d))
-            if galleries and os.path.isfile(galleries):  # Figs. 6-7, drawn beside the trial's files too
-                figures.append(galleries)
-            for f in figures:
-                self.client.log_artifact(run, f, "plots")
-        if MODEL_TAG not in info.data.tags and result.checkpoint and os.path.isdir(result.checkpoint):
-            self._log_model(run, result.checkpoint)
-        self.client.set_tag(run, LOGGED_TAG, "1")
-        if self.client.get_run(run).info.status != "FINISHED":
+        done, checkpoint = info.data.tags, result.checkpoint if result.checkpoint and os.path.isdir(
+            result.checkpoint) else None
+        if LOGGED_TAG not in done:
+            self.epochs(label.key, list(result.history))
+            finals = {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
+                      "params": result.params, "inference_time_s": result.inference_time_s, **extra}
+            now = result.ended_ms or _ms()
+            metrics = [Metric(k, float(v), now, 0) for k, v in finals.items()
+                       if v is not None and k not in info.data.metrics]  # a black box has no params
+            known = {"parameters": result.params} if result.params and "parameters" not in info.data.params else {}
+            if checkpoint:
+                self.client.log_artifacts(run, checkpoint, "checkpoint")
+            self.client.log_batch(run, metrics=metrics, params=_params(known), tags=[RunTag(LOGGED_TAG, "1")])
+        if full and FIGURES_TAG not in done:
+            with tempfile.TemporaryDirectory() as d:
+                # Drawn where it trained by older versions; else here, for the runs a user opens.
+                figures = [f for f in result.figures if os.path.isfile(f)] or list(plots.run_figures(plots_of, d))
+                if galleries and os.path.isfile(galleries):
+                    figures.append(plots.gallery_figure(galleries))
+                for f in figures:
+                    self.client.log_artifact(run, f, "plots")
+            self.client.set_tag(run, FIGURES_TAG, "1")
+        if full and MODEL_TAG not in done and checkpoint:
+            self._log_model(run, checkpoint, info.info.end_time or result.ended_ms)
+        elif info.info.status != "FINISHED":
             self.client.set_terminated(run, "FINISHED", result.ended_ms)
         return run
 
-    def _log_model(self, run: str, checkpoint: str) -> None:
+    def _log_model(self, run: str, checkpoint: str, end_ms: int | None) -> None:
         """The model as an MLflow PyTorch model: TorchScript (it loads without our code), [0, 1] images in,
-        probabilities out, so `mlflow models serve` answers the black-box protocol."""
+        probabilities out, so `mlflow models serve` answers the black-box protocol; the run ends at `end_ms`."""
         import mlflow
         import torch
         from mlflow.models import infer_signature
@@ -280,25 +296,26 @@ class Tracker:
         example = np.random.default_rng(0).random((2, *shape), dtype=np.float32)
         with torch.no_grad():
             signature = infer_signature(example, model(torch.from_numpy(example)).numpy())
-        end = self.client.get_run(run).info.end_time
         # Only the fluent API logs models, and it ends the run it resumes: the training's end is put back.
         with _use_tracking_uri(self.uri), mlflow.start_run(run_id=run):
             logged = mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=example,
                                               serialization_format="pickle",  # TorchScript: torch.jit.save
                                               pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
-        self.client.set_terminated(run, "FINISHED", end)
+        self.client.set_terminated(run, "FINISHED", end_ms)
         self.client.set_tag(run, MODEL_TAG, logged.model_uri)
 
-    def log_mentor(self, label: RunLabel, result: MentorResult) -> str | None:
-        return self._log_model_run(label, result, {}, [result])
+    def log_mentor(self, label: RunLabel, result: MentorResult, full: bool = True) -> str:
+        """A mentor's run (`full`: with its figures and model)."""
+        return self._log_model_run(label, result, {}, [result], None, full)
 
-    def log_student(self, label: RunLabel, record: TrialRecord) -> str | None:
+    def log_student(self, label: RunLabel, record: TrialRecord, full: bool = True) -> str:
+        """A student trial's run, beside its mentor's figures (`full`: with its figures and model)."""
         s, m = record.student, record.mentor
         extra = {"relative_accuracy": s.relative_accuracy, "agreement": s.agreement,
                  "mentor_test_accuracy": m.test_accuracy, "train_pool": s.train_pool, "train_ood": s.train_ood,
                  "pool_unreadable": s.pool_unreadable, "accuracy_gap": s.test_accuracy - m.test_accuracy,
                  "accuracy_gap_low": s.accuracy_gap_low, "accuracy_gap_high": s.accuracy_gap_high}
-        return self._log_model_run(label, s, extra, [m, s], s.galleries)
+        return self._log_model_run(label, s, extra, [m, s], s.galleries, full)
 
     def register(self, name: str, key: str, tags: dict[str, str]) -> int | None:
         """Register `key`'s model as a version of `name` (once per run), tagged; its version number."""

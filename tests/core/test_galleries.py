@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepmimic.core.galleries import GALLERIES, select
+from deepmimic.core.galleries import GALLERIES, gather, select
 
 LABELS = np.array([0, 1, 2, 3, 4, 5])
 MENTOR = np.array([0, 1, 2, 9, 9, 5])   # wrong on 3, 4
@@ -24,3 +24,12 @@ def test_a_gallery_draws_at_most_n_of_many_and_the_same_ones_each_time():
     assert len(first) == 25 and len(set(first)) == 25 and list(first) == sorted(first)
     assert list(select("both_right", labels, labels, labels, n=25)) == list(first)
     assert first.max() > 100  # drawn across the test set, not its first 25 images
+
+
+def test_what_a_trial_keeps_of_its_galleries_is_their_images_and_classes():
+    images = np.arange(6, dtype=np.uint8).reshape(6, 1, 1, 1) * 10
+    kept = gather(images, LABELS, MENTOR, STUDENT, tuple("abcdef"), "S and M", side=1)  # one image a gallery
+    assert kept["mentor_right_student_wrong.found"] == 2 and len(kept["mentor_right_student_wrong.images"]) == 1
+    i = int(kept["student_right_mentor_wrong.images"][0, 0, 0, 0]) // 10
+    assert i == 3 and kept["student_right_mentor_wrong.mentor"].tolist() == [9]
+    assert str(kept["title"]) == "S and M" and list(kept["class_names"]) == list("abcdef")

@@ -132,6 +132,14 @@ def write_json(obj: object, uri: str, producer: str = "") -> None:
     write_bytes(_dumps(obj), uri, producer)
 
 
+def read_bytes(uri: str) -> bytes:
+    """An artifact's bytes after checking them against its manifest; raises TornArtifact."""
+    verify(uri)
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
 def read_json(uri: str) -> Any:
     """A JSON artifact after checking it against its manifest; raises TornArtifact."""
     verify(uri)

@@ -79,6 +79,18 @@ def check_versions(here: dict[str, str] | None = None, timeout_s: float = 300.0)
     print(f"cluster: {len(asked)} node(s), each with " + ", ".join(f"{k} {v}" for k, v in here.items()), flush=True)
 
 
+def run_config(name: str, storage: str, retries: int) -> Any:
+    """A Tune experiment's run config: its folder and its retries, and none of Tune's per-trial loggers (the
+    driver wrote TensorBoard events, CSV and JSON files for every trial, work a many-trial sweep paid per
+    trial: benchmarks/RESULTS.md). What each trial reported last, as Tune records it (its process, node and
+    seconds among it), is written once a stage instead (`sweep._tune`)."""
+    from ray import tune
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # read by the Tuner, in this process
+    return tune.RunConfig(name=name, storage_path=storage, verbose=1,
+                          failure_config=tune.FailureConfig(max_failures=retries))
+
+
 def raise_failures(results: Any, name: str) -> None:
     """Stop if any trial of a Tune stage's `results` failed: a user's mistake met in a trial as its one line,
     anything else naming the first failure."""

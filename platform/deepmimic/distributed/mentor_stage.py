@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from .. import plots
 from ..config import ExperimentConfig
 from ..core import artifacts, tables
 from ..core.answers import Answerer
@@ -81,8 +80,8 @@ def train_mentor(cfg: ExperimentConfig, folder: MentorFolder, dataset: Dataset |
     `mentor.json`, written last, marks a finished mentor stage; its tables are checked against their manifests
     before they are used again. A mentor another needs (an ensemble's member) is a mentor of its own, beside
     it, made once. `in_trial`: called in a Tune trial holding one worker's resources (see `runs.run_spec`).
-    `progress`: where a mentor trained here tells its epochs as it trains (a sweep's live MLflow run), and draws
-    that run's figures. `dataset` and `split` may be given to bypass loading and splitting (tests do).
+    `progress`: where a mentor trained here tells its epochs as it trains (a sweep's live MLflow run).
+    `dataset` and `split` may be given to bypass loading and splitting (tests do).
     """
     key = mentor_key(cfg)
     cached = _cached(folder, key)
@@ -117,8 +116,6 @@ def _make(cfg: ExperimentConfig, folder: MentorFolder, key: str, dataset: Datase
     job = _Job(cfg, folder, key, written, ood, num_classes, in_trial, progress, (dataset, split), watch)
     made = cfg.mentor.make(job)
     result = dataclasses.replace(made.result, stage_times_s=watch.times)
-    if progress is not None and result.history:  # a network trained here: its MLflow run's figures
-        result = dataclasses.replace(result, figures=plots.run_figures([result], folder.path))
     outcome = MentorOutcome(folder.path, result, made.test_predictions.tolist(), written.pool, written.test, ood,
                             num_classes, made_now=True)
     artifacts.write_json(outcome, folder.done)

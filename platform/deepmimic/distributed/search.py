@@ -37,7 +37,7 @@ from ..core.student_search import Candidate, MentorFigures, SearchSummary, archi
 from ..errors import UserError
 from ..report import SEARCH_FILE
 from ..schema import ModelConfig
-from .cluster import concurrency, raise_failures, trial_resources
+from .cluster import concurrency, raise_failures, run_config, trial_resources
 from .data import TableInfo, write_image_table
 from .keys import digest, mentor_key
 from .mentor_folder import MentorFolder
@@ -181,8 +181,7 @@ def _tuner(cfg: SweepConfig, trainable: Any, storage: str, name: str, mentor_acc
                                     num_samples=1 if s.algorithm == "grid" else s.num_samples,
                                     max_concurrent_trials=concurrency(cfg, ray.cluster_resources()),
                                     reuse_actors=True),
-        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=1,
-                                  failure_config=tune.FailureConfig(max_failures=cfg.fault_tolerance.trial_retries)),
+        run_config=run_config(name, storage, cfg.fault_tolerance.trial_retries),
     )
 
 

@@ -4,6 +4,7 @@ its training, compared with its mentor."""
 from __future__ import annotations
 
 import dataclasses
+import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +12,8 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
-from .. import plots
 from ..config import ExperimentConfig
-from ..core import artifacts, checkpoints, tables
+from ..core import artifacts, checkpoints, galleries, tables
 from ..core.answers import Answerer
 from ..core.datasets import load_dataset
 from ..core.evaluation import agreement, paired_bootstrap, predict_logits
@@ -101,7 +101,7 @@ class _PoolJob:
 def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOutcome, data: StudentSet,
                   folder: str, in_trial: bool = False, progress: Progress | None = None) -> StudentResult:
     """Train the student on its set's targets and compare it with its mentor (`progress`: where it tells its
-    epochs as it trains, a sweep's live MLflow run, and draws that run's figures)."""
+    epochs as it trains, a sweep's live MLflow run)."""
     spec = run_spec(cfg, "student", student, data.table, mentor.test, mentor.num_classes, folder, in_trial,
                     progress)
     trained = fit(spec)
@@ -112,18 +112,19 @@ def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOut
                               train_pool=data.pool, train_ood=data.ood, pool_unreadable=data.unreadable,
                               **fidelity(trained, mentor, test.labels),
                               galleries=_galleries(trained, mentor, test, student.name, folder))
-    # Drawn here, in parallel with other trials, not by the sweep's one MLflow writer.
-    if progress is not None:
-        result = dataclasses.replace(result, figures=plots.run_figures([mentor.result, result], folder))
     return result
 
 
 def _galleries(trained: Trained, mentor: MentorOutcome, test: ImageSet, name: str, folder: str) -> str:
-    """Figs. 6-7 for this student beside its other files: test images both models get right, the mentor
-    alone, the student alone."""
-    path = f"{folder}/galleries.png"
-    plots.galleries(test.images, test.labels, np.asarray(mentor.test_predictions), trained.test_predictions,
-                    list(test.class_names), f"{name} and {mentor.result.name}", path)
+    """What Figs. 6-7 show for this student, kept beside its other files (`galleries.npz`: a few test images
+    both models get right, the mentor alone, the student alone); drawn where someone looks
+    (`plots.gallery_figure`), not in every trial."""
+    kept = galleries.gather(test.images, test.labels, np.asarray(mentor.test_predictions), trained.test_predictions,
+                            test.class_names, f"{name} and {mentor.result.name}")
+    buffer = io.BytesIO()
+    np.savez(buffer, **kept)
+    path = f"{folder}/galleries.npz"
+    artifacts.write_bytes(buffer.getvalue(), path)
     return path
 
 

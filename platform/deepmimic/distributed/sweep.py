@@ -30,7 +30,7 @@ from ..errors import UserError, interruption
 from ..report import SWEEP_FILE, write_report
 from ..run_names import RunLabel, model_params, name, shared, unique, value_text, varying
 from ..schema import ModelConfig
-from .cluster import concurrency, connect, raise_failures, trial_resources
+from .cluster import concurrency, connect, raise_failures, run_config, trial_resources
 from .keys import mentor_key, pool_key, student_key, with_mentor
 from .mentor_folder import MentorFolder
 from .mentor_stage import MentorOutcome, train_mentor
@@ -135,8 +135,9 @@ def _mentor_trial(config: dict[str, Any], planned: Plan, cache: str, tracked: Tr
     key = config["mentor"]
     outcome = train_mentor(planned.mentors[key], MentorFolder.at(cache, key), in_trial=True,
                            progress=_progress(tracked, planned, f"mentor:{key}"))
-    if tracked is not None:  # its plots and model logged while other trials train (the driver waits at the end)
-        tracked.tracker.log_mentor.remote(planned.labels[f"mentor:{key}"], outcome.result)
+    if tracked is not None:  # logged while other trials train (the driver waits for it at the end)
+        full = planned.mentors[key].tracking.full("mentor")
+        tracked.tracker.log_mentor.remote(planned.labels[f"mentor:{key}"], outcome.result, full)
     tune.report({"mentor": key, "made_now": outcome.made_now, "test_accuracy": outcome.result.test_accuracy})
 
 
@@ -167,8 +168,9 @@ def _student_trial(config: dict[str, Any], planned: Plan, inputs: dict[str, tupl
     record = TrialRecord(trial.key, mentor_key(trial.cfg), trial.grid, trial.cfg.seed, trial.cfg.split.mentor_ratio,
                          trial.cfg.variant.removal_bound, trial.cfg.variant.ood_ratio, mentor.result, student)
     artifacts.write_json(record, trial_file(out, trial.key))
-    if tracked is not None:
-        tracked.tracker.log_student.remote(planned.labels[f"student:{trial.key}"], record)
+    if tracked is not None:  # its scores now; its figures and model once it is known to be its student's best
+        tracked.tracker.log_student.remote(planned.labels[f"student:{trial.key}"], record,
+                                           trial.cfg.tracking.full("student"))
     tune.report({"trial": trial.key, "student": trial.student.name, "test_accuracy": student.test_accuracy,
                  "relative_accuracy": student.relative_accuracy})
 
@@ -176,8 +178,8 @@ def _student_trial(config: dict[str, Any], planned: Plan, inputs: dict[str, tupl
 def _tune(role: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig, storage: str,
           data_cpus: float = 0.0) -> list[dict]:
     """Run one stage's trials, on the resources of its `role` ("mentor" or "student"); their last reported
-    metrics. `data_cpus` > 0: each trial's placement group has a bundle of that many CPUs beside its own, where
-    its Ray Data reads run (`streaming.py`)."""
+    metrics, also written to `STORAGE/ROLEs.json`. `data_cpus` > 0: each trial's placement group has a bundle of
+    that many CPUs beside its own, where its Ray Data reads run (`streaming.py`)."""
     name = f"{role}s"
     bundles = [trial_resources(base, role)] + ([{"CPU": data_cpus}] if data_cpus else [])
     at_once = concurrency(base, ray.cluster_resources(), data_cpus, role)
@@ -186,13 +188,13 @@ def _tune(role: str, fn: Callable, axis: str, keys: list[str], base: SweepConfig
         tune.with_resources(fn, tune.PlacementGroupFactory(bundles)),
         param_space={axis: tune.grid_search(keys)},
         tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=at_once),
-        run_config=tune.RunConfig(name=name, storage_path=storage,
-                                  failure_config=tune.FailureConfig(max_failures=base.fault_tolerance.trial_retries),
-                                  verbose=1),
+        run_config=run_config(name, storage, base.fault_tolerance.trial_retries),
     )
     grid = tuner.fit()
     raise_failures(grid, name)
-    return [r.metrics for r in grid]
+    reported = [r.metrics for r in grid]
+    artifacts.write_json(reported, f"{storage}/{name}.json")
+    return reported
 
 
 def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str, watch: Stopwatch | None = None,
@@ -309,23 +311,29 @@ def _description(command: str, base: SweepConfig, report: str) -> str:
 
 def _track(tracker: Any, base: SweepConfig, planned: Plan, out: str, cache: str, counts: Counts,
            files: list[str], description: str) -> tuple[str, str]:
-    """Complete every run (final scores, plots, models), register each student's best trial as
-    `<sweep>-<student>`, and close the parent; the tracking URI and the experiment's id."""
-    calls = []
+    """Complete every run (final scores and checkpoints; figures and models where `tracking.models` says),
+    register each student's best trial as `<sweep>-<student>`, and close the parent; the tracking URI and the
+    experiment's id."""
+    calls, tracking = [], base.tracking
     for key in planned.mentors:
         outcome = MentorOutcome.from_json(artifacts.read_json(MentorFolder.at(cache, key).done))
-        calls.append(tracker.log_mentor.remote(planned.labels[f"mentor:{key}"], outcome.result))
+        calls.append(tracker.log_mentor.remote(planned.labels[f"mentor:{key}"], outcome.result,
+                                               tracking.full("mentor")))
     records = {k: TrialRecord.from_json(artifacts.read_json(trial_file(out, k))) for k in planned.trials}
-    calls += [tracker.log_student.remote(planned.labels[f"student:{k}"], r) for k, r in records.items()]
     by_student: dict[str, list[TrialRecord]] = {}
     for r in records.values():
         by_student.setdefault(r.student.name, []).append(r)
-    for student, trials in by_student.items():
-        best = max(trials, key=lambda r: (r.student.relative_accuracy, r.student.test_accuracy))
-        tags = planned.labels[f"student:{best.key}"].tags | {
-            "relative_accuracy": f"{best.student.relative_accuracy:.4f}",
-            "test_accuracy": f"{best.student.test_accuracy:.4f}", "sweep": base.name}
-        calls.append(tracker.register.remote(f"{base.name}-{student}", f"student:{best.key}", tags))
+    best = {s: max(trials, key=lambda r: (r.student.relative_accuracy, r.student.test_accuracy)).key
+            for s, trials in by_student.items()}
+    calls += [tracker.log_student.remote(planned.labels[f"student:{k}"], r,
+                                         tracking.full("student", best[r.student.name] == k))
+              for k, r in records.items()]
+    for student, key in best.items():
+        record = records[key]
+        tags = planned.labels[f"student:{key}"].tags | {
+            "relative_accuracy": f"{record.student.relative_accuracy:.4f}",
+            "test_accuracy": f"{record.student.test_accuracy:.4f}", "sweep": base.name}
+        calls.append(tracker.register.remote(f"{base.name}-{student}", f"student:{key}", tags))
     relative = {s: [r.student.relative_accuracy for r in trials] for s, trials in by_student.items()}
     params = {"grid_axes": ",".join(base.grid), "dataset": base.dataset.name, "trials": len(planned.trials),
               "mentors": len(planned.mentors)}
