@@ -66,7 +66,8 @@ def swept(students: int, folder: str) -> tuple[float, dict[str, float]]:
     trained = [json.loads(p.read_text())["student"]["train_time_s"]
                for p in Path(folder, "out").glob("trials/*/trial.json")]
     # Tune's records: the seconds each student trial's function ran, in its trial process
-    ran = [trial["time_total_s"] for trial in json.loads(Path(folder, "out", "tune", "students.json").read_text())]
+    reported = json.loads(Path(folder, "out", "tune", "trials.json").read_text())  # one round: mentors and students
+    ran = [trial["time_total_s"] for trial in reported if trial["job"].startswith("student:")]
     return wall, {**stages, "training": sum(trained), "trial functions": sum(ran)}
 
 

@@ -128,7 +128,7 @@ PLANNED = {"cifar10_deeper": (1, 3), "cifar10_fig1_split": (9, 18), "cifar10_tab
 
 @pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_search_space_plans_its_mentors_and_trials(path):
-    from deepmimic.distributed.sweep import plan
+    from deepmimic.distributed.planning import plan
 
     planned = plan(load_sweep(path)[1])
     assert (len(planned.mentors), len(planned.trials)) == PLANNED[path.stem]

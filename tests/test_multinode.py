@@ -9,7 +9,8 @@ from ray.cluster_utils import Cluster
 from deepmimic.config import SweepConfig, parse_experiment
 from deepmimic.core import artifacts
 from deepmimic.core.results import TrialRecord
-from deepmimic.distributed.sweep import plan, run_sweep, start_tracker, trial_file
+from deepmimic.distributed.planning import plan, trial_file
+from deepmimic.distributed.sweep import run_sweep, start_tracker
 from deepmimic.tracking import default_uri
 
 SPACE = {

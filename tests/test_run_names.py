@@ -6,7 +6,7 @@ import yaml
 
 from deepmimic.config import load_sweep
 from deepmimic.core.methods import METHODS
-from deepmimic.distributed.sweep import plan
+from deepmimic.distributed.planning import plan
 from deepmimic.run_names import model_params, name, unique, varying
 
 SPACE = {

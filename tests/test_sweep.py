@@ -182,7 +182,8 @@ def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, six, tmp
     """MLflow failing at the end (a store gone, a server down) is one line; the results are already written.
     (Its mentor is the one `six` trained.)"""
     from deepmimic.config import SweepConfig, parse_experiment
-    from deepmimic.distributed.sweep import Tracked, run_sweep
+    from deepmimic.distributed.sweep import run_sweep
+    from deepmimic.distributed.trials import Tracked
     from deepmimic.errors import UserError
     from deepmimic.tracking import Tracker, default_uri
 

@@ -30,10 +30,10 @@ from .pacing import Paced
 
 def data_task_options(data_cpus: float, reserved: bool) -> dict[str, Any]:
     """Ray remote arguments that keep Ray Data's tasks on the CPUs reserved for them (`reserved`): the current
-    placement group's free bundle (its first is held by the caller). Else, in a Ray Train worker whose group
-    has no such bundle, anywhere in the cluster."""
+    placement group's free bundle (its first is held by the caller). Else (a Ray Train worker, or a trial whose
+    group has no such bundle), anywhere in the cluster."""
     group = ray.util.get_current_placement_group() if reserved else None
-    if group is None:
+    if group is None or group.bundle_count < 2:
         return {"num_cpus": data_cpus, "scheduling_strategy": "DEFAULT"}
     return {"num_cpus": data_cpus, "scheduling_strategy": PlacementGroupSchedulingStrategy(
         group, placement_group_capture_child_tasks=True)}

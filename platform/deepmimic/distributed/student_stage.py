@@ -32,8 +32,9 @@ from .student_sets import StudentSet, build_student_set
 from .train import Trained, fit
 
 
-def student_set(cfg: ExperimentConfig, mentor: MentorOutcome) -> StudentSet:
-    """The student pool variant `cfg` asks for, labelled by `mentor`; built once, kept beside the mentor."""
+def student_set(cfg: ExperimentConfig, mentor: MentorOutcome, on_ray: bool | None = None) -> StudentSet:
+    """The student pool variant `cfg` asks for, labelled by `mentor`; built once, kept beside the mentor (by Ray
+    Data where `on_ray`; None: where it is large)."""
     if mentor.pool_separate:
         pool, unreadable = separate_pool(cfg, mentor)
         soft = [pool_soft_labels(cfg, mentor, pool)] + ([mentor.files.soft_labels] if mentor.ood else [])
@@ -44,7 +45,7 @@ def student_set(cfg: ExperimentConfig, mentor: MentorOutcome) -> StudentSet:
         labels = artifacts.read_manifest(mentor.files.soft_labels)["sha256"]
     # New soft labels, new sets (their manifest was checked with the mentor).
     return build_student_set(pool, mentor.ood, pool_labels, soft, cfg.variant, cfg.seed,
-                             mentor.files.student_set(set_key(cfg, labels)), cfg.method, unreadable=unreadable)
+                             mentor.files.student_set(set_key(cfg, labels)), cfg.method, on_ray, unreadable)
 
 
 def prepare_pool(cfg: ExperimentConfig, root: str) -> Pool:
