@@ -47,11 +47,12 @@ def test_unbalanced_set_keeps_each_class_above_its_bound_with_no_label(ray_local
         assert np.array_equal(soft, probs[row_id])  # each image beside its own soft label
 
 
-def test_out_of_domain_set_adds_candidates_and_is_reproducible(ray_local, digits, tmp_path):
+def test_out_of_domain_set_adds_candidates_and_is_reproducible(digits, tmp_path):
+    """Which images a variant draws (made in the driver: that Ray Data writes the same rows is tested below)."""
     pool, ood, _ = pool_files(tmp_path, digits)
     variant = VariantConfig(ood_ratio=0.3)
-    a, b = (build(tmp_path, pool, ood, variant, name) for name in ("a", "b"))
-    c = build(tmp_path, pool, ood, variant, "c", seed=1)
+    a, b = (build(tmp_path, pool, ood, variant, name, on_ray=False) for name in ("a", "b"))
+    c = build(tmp_path, pool, ood, variant, "c", seed=1, on_ray=False)
     ids = [np.sort(pq.read_table(s.table.uri).column("id").to_numpy()) for s in (a, b, c)]
     assert a.pool == 400 and 0 < a.ood <= 50 and (ids[0] >= OOD_ID_OFFSET).sum() == a.ood
     assert np.array_equal(ids[0], ids[1]) and not np.array_equal(ids[0], ids[2])

@@ -162,3 +162,23 @@ def test_a_run_not_carrying_a_model_keeps_its_scores_and_checkpoint_and_gets_the
     assert t.log_student(label(), done, full=True) == run
     assert t.client.list_artifacts(run, "plots") and "deepmimic.model_uri" in t.client.get_run(run).data.tags
     assert len(t.client.get_metric_history(run, "test_accuracy")) == 1  # its scores once
+
+
+def test_a_new_store_is_a_copy_of_an_empty_one_made_once(tmp_path, monkeypatch):
+    """MLflow's migrations run once per MLflow version (into the cache); every new store is a copy of that, and
+    a store that exists is left as it is."""
+    import os
+
+    from deepmimic.tracking import new_store
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = tracker(tmp_path / "a")
+    (template,) = (tmp_path / "cache" / "deepmimic").glob("mlflow-*.db")
+    made = template.stat().st_mtime_ns
+    second = tracker(tmp_path / "b")
+    assert template.stat().st_mtime_ns == made and [e.name for e in second.client.search_experiments()] == ["tiny"]
+    first.log_student(label(), record("A", 0.88))
+    size = os.path.getsize(tmp_path / "a" / "mlflow.db")
+    new_store(str(tmp_path / "a" / "mlflow.db"))
+    assert os.path.getsize(tmp_path / "a" / "mlflow.db") == size  # its runs kept
+    assert len(tracker(tmp_path / "a").client.search_runs([first.experiment_id])) == 2  # the sweep, the student

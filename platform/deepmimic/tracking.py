@@ -112,6 +112,35 @@ def check_store(uri: str) -> None:
         raise UserError(f"{path}: an SQLite database, but not an MLflow store: {advice}")
 
 
+def new_store(path: str) -> None:
+    """A SQLite store that does not exist yet begins as a copy of an empty one MLflow made once per MLflow
+    version, kept in the user's cache: MLflow makes a new store by running its whole chain of schema
+    migrations, a second or more in every new sweep folder (benchmarks/RESULTS.md). Where the cache cannot
+    be written, MLflow makes the store itself."""
+    import shutil
+
+    import mlflow
+
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        return
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "deepmimic")
+    template = os.path.join(cache, f"mlflow-{mlflow.__version__}.db")
+    try:
+        if not os.path.exists(template):
+            os.makedirs(cache, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=cache) as d:
+                from mlflow.tracking import MlflowClient
+
+                MlflowClient(tracking_uri=f"sqlite:///{d}/mlflow.db").search_experiments()  # made and migrated
+                os.replace(f"{d}/mlflow.db", template)  # whole, or not there: a racing tracker makes its own
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        partial = f"{path}.{os.getpid()}.tmp"
+        shutil.copyfile(template, partial)
+        os.replace(partial, path)
+    except OSError:
+        return
+
+
 def _ms() -> int:
     return int(time.time() * 1000)
 
@@ -140,6 +169,8 @@ class Tracker:
 
         # MLflow warns of pickle on every TorchScript model it saves (torch.jit.save, which runs no pickled code).
         logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+        if uri.startswith("sqlite:///"):
+            new_store(uri.removeprefix("sqlite:///"))
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # else the registry is ./mlflow.db
         self.uri = uri
         try:
