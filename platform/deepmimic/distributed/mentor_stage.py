@@ -182,9 +182,10 @@ class _Job:
     def test_probabilities(self) -> str:
         return self.files.test_probabilities
 
-    def train(self, model: ModelConfig) -> Trained:
-        spec = run_spec(self.cfg, "mentor", model, self.written.mentor, self.written.test, self.num_classes,
-                        self.files.path, self.in_trial, self.progress)
+    def train(self, model: ModelConfig, table: TableInfo | None = None) -> Trained:
+        spec = run_spec(self.cfg, "mentor", model, table or self.written.mentor, self.written.test,
+                        self.num_classes, self.files.path, self.in_trial, self.progress,
+                        target="label" if table is None else "soft_label")
         with self.watch("train_mentor"):
             return fit(spec)
 

@@ -16,10 +16,12 @@ from .train import DataPlan, Hooks, ModelPlan, Placement, RunSpec, Stream
 
 
 def run_spec(cfg: ExperimentConfig, role: str, model: ModelConfig, data: TableInfo, test: TableInfo,
-             num_classes: int, folder: str, in_trial: bool, progress: Progress | None = None) -> RunSpec:
+             num_classes: int, folder: str, in_trial: bool, progress: Progress | None = None,
+             target: str | None = None) -> RunSpec:
     """One training run of `model` in its `role`: a mentor learns its table's true labels (its own smoothed
-    cross-entropy), a student its set's soft labels under the experiment's method. `in_trial`: the caller is
-    a Tune trial holding one worker's resources, where a single-worker run trains in the trial's own process."""
+    cross-entropy; `target` another column, such as another mentor's `soft_label` rows), a student its set's
+    soft labels under the experiment's method. `in_trial`: the caller is a Tune trial holding one worker's
+    resources, where a single-worker run trains in the trial's own process."""
     student = role == "student"
     resources = cfg.resources.of(role)
     objective = cfg.method if student else CrossEntropy(model.training.label_smoothing)
@@ -27,7 +29,7 @@ def run_spec(cfg: ExperimentConfig, role: str, model: ModelConfig, data: TableIn
     return RunSpec(
         name=f"{role}-{model.name}-{os.path.basename(folder)}", storage=f"{folder}/ray",
         model=ModelPlan(model.spec(), model.training, cfg.seed if model.seed is None else model.seed, objective),
-        data=DataPlan(data, "soft_label" if student else "label", test, num_classes, stream=stream,
+        data=DataPlan(data, target or ("soft_label" if student else "label"), test, num_classes, stream=stream,
                       inference_repeats=cfg.inference_repeats),
         placement=Placement(resources, in_trial and resources.num_workers == 1,
                             cfg.fault_tolerance.checkpoint_every, cfg.fault_tolerance.worker_restarts),

@@ -20,6 +20,8 @@ from ..core.results import MentorResult
 from ..schema import ModelConfig, Name, Strict
 
 if TYPE_CHECKING:
+    from ..distributed.data import SplitTables, TableInfo
+    from ..distributed.mentor_folder import MentorFolder
     from ..distributed.mentor_stage import MentorOutcome
     from ..distributed.train import Trained
     from .black_box import BlackBoxConfig
@@ -37,11 +39,14 @@ class MentorJob(Protocol):
     """What the mentor stage gives a kind to make its mentor with (the same data, split and seed for all)."""
 
     key: str                  # the mentor's cache key (its tables' producer)
+    files: MentorFolder       # its folder: where a kind writes tables of its own
+    written: SplitTables      # the labelled table (id, image, label), the paper's pool (id, image), the test set
     soft_labels: str          # the table of its answers for the pool (and out-of-domain images)
     test_probabilities: str   # the table of its answers for the test set
 
-    def train(self, model: ModelConfig) -> Trained:
-        """`model` trained on the labelled table (reported live where the sweep tracks it)."""
+    def train(self, model: ModelConfig, table: TableInfo | None = None) -> Trained:
+        """`model` trained on the labelled table's true classes, or on `table`'s `soft_label` rows (a mentor
+        that learns from another's answers), reported live where the sweep tracks it."""
 
     def answer(self, answerer: Answerer) -> tuple[dict[str, float], Queries | None]:
         """Its answers for the pool and the test set written to the tables above: the seconds each took, and the
