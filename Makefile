@@ -4,8 +4,9 @@ SHELL := bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# torch is pinned: on the team's CPU machines pip takes a local CPU wheel for exactly this version.
-TORCH ?= torch==2.13.0
+# torch and torchvision are pinned as one pair that imports together (PyPI's torchvision cannot import beside the
+# CPU-only torch 2.13.0 wheel); a CUDA build, which runs on a CPU too. The same pair in the Dockerfile and clusters/.
+TORCH ?= torch==2.14.1 torchvision==0.29.1
 QUIET_PIP := sed '/^WARNING: Location/d'  # this workplace's pip config names absent local indexes
 
 # A fresh machine has no package lists yet: update once, then install (as root, else through sudo).
@@ -18,11 +19,11 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --no-compile $(TORCH) 2>&1 | $(QUIET_PIP)
-	$(PY) -m pip install -q --no-compile -e '.[dev]' '$(TORCH)' 2>&1 | $(QUIET_PIP)  # the pin again: no dependency may upgrade torch
+	$(PY) -m pip install -q --no-compile -e '.[dev]' $(TORCH) 2>&1 | $(QUIET_PIP)  # the pins again: no dependency may move them
 	# pip byte-compiles one file at a time; compileall uses every core (2.3 GB of libraries: 74 s on one core of
 	# the team's VM, 36 s on two). Failures pass, as pip lets them: some packages ship files for other Pythons.
 	$(PY) -m compileall -qq -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || true
-	$(PY) -c 'import deepmimic, ray, mlflow, torch; print("torch", torch.__version__)'
+	$(PY) -c 'import deepmimic, ray, mlflow, torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -96,7 +96,7 @@ def test_sweep_runs_under_ray_job_submit_on_a_cluster_without_the_project(tmp_pa
                               capture_output=True, text=True).stdout
         assert "succeeded" in status, status + logs[-3000:]
         assert "student trials: 2 (2 run, 0 already done)" in logs
-        assert "cluster: 1 node(s), each with Ray 2.60.0, PyTorch 2.13.0, deepmimic 0.1.0" in logs
+        assert "cluster: 1 node(s), each with Ray 2.60.0, PyTorch 2.14.1, torchvision 0.29.1, deepmimic 0.1.0" in logs
         rows = (out / "results.csv").read_text().strip().splitlines()
         assert len(rows) == 3
         client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")

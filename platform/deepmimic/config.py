@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from .core import library_models
 from .core.datasets import DATASETS, root_rule
 from .core.datasets.image_files import ImageFormat
 from .core.datasets.source import Source
@@ -332,6 +333,11 @@ def check_architectures(cfg: ExperimentConfig, shape: tuple[int, int, int], clas
             model.spec().check(shape, classes)
         except UserError as e:
             raise UserError(f"{where}.architecture: {e}") from None
+        if model.weights:
+            try:
+                library_models.check_weights(model.architecture, model.weights)
+            except UserError as e:
+                raise UserError(f"{where}.weights: {e}") from None
 
 
 def _int_range(value: Any) -> Any:

@@ -3,10 +3,11 @@ model's section. The config (`config.py`) and the mentor kinds (`mentors/`) buil
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from .core import library_models
 from .core.architectures import ModelSpec
 from .core.training import Training
 
@@ -30,21 +31,51 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Settings added after cache keys existed: at their defaults they stay out of a model's identity, so the keys of
+# models that do not use them are those of the versions before them.
+LATER_FIELDS = {"stem": "auto", "weights": None}
+LATER_TRAINING = {"augment": None, "backbone_lr_scale": 1.0, "freeze_epochs": 0}
+
+
 class ModelConfig(Strict):
     """A trained model: its name, its `ModelSpec` (defaults there) and its `training` settings (`Training`)."""
 
     name: Name
-    architecture: str
+    architecture: str = Field(description="the paper's notation (`c-mp-fc2`), or a library's classifier by name: "
+                              "`torchvision/resnet18`, `timm/…`")
     width: int = Field(ModelSpec.width, ge=1)
     width_growth: float = Field(ModelSpec.width_growth, gt=0.0)
     fc_width: int = Field(ModelSpec.fc_width, ge=1)
     dropout: float = Field(ModelSpec.dropout, ge=0.0, lt=1.0)
+    stem: Literal["auto", "small", "standard"] = Field(
+        "auto", description="a library network's first layers: small (a stride-1 start, no initial pooling) keeps "
+        "small images' resolution; auto: small up to 64 pixels a side")
+    weights: str | None = Field(None, min_length=1, description="a library network's start: a weights name "
+                                "(`IMAGENET1K_V1`, downloaded) or a local file (a state dict or a checkpoint)")
     seed: int | None = Field(None, ge=0, description="its initialisation and batch order (default: the "
                              "experiment's seed, which also draws the split); ensemble members differ by it")
     training: Training = Training()
 
+    @model_validator(mode="after")
+    def _library_settings(self) -> "ModelConfig":
+        if not library_models.is_library(self.architecture):
+            for key, default in LATER_FIELDS.items():
+                if getattr(self, key) != default:
+                    raise ValueError(f"{key}: only a library network (torchvision/<name>, timm/<name>) takes it")
+        return self
+
     def spec(self) -> ModelSpec:
-        return ModelSpec(self.architecture, self.width, self.width_growth, self.fc_width, self.dropout)
+        return ModelSpec(self.architecture, self.width, self.width_growth, self.fc_width, self.dropout, self.stem)
+
+    def identity(self) -> dict[str, Any]:
+        """What of it determines its cache keys: every field but those added later, while at their defaults."""
+        dump = {k: v for k, v in self.model_dump().items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+        return dump | {"training": training_identity(dump["training"])}
+
+
+def training_identity(dump: dict[str, Any]) -> dict[str, Any]:
+    """A `training:` section's dump less the settings added later, while at their defaults."""
+    return {k: v for k, v in dump.items() if k not in LATER_TRAINING or v != LATER_TRAINING[k]}
 
 
 def refuse_smoothing(where: str, training: Training) -> None:

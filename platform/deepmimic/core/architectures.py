@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from . import library_models
 
 TOKENS = ("c", "r", "mp", "fc", "bn", "d", "gap", "s")
 _TOKEN = re.compile(r"(c|r|mp|fc|bn|d|gap|s)(\d*)$")
@@ -200,16 +201,25 @@ def build_model(
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """An architecture string with its width and dropout settings."""
+    """An architecture with its settings: the paper's notation with its widths and dropout, or a library's
+    network by name (`torchvision/resnet18`, `timm/…`: `core/library_models.py`) with its stem."""
 
     architecture: str
     width: int = 32
     width_growth: float = 2.0
     fc_width: int = 128
     dropout: float = 0.25
+    stem: str = "auto"  # a library network's: auto (small images keep their resolution), small, standard
 
-    def build(self, input_shape: tuple[int, int, int], num_classes: int,
-              mean: list[float] | None = None, std: list[float] | None = None) -> nn.Sequential:
+    def build(self, input_shape: tuple[int, int, int], num_classes: int, mean: list[float] | None = None,
+              std: list[float] | None = None, weights: str | None = None) -> nn.Sequential:
+        """The network for C×H×W inputs and `num_classes` logits, its input normalisation first; a library's
+        started from `weights` (a name or a local file) where given."""
+        if library_models.is_library(self.architecture):
+            channels = input_shape[0]
+            return nn.Sequential(Normalize(mean or [0.5] * channels, std or [0.25] * channels),
+                                 library_models.build(self.architecture, input_shape, num_classes, self.stem,
+                                                      weights))
         return build_model(self.architecture, input_shape, num_classes, width=self.width,
                            width_growth=self.width_growth, fc_width=self.fc_width,
                            dropout=self.dropout, mean=mean, std=std)

@@ -15,15 +15,19 @@ import torch
 
 class SGD:
     """SGD with Nesterov momentum (plain SGD at momentum 0) and L2 weight decay; `lr` may change between steps,
-    and may be a 0-d tensor on the parameters' device (filled in place between replays of a captured step)."""
+    and may be a 0-d tensor on the parameters' device (filled in place between replays of a captured step).
+    Parameters outside `head` learn at `lr` times `backbone_scale` (1: every one alike; 0: frozen)."""
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float | torch.Tensor, momentum: float = 0.0,
-                 weight_decay: float = 0.0) -> None:
+                 weight_decay: float = 0.0, head: Iterable[torch.Tensor] = ()) -> None:
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
             raise ValueError("the optimiser got no trainable parameters")
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.buffers: list[torch.Tensor] | None = None  # momentum buffers, made at the first step as torch does
+        ids = {id(p) for p in head}
+        self.in_head = [id(p) in ids for p in self.params]
+        self.backbone_scale = 1.0
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -43,7 +47,13 @@ class SGD:
                 torch._foreach_mul_(self.buffers, self.momentum)
                 torch._foreach_add_(self.buffers, grads)
             grads = torch._foreach_add(grads, self.buffers, alpha=self.momentum)
-        if isinstance(self.lr, torch.Tensor):  # a device tensor, as a step replayed from a CUDA graph reads it
+        if self.backbone_scale != 1.0:  # the head at lr, the rest at lr × scale
+            for scale, part in ((1.0, True), (self.backbone_scale, False)):
+                chosen = [i for i, head in enumerate(self.in_head) if head == part]
+                if chosen and scale:
+                    torch._foreach_add_([self.params[i] for i in chosen], [grads[i] for i in chosen],
+                                        alpha=-float(self.lr) * scale)
+        elif isinstance(self.lr, torch.Tensor):  # a device tensor, as a step replayed from a CUDA graph reads it
             torch._foreach_sub_(self.params, torch._foreach_mul(grads, self.lr))
         else:
             torch._foreach_add_(self.params, grads, alpha=-self.lr)

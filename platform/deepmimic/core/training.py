@@ -19,6 +19,7 @@ from annotated_types import Ge, Gt, Le, Lt
 from torch import nn
 
 from .allocator import keep_freed_memory
+from .augment import Augment, strong
 from .batches import Batches, InMemory
 from .optimizer import SGD
 from .step_graph import StepGraph
@@ -45,6 +46,14 @@ class Training:
     cuda_graph: bool = True      # on a CUDA device (without compile): replay full batches' steps from one CUDA graph
     eval_every: Annotated[int, Ge(1)] | None = None  # test-set evaluation every N epochs (and after the last);
     #                                                  None: about 20 points on the learning curve
+    augment: Augment | None = None  # strong augmentation, a draw per image (`core/augment.py`), after shift and flip
+    backbone_lr_scale: Annotated[float, Ge(0.0)] = 1.0  # every layer's learning rate but the head's, times this
+    freeze_epochs: Annotated[int, Ge(0)] = 0  # epochs at the start in which only the head learns
+
+    @property
+    def groups(self) -> bool:
+        """Whether the head and the rest of the network learn at different rates."""
+        return self.backbone_lr_scale != 1.0 or self.freeze_epochs > 0
 
     @property
     def evaluation_every(self) -> int:
@@ -85,12 +94,22 @@ def augment(x: torch.Tensor, training: Training) -> torch.Tensor:
     mentor's soft labels of the unaugmented image, which a shift of a pixel or a mirror leaves valid)."""
     if training.shift:
         x = random_shift(x, training.shift)
-    return random_flip(x) if training.flip else x
+    if training.flip:
+        x = random_flip(x)
+    return strong(x, training.augment) if training.augment is not None else x
 
 
 def sgd(model: nn.Module, training: Training) -> SGD:
-    """The paper's optimiser: SGD, here with Nesterov momentum (the learning rate is set per step)."""
-    return SGD(model.parameters(), lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay)
+    """The paper's optimiser: SGD, here with Nesterov momentum (the learning rate is set per step); the head (the
+    last layer, which gives the logits) apart where the recipe scales or freezes the rest."""
+    head = list(head_of(model).parameters()) if training.groups else ()
+    return SGD(model.parameters(), lr=training.lr, momentum=training.momentum, weight_decay=training.weight_decay,
+               head=head)
+
+
+def head_of(model: nn.Module) -> nn.Module:
+    """The layer giving the logits: the network's last linear layer (or 1×1 convolution, as SqueezeNet's)."""
+    return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
 
 
 class Objective(Protocol):
@@ -154,8 +173,9 @@ def train_on(
     bf16 = native_bf16(device) if training.bf16 is None else training.bf16
     # Not under DDP: capturing its all-reduce needs its static graph and more warm-ups (torch's CUDA-graph docs),
     # unmeasured on several GPUs so far.
-    graphed = (training.cuda_graph and device.type == "cuda" and not training.compile
-               and not isinstance(model, nn.parallel.DistributedDataParallel))
+    # Nor with augmentation (its draws are made on the host) or learning-rate groups (their scale changes).
+    graphed = (training.cuda_graph and device.type == "cuda" and not training.compile and not training.groups
+               and training.augment is None and not isinstance(model, nn.parallel.DistributedDataParallel))
     lr_at = lambda step: 0.5 * training.lr * (1 + math.cos(math.pi * step / total))  # noqa: E731
 
     def step(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -173,8 +193,9 @@ def train_on(
     if graphed:
         opt.lr = torch.zeros((), device=device)  # a captured step reads its learning rate from here
     for epoch in range(start_epoch, training.epochs):
-        torch.manual_seed(seed * 100_003 + epoch)  # dropout and shuffle depend only on (seed, epoch)
+        torch.manual_seed(seed * 100_003 + epoch)  # dropout, shuffle, augmentation depend only on (seed, epoch)
         model.train()
+        opt.backbone_scale = 0.0 if epoch < training.freeze_epochs else training.backbone_lr_scale
         sums = torch.zeros(1 + len(objective.stats), device=device)  # the loss, then the stats
         for i, (images, targets) in enumerate(data.epoch(epoch, seed)):
             lr = lr_at(epoch * steps_per_epoch + i)

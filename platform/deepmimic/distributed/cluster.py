@@ -47,13 +47,20 @@ def no_progress_bars() -> None:
 
 
 def versions() -> dict[str, str]:
-    """What must agree between the driver and every node: Ray, PyTorch (without its build tag) and this
-    project."""
-    import torch
+    """What must agree between the driver and every node: Ray, PyTorch and torchvision (without their build
+    tags: read from their installed metadata, torchvision not imported) and this project."""
+    from importlib.metadata import PackageNotFoundError, version
 
     import deepmimic
 
-    return {"Ray": ray.__version__, "PyTorch": torch.__version__.split("+")[0], "deepmimic": deepmimic.__version__}
+    def installed(name: str) -> str:
+        try:
+            return version(name).split("+")[0]
+        except PackageNotFoundError:
+            return "none"
+
+    return {"Ray": ray.__version__, "PyTorch": installed("torch"), "torchvision": installed("torchvision"),
+            "deepmimic": deepmimic.__version__}
 
 
 def check_versions(here: dict[str, str] | None = None, timeout_s: float = 300.0) -> None:

@@ -52,7 +52,7 @@ def _with_method(parts: dict[str, Any], cfg: ExperimentConfig) -> dict[str, Any]
 
 def student_key(cfg: ExperimentConfig, student: ModelConfig) -> str:
     """A student trial: its mentor, itself, its pool's variant and its method."""
-    parts = {"mentor": mentor_key(cfg), "student": student.model_dump(), "variant": cfg.variant.model_dump()}
+    parts = {"mentor": mentor_key(cfg), "student": student.identity(), "variant": cfg.variant.model_dump()}
     return digest(_with_method(parts, cfg))
 
 

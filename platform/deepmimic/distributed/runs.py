@@ -28,7 +28,8 @@ def run_spec(cfg: ExperimentConfig, role: str, model: ModelConfig, data: TableIn
     stream = Stream(cfg.data.data_cpus, cfg.data.read_ahead) if student and streams(cfg, data) else None
     return RunSpec(
         name=f"{role}-{model.name}-{os.path.basename(folder)}", storage=f"{folder}/ray",
-        model=ModelPlan(model.spec(), model.training, cfg.seed if model.seed is None else model.seed, objective),
+        model=ModelPlan(model.spec(), model.training, cfg.seed if model.seed is None else model.seed, objective,
+                        model.weights),
         data=DataPlan(data, target or ("soft_label" if student else "label"), test, num_classes, stream=stream,
                       inference_repeats=cfg.inference_repeats),
         placement=Placement(resources, in_trial and resources.num_workers == 1,

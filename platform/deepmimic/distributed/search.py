@@ -36,7 +36,7 @@ from ..core.architectures import ModelSpec, count_parameters
 from ..core.student_search import Candidate, MentorFigures, SearchSummary, architecture, latency_ms, winner
 from ..errors import UserError
 from ..report import SEARCH_FILE
-from ..schema import ModelConfig
+from ..schema import ModelConfig, training_identity
 from .cluster import concurrency, raise_failures, run_config, trial_resources
 from .data import TableInfo, write_image_table
 from .keys import digest, mentor_key
@@ -114,7 +114,7 @@ def _search_trial(config: dict[str, Any], cfg: SweepConfig, mentor: MentorOutcom
     scheduler may stop it at any report)."""
     student, trial = _student(cfg, config, "candidate"), tune.get_context().get_trial_id()
     # Optuna draws a student again where it looks best: one trained in full is not trained twice.
-    done = f"{folder}/students/{digest(student.model_dump())}.json"
+    done = f"{folder}/students/{digest(student.identity())}.json"
     if artifacts.intact(done):
         first = artifacts.read_json(done)
         tune.report({**{k: v for k, v in first.items() if k != "trial_id"}, "duplicate_of": first["trial_id"]})
@@ -198,7 +198,8 @@ def run_search(cfg: SweepConfig, out: str, cache: str) -> ModelConfig:
         raise UserError(f"search.student_space.conv_blocks: {e}") from None
     data = search_data(cfg, mentor, mentor.files.search_slices)
     resources = cfg.resources.model_dump(exclude={"mentor"})  # the search trains students only
-    name = "search-" + digest({"mentor": key, "search": s.model_dump(), "resources": resources})
+    search = s.model_dump() | {"training": training_identity(s.model_dump()["training"])}
+    name = "search-" + digest({"mentor": key, "search": search, "resources": resources})
     trainable = tune.with_parameters(_search_trial, cfg=cfg, mentor=mentor, data=data, folder=f"{out}/search/{name}")
     results = _tuner(cfg, trainable, f"{out}/tune", name, data.mentor_accuracy).fit()
     raise_failures(results, "search")

@@ -54,6 +54,7 @@ class ModelPlan:
     training: Training
     seed: int
     objective: Objective           # a student's method, or a mentor's smoothed cross-entropy
+    weights: str | None = None     # a library network's start (`core/library_models.py`), for a fresh run
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,7 @@ def _train(spec: RunSpec, worker: _WorkerGroup | _OwnProcess) -> None:
     data = _batches(spec, worker)
     torch.manual_seed(spec.model.seed)
     net = spec.model.spec.build(spec.data.train.shape, spec.data.num_classes, spec.data.train.mean,
-                                spec.data.train.std)
+                                spec.data.train.std, spec.model.weights)  # a restored run's own weights come next
     start_epoch, history, opt_state = _restore(net, worker)
     if training.channels_last:  # before DDP takes the parameters' strides for its gradient buckets
         net.to(memory_format=torch.channels_last)

@@ -54,6 +54,9 @@ class EnsembleMentor(Mentor):
             return raw
         return {**raw, "members": [kind_of(m).inherit(m, merged) if isinstance(m, dict) else m for m in members]}
 
+    def identity(self) -> Any:
+        return self.model_dump() | {"members": [m.identity() for m in self.members]}
+
     def needs(self) -> list[Mentor]:
         return list(self.members)
 
