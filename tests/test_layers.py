@@ -17,7 +17,8 @@ def test_core_imports_neither_ray_nor_mlflow():
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m.rstrip('.'))\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'mlflow', 'torchvision'))\n"
+        "banned = ('ray', 'mlflow', 'torchvision', 'kornia', 'timm')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in banned)\n"
         "print(bad); sys.exit(1 if bad else 0)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -30,3 +31,10 @@ def test_a_sweeps_trial_process_imports_neither_mlflow_nor_optuna():
     module of `Tracker`'s class. Neither may import MLflow (0.5-1 s in every trial process) or Optuna (0.2 s),
     which only the tracker and a student search use."""
     assert imported_by_fresh_python("import deepmimic.distributed.sweep, deepmimic.tracking", "mlflow", "optuna") == []
+
+
+def test_a_sweep_of_the_paper_s_notation_never_imports_torchvision():
+    """torchvision (seconds a process, with the torch._dynamo it imports), kornia and timm are imported where a
+    library network or strong augmentation is built, not by the trial functions, the CLI or the config."""
+    code = "import deepmimic.cli, deepmimic.distributed.sweep, deepmimic.tracking, deepmimic.config"
+    assert imported_by_fresh_python(code, "torchvision", "kornia", "timm", "torch._dynamo") == []

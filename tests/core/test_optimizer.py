@@ -95,3 +95,29 @@ def test_a_learning_rate_held_in_a_tensor_steps_as_the_float_one():
         held.step()
     for a, b in zip(ours.parameters(), theirs.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_scaled_backbone_steps_as_torch_sgd_with_two_parameter_groups():
+    ours, theirs = net(), net()
+    head = list(ours[-1].parameters())  # the last linear layer
+    opt = SGD(ours.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, head=head)
+    opt.backbone_scale = 0.1
+    steps(ours, opt, [0.1, 0.05])
+    rest = [p for p in theirs.parameters() if all(p is not q for q in theirs[-1].parameters())]
+    reference = torch.optim.SGD([{"params": rest, "lr": 0.01}, {"params": list(theirs[-1].parameters())}], lr=0.1,
+                                momentum=0.9, weight_decay=5e-4, nesterov=True)
+    for lr in (0.1, 0.05):
+        reference.param_groups[0]["lr"], reference.param_groups[1]["lr"] = lr * 0.1, lr
+        reference.zero_grad()
+        F.cross_entropy(theirs(X), Y).backward()
+        reference.step()
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(ours.parameters(), theirs.parameters()))
+
+
+def test_a_frozen_backbone_stays_as_it_was_while_the_head_learns():
+    model, before = net(), net()
+    opt = SGD(model.parameters(), lr=0.1, momentum=0.9, head=list(model[-1].parameters()))
+    opt.backbone_scale = 0.0
+    steps(model, opt, [0.1, 0.1])
+    frozen = [torch.equal(a, b) for a, b in zip(model.parameters(), before.parameters())]
+    assert frozen == [True] * (len(frozen) - 2) + [False, False]  # the head's weight and bias moved
