@@ -4,8 +4,10 @@ the CLI as a real process, and writers of data sets' published file formats."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import pickle
 import signal
 import socket
 import struct
@@ -157,6 +159,28 @@ def idx_bytes(arr: np.ndarray, magic: bytes = b"\x00\x00\x08") -> bytes:
     """An IDX file (MNIST's format): magic, dimensions, then the bytes."""
     dims = b"".join(struct.pack(">I", d) for d in arr.shape)
     return magic + bytes([arr.ndim]) + dims + arr.astype(np.uint8).tobytes()
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Pickles as Python 2's cPickle did, which wrote CIFAR's published batches: bytes as Python 2 `str`
+    (SHORT_BINSTRING/BINSTRING), not protocol 2's `_codecs.encode` call that Python 3 writes."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_str2(self, obj: bytes) -> None:
+        n = len(obj)
+        head = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)
+        self.write(head + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_str2
+
+
+def python2_pickle(obj: object) -> bytes:
+    """`obj` as a Python 2 program's `cPickle.dump(obj, f, 2)` wrote it (keys and names as bytes here)."""
+    out = io.BytesIO()
+    _Python2Pickler(out, protocol=2).dump(obj)
+    return out.getvalue()
 
 
 def cifar_batch(n: int, label_key: str, classes: int, row: int = 3072, seed: int = 0) -> dict:

@@ -12,7 +12,7 @@ from deepmimic.core.datasets import load_dataset
 from deepmimic.core.datasets.digits import EMBEDDED, reference_digits
 from deepmimic.errors import UserError
 
-from ..conftest import cifar_batch, idx_bytes, imported_by_fresh_python
+from ..conftest import cifar_batch, idx_bytes, imported_by_fresh_python, python2_pickle
 
 RNG = np.random.default_rng(0)
 
@@ -102,9 +102,9 @@ def test_cifar10_python_batches(tmp_path):
     batches = {f"data_batch_{i}": cifar_batch(3, "labels", 10) for i in range(1, 6)}
     batches["test_batch"] = cifar_batch(4, "labels", 10)
     for name, batch in batches.items():
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+        (folder / name).write_bytes(python2_pickle(batch))
     names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
-    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names, b"num_vis": 3072}))
+    (folder / "batches.meta").write_bytes(python2_pickle({b"label_names": names, b"num_vis": 3072}))
     d = load_dataset("cifar10", tmp_path)
     assert d.train.images.shape == (15, 3, 32, 32) and d.test.images.shape == (4, 3, 32, 32)
     # channel-major rows: the first 1024 bytes are the red plane
@@ -115,10 +115,10 @@ def test_cifar10_python_batches(tmp_path):
 def test_cifar100_python_files(tmp_path):
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
-    (folder / "train").write_bytes(pickle.dumps(cifar_batch(5, "fine_labels", 100)))
-    (folder / "test").write_bytes(pickle.dumps(cifar_batch(2, "fine_labels", 100)))
+    (folder / "train").write_bytes(python2_pickle(cifar_batch(5, "fine_labels", 100)))
+    (folder / "test").write_bytes(python2_pickle(cifar_batch(2, "fine_labels", 100)))
     fine = [f"class{i}".encode() for i in range(100)]
-    (folder / "meta").write_bytes(pickle.dumps({b"fine_label_names": fine, b"coarse_label_names": []}))
+    (folder / "meta").write_bytes(python2_pickle({b"fine_label_names": fine, b"coarse_label_names": []}))
     d = load_dataset("cifar100", folder)  # the folder itself works as root too
     assert len(d.train.class_names) == 100 and d.train.labels.tolist() == [0, 1, 2, 3, 4]
 
