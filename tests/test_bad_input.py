@@ -103,6 +103,8 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
         return space(name, with_("dataset", {"name": "parquet", "train": str(path), **extra}))
 
     good = space("good", GOOD)
+    junk = str(tmp / "junk.pth")
+    Path(junk).write_bytes(b"not a pickle")
     sweep = lambda raw: with_("grid", raw)  # noqa: E731
     return [
         ("missing file", ["run", str(tmp / "nowhere.yaml")], "nowhere.yaml: no such file", {}),
@@ -161,6 +163,24 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
         ("export of a folder that is no checkpoint", ["export", str(tmp), "--out", str(tmp / "m.onnx")],
          "no manifest", {}),
         ("report of no sweep", ["report", str(tmp)], str(tmp), {}),
+        ("unknown torchvision model", ["run", good, "--set", "mentor.architecture=torchvision/resnet19"],
+         "mentor.architecture: architecture 'torchvision/resnet19': not a torchvision classifier", {}),
+        ("vit on 8×8 images", ["run", good, "--set", "students.0.architecture=torchvision/vit_b_16"],
+         "does not build for 1×8×8 images (Wrong image height! Expected 224", {}),
+        ("weights for the paper's notation", ["run", good, "--set", "mentor.weights=w.pt"],
+         "weights: only a library network", {}),
+        ("weights file missing", ["run", space("noweights", with_("mentor", {
+            "name": "M", "architecture": "torchvision/resnet18", "weights": str(tmp / "none.pth")}))],
+         "mentor.weights: weights " + str(tmp / "none.pth") + ": no such file", {}),
+        ("weights file not a state dict", ["run", space("badweights", with_("mentor", {
+            "name": "M", "architecture": "torchvision/resnet18", "weights": junk}))], "not a PyTorch state dict", {}),
+        ("unknown weights name", ["run", space("weightsname", with_("mentor", {
+            "name": "M", "architecture": "torchvision/resnet18", "weights": "IMAGENET9K"}))],
+         "neither a file nor one of resnet18's weights (IMAGENET1K_V1)", {}),
+        ("augment policy unknown", ["run", good, "--set", "training.augment={policy: autoaugment}"],
+         "training.augment.policy", {}),
+        ("augment magnitude 30", ["run", good, "--set", "training.augment={policy: randaugment, magnitude: 30}"],
+         "training.augment.magnitude", {}),
         ("experiment name with a path", ["run", good, "--set", "name=../../evil"], "name: '../../evil': a name", {}),
         ("student name with a path", ["run", good, "--set", "students.0.name=../../../tmp/evil"],
          "students.0.name: '../../../tmp/evil': a name becomes a folder name", {}),

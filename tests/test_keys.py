@@ -28,3 +28,17 @@ def test_keys_of_shipped_spaces_are_those_of_earlier_versions(space, value, ment
 
     cfg = next(c for v, c in load_sweep(ROOT / "search_spaces" / f"{space}.yaml")[1] if picked(v))
     assert (mentor_key(cfg), student_key(cfg, cfg.students[0])) == (mentor, student)
+
+
+def test_a_weights_file_enters_the_key_by_its_contents_and_its_path_is_made_absolute(tmp_path, monkeypatch):
+    from deepmimic.schema import ModelConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w.pt").write_bytes(b"one")
+    model = ModelConfig(name="M", architecture="torchvision/resnet18", weights="w.pt")
+    assert model.weights == str(tmp_path / "w.pt")  # trial processes run in other folders
+    first = model.identity()
+    (tmp_path / "w.pt").write_bytes(b"two")  # replaced at the same path
+    assert model.identity() != first
+    named = ModelConfig(name="M", architecture="torchvision/resnet18", weights="IMAGENET1K_V1")
+    assert named.identity()["weights"] == "IMAGENET1K_V1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .core import library_models
 from .core.architectures import ModelSpec
@@ -67,9 +67,17 @@ class ModelConfig(Strict):
     def spec(self) -> ModelSpec:
         return ModelSpec(self.architecture, self.width, self.width_growth, self.fc_width, self.dropout, self.stem)
 
+    @field_validator("weights")
+    @classmethod
+    def _absolute(cls, weights: str | None) -> str | None:
+        return library_models.local_path(weights) if weights else weights
+
     def identity(self) -> dict[str, Any]:
-        """What of it determines its cache keys: every field but those added later, while at their defaults."""
+        """What of it determines its cache keys: every field but those added later, while at their defaults; a
+        weights file by its contents."""
         dump = {k: v for k, v in self.model_dump().items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+        if self.weights:
+            dump["weights"] = library_models.fingerprint(self.weights)
         return dump | {"training": training_identity(dump["training"])}
 
 

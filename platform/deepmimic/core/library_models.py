@@ -18,6 +18,8 @@ notation never pays torchvision's import.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from typing import Any
 
@@ -82,6 +84,8 @@ def check_weights(architecture: str, weights: str) -> None:
     if _is_file(weights):
         _state(weights)
         return
+    if "/" in weights or os.path.splitext(weights)[1] in (".pt", ".pth", ".bin", ".safetensors"):
+        raise UserError(f"weights {weights}: no such file")
     library, name = architecture.split("/", 1)
     if library == "torchvision":
         _torchvision_weights(name, weights)
@@ -141,6 +145,33 @@ def _timm(architecture: str, name: str, weights: str | None) -> tuple[nn.Module,
 
 def _is_file(weights: str) -> bool:
     return os.path.exists(os.path.expanduser(weights))
+
+
+def local_path(weights: str) -> str:
+    """`weights` as an absolute path where it names a file here (trial processes run in other folders), else as
+    given (a weights name)."""
+    return os.path.abspath(os.path.expanduser(weights)) if _is_file(weights) else weights
+
+
+@functools.lru_cache(maxsize=32)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    sha = hashlib.sha256()
+    for root, _, files in sorted(os.walk(path)) if os.path.isdir(path) else [("", [], [path])]:
+        for name in sorted(files):
+            with open(os.path.join(root, name), "rb") as f:
+                for block in iter(lambda f=f: f.read(1 << 20), b""):
+                    sha.update(block)
+    return sha.hexdigest()
+
+
+def fingerprint(weights: str) -> str:
+    """What a start is, for a cache key: a file's (or checkpoint folder's) SHA-256, so a file replaced at the same
+    path trains anew; a weights name as it is."""
+    if not _is_file(weights):
+        return weights
+    path = os.path.abspath(os.path.expanduser(weights))
+    stat = os.stat(path)
+    return "sha256:" + _digest(path, stat.st_mtime_ns, stat.st_size)
 
 
 def _adapt(net: nn.Module, channels: int, num_classes: int, library_classes: int, small: bool,
@@ -208,8 +239,13 @@ def _state(path: str) -> dict[str, Any]:
             raise UserError(f"weights {path}: {e}") from None
         path = os.path.join(path, "model.pt")
     try:
-        state: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 (pickle's, zip's and torch's many errors: the user's file)
+        if path.endswith(".safetensors"):  # as timm's and Hugging Face's weights come
+            from safetensors.torch import load_file
+
+            state: Any = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 (pickle's, zip's, safetensors' and torch's errors: the user's file)
         raise UserError(f"weights {path}: not a PyTorch state dict ({str(e).splitlines()[0][:160]})") from None
     state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
     if not isinstance(state, dict):
