@@ -112,8 +112,8 @@ def sweep_once(epochs: int, folder: str, ray_address: str | None = None) -> Swee
         inside["soft labels"] += result["stage_times_s"]["soft_labels"]
     for path in Path(folder, "out").glob("trials/*/trial.json"):
         inside["student training"] += json.loads(path.read_text())["student"]["train_time_s"]
-    stages = (Path(folder, "out", "tune", f"{name}.json") for name in ("trials", "mentors", "students"))  # Tune's
-    reported = [json.loads(p.read_text()) for p in stages if p.exists()]
+    files = (Path(folder, "out", "tune", f"{name}.json") for name in ("trials", "mentors", "students"))  # Tune's
+    reported = [json.loads(p.read_text()) for p in files if p.exists()]
     pids = {trial["pid"] for stage in reported for trial in stage}
     return SweepRun(wall, stages, inside, machine_cpu_s() - cpu, len(pids))
 

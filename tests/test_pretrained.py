@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
@@ -19,7 +20,7 @@ RESNET18_8X8 = 11_172_810        # torchvision's resnet18 for 1×8×8 images, 10
 MOBILENET_V3_SMALL_8X8 = 1_527_818
 
 
-def test_a_pretrained_resnet_mentor_and_a_mobilenet_student_from_the_shipped_recipe(ray_local, tmp_path):
+def test_a_pretrained_resnet_mentor_and_a_mobilenet_student_from_the_shipped_recipe(ray_local, tmp_path, monkeypatch):
     import torchvision
 
     assert cli(ray_local, "example-data", str(tmp_path / "digits")).returncode == 0
@@ -53,3 +54,10 @@ def test_a_pretrained_resnet_mentor_and_a_mobilenet_student_from_the_shipped_rec
     assert by_name["Mentor"].data.params["parameters"] == str(RESNET18_8X8)
     assert by_name["MobileNet"].data.params["architecture"] == "torchvision/mobilenet_v3_small"
     assert by_name["MobileNet"].data.params["parameters"] == str(MOBILENET_V3_SMALL_8X8)
+    # The MobileNet's best trial is a registered MLflow model (TorchScript) answering probabilities.
+    import mlflow.pyfunc
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
+    answers = mlflow.pyfunc.load_model("models:/own_images_pretrained-MobileNet/1").predict(
+        np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32))
+    assert answers.shape == (3, 10) and np.allclose(answers.sum(1), 1.0, atol=1e-5)
