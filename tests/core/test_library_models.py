@@ -140,3 +140,13 @@ def test_a_timm_network_is_fitted_as_torchvision_s_are():
 def test_googlenet_s_auxiliary_outputs_are_left_out_while_training():
     model = ModelSpec("torchvision/googlenet").build((3, 32, 32), 10).train()
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_a_shufflenet_keeps_small_images_resolution_without_its_first_pooling():
+    net = ModelSpec("torchvision/shufflenet_v2_x0_5").build(GREY, 10)[1].net
+    assert isinstance(net.maxpool, nn.Identity) and first_conv(net).stride == (1, 1)
+    assert net.eval()(torch.zeros(2, *GREY)).shape == (2, 10)
+
+
+def test_a_regnet_is_checked_though_it_works_out_its_widths_with_tensors():
+    ModelSpec("torchvision/regnet_x_400mf").check((3, 32, 32), 10)  # no meta-device error taken for a download's

@@ -118,7 +118,14 @@ def _torchvision(architecture: str, name: str, weights: str | None) -> tuple[nn.
     chosen = _torchvision_weights(name, weights) if weights and not _is_file(weights) else None
     try:
         net = models.get_model(name, weights=chosen)
+    except NotImplementedError:  # RegNets work out their widths with tensors: not on the meta device of a check
+        device = torch.empty(0).device
+        with torch.device("cpu"):
+            net = models.get_model(name, weights=chosen)
+        net = net.to(device)
     except (OSError, RuntimeError) as e:  # the download, on a machine without the internet
+        if chosen is None:
+            raise
         raise UserError(f"weights {weights!r}: cannot be fetched ({str(e).splitlines()[0][:160]}): give a local "
                         "file of them instead") from None
     return net, len(chosen.meta["categories"]) if chosen else 1000
@@ -178,14 +185,15 @@ def _adapt(net: nn.Module, channels: int, num_classes: int, library_classes: int
            pretrained: bool) -> None:
     """The network fitted to the images' channels, the classes and (`small`) the images' size, in place."""
     conv_name, conv = next((n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d))
-    if small and hasattr(net, "conv1") and hasattr(net, "maxpool"):  # a ResNet: a CIFAR stem
-        net.conv1 = nn.Conv2d(channels, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)
-        net.maxpool = nn.Identity()
+    if small and conv_name == "conv1" and conv.kernel_size == (7, 7):  # a ResNet (torchvision's, timm's): CIFAR's stem
+        net.conv1 = nn.Conv2d(channels, conv.out_channels, 3, stride=1, padding=1, bias=False)
     else:
         if conv.in_channels != channels:
             _replace(net, conv_name, _rechannelled(conv, channels, pretrained))
         if small:
             _first_conv(net).stride = (1, 1)
+    if small and isinstance(getattr(net, "maxpool", None), nn.MaxPool2d):  # ResNets', ShuffleNets' first pooling
+        net.maxpool = nn.Identity()
     head_name, head = [(n, m) for n, m in net.named_modules()
                        if (isinstance(m, nn.Linear) and m.out_features == library_classes)
                        or (isinstance(m, nn.Conv2d) and m.out_channels == library_classes)][-1]
