@@ -150,3 +150,8 @@ def test_a_shufflenet_keeps_small_images_resolution_without_its_first_pooling():
 
 def test_a_regnet_is_checked_though_it_works_out_its_widths_with_tensors():
     ModelSpec("torchvision/regnet_x_400mf").check((3, 32, 32), 10)  # no meta-device error taken for a download's
+
+
+def test_a_network_whose_poolings_outgrow_the_images_says_it_needs_larger_ones():
+    with pytest.raises(ArchitectureError, match="does not build for 1×8×8 images .its downsampling shrinks them"):
+        ModelSpec("torchvision/squeezenet1_0").check(GREY, 10)

@@ -30,6 +30,8 @@ from ..errors import UserError
 from . import artifacts
 
 LIBRARIES = ("torchvision", "timm")
+# PyTorch's words where a network's poolings and strides leave less of an image than a kernel spans
+SHRUNK = ("Output size is too small", "Kernel size can't be greater than actual input size")
 SMALL_SIDE = 64  # images up to this many pixels a side get the small stem under `stem: auto`
 
 
@@ -73,6 +75,8 @@ def build(architecture: str, shape: tuple[int, int, int], num_classes: int, stem
             model.eval()(torch.empty((1, *shape), device=next(net.parameters()).device))
     except Exception as e:  # noqa: BLE001 (the library's own message, whatever its type: a ViT's size check, …)
         why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        if any(shrunk in why for shrunk in SHRUNK):
+            why = f"its downsampling shrinks them below a kernel: it needs larger images; {why}"
         raise ArchitectureError(f"architecture {architecture!r}: does not build for {'×'.join(map(str, shape))} "
                                 f"images ({why})") from None
     return model.train()
