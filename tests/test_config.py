@@ -161,3 +161,29 @@ def test_a_search_takes_the_shared_training_defaults_and_counts_its_space(tmp_pa
     assert base.search.training.epochs == 27 and base.search.training.lr == 0.1
     assert base.search.grace() == 3 and base.search.student_space.size == 3 * 2 * 4 * 2 * 2
     assert len(points) == 1 and points[0][1].students == []
+
+
+def test_generations_write_the_mentor_as_a_chain_of_noisy_generations():
+    from deepmimic.distributed.keys import mentor_key, with_mentor
+
+    cfg = parse_experiment({**BASE, "generations": 2})
+    g2 = cfg.mentor
+    assert [g2.name, g2.teacher.name, g2.teacher.teacher.name] == ["M-g2", "M-g1", "M"]
+    assert (g2.generation, g2.teacher.generation) == (2, 1) and not hasattr(g2.teacher.teacher, "teacher")
+    assert g2.training.augment.policy == "randaugment" and g2.teacher.teacher.training.augment is None  # the noise
+    assert g2.training.epochs == 9 and g2.training.lr == 0.1  # the mentor's own recipe, the defaults under it
+    assert g2.architecture == g2.teacher.teacher.architecture and g2.needs() == [g2.teacher]
+    # generation 0 is the plain mentor's cache entry: a sweep over `generations` trains it once
+    assert mentor_key(with_mentor(cfg, g2.teacher.teacher)) == mentor_key(parse_experiment(BASE))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"generations": 1, "mentor": {"name": "B", "black_box": {"kind": "onnx", "location": "b.onnx"}}},
+     "generations: needs a mentor with a network"),
+    ({"generations": 11}, "generations"),
+    ({"mentor": {"name": "G", "architecture": "c-fc", "teacher": {"name": "M", "architecture": "c-fc"}},
+      "dataset": {"name": "image_folder", "root": "x", "unlabeled": "y"}}, "a generation learns from the paper's"),
+])
+def test_generations_that_cannot_be_are_refused(change, message):
+    with pytest.raises((UserError, ValueError), match=message):
+        parse_experiment({**BASE, **change})

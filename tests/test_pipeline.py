@@ -9,6 +9,7 @@ import subprocess
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 import torch
 
 from deepmimic.config import parse_experiment
@@ -32,9 +33,11 @@ def state(checkpoint_dir: str) -> dict[str, torch.Tensor]:
     return torch.load(os.path.join(checkpoint_dir, "model.pt"), weights_only=True)
 
 
-def test_student_never_sees_a_true_label(ray_local, digits, tmp_path):
-    """Permuting the student pool's true labels changes nothing the student learns."""
-    cfg = parse_experiment(SMALL)
+@pytest.mark.parametrize("generations", [0, 1])
+def test_student_never_sees_a_true_label(ray_local, digits, tmp_path, generations):
+    """Permuting the student pool's true labels changes nothing the student learns, from the mentor or from a
+    generation after it (which learns from the labelled images' true classes and the pool's soft labels)."""
+    cfg = parse_experiment({**SMALL, "generations": generations})
     split = stratified_split(digits.train.labels, cfg.split.mentor_ratio, cfg.seed)
     labels = digits.train.labels.copy()
     labels[split.student] = np.random.default_rng(1).permutation(labels[split.student])
@@ -45,9 +48,10 @@ def test_student_never_sees_a_true_label(ray_local, digits, tmp_path):
     a = run_experiment(cfg, str(tmp_path / "a"), digits, split)
     b = run_experiment(cfg, str(tmp_path / "b"), scrambled, split)
 
-    (pool,) = (tmp_path / "a").glob("mentors/*/data/student.parquet")
+    assert a.mentor.name == ("Mentor-g1" if generations else "Mentor")
+    (pool, *_) = (tmp_path / "a").glob("mentors/*/data/student.parquet")
     assert pq.read_schema(pool).names == ["id", "image"]
-    (manifest,) = (tmp_path / "a").glob("mentors/*/student_sets/*/set.json")
+    (manifest,) = (tmp_path / "a").glob("mentors/*/student_sets/*/set.json")  # the last generation's only
     student_set = json.loads(manifest.read_text())["table"]["uri"]
     assert pq.read_table(student_set).column_names == ["id", "image", "soft_label"]
     sa, sb = a.students[0], b.students[0]

@@ -229,6 +229,27 @@ class ExperimentConfig(Strict):
     data: DataConfig = DataConfig()
     method: MethodConfig = METHODS["deepmimic"]()
     ood: OODConfig | None = None
+    generations: int = Field(0, ge=0, le=10, description="noisy-student generations after a trained mentor: each "
+                             "the mentor's network learning from the labelled images and the pool with the previous "
+                             "generation's soft labels, under RandAugment (`mentors/generation.py`); the students "
+                             "distil from the last")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _generations(cls, raw: Any) -> Any:
+        """`generations: N` writes the mentor as a chain: N generations of its network, each taught by the one
+        before it (named `NAME-g1` … `NAME-gN`), with strong augmentation where its recipe has none."""
+        if not isinstance(raw, dict) or not raw.get("generations") or not isinstance(raw["generations"], int):
+            return raw
+        first = raw.get("mentor")
+        if not isinstance(first, dict) or "architecture" not in first:
+            raise ValueError("generations: needs a mentor with a network (`architecture:`) to repeat; write the "
+                             "chain of `teacher:` sections out for any other")
+        mentor, training = first, first.get("training") or {}
+        noisy = {**training, "augment": training.get("augment") or {"policy": "randaugment"}}
+        for g in range(1, raw["generations"] + 1):
+            mentor = {**first, "name": f"{first['name']}-g{g}", "training": noisy, "teacher": mentor}
+        return {**raw, "mentor": mentor}
 
     @model_validator(mode="before")
     @classmethod
@@ -292,6 +313,8 @@ class ExperimentConfig(Strict):
     def _pool_fits(self) -> "ExperimentConfig":
         if self.dataset.unlabeled is None:
             return self
+        if self.mentor.no_separate_pool:
+            raise ValueError(f"mentor: {self.mentor.no_separate_pool}")
         if "split" in self.model_fields_set:
             raise ValueError("split: does not apply with dataset.unlabeled (the mentor learns from every labelled "
                              "training image, the students from the pool): remove it")

@@ -15,7 +15,7 @@ import pyarrow.fs as pafs
 
 from . import paper, plots
 from .core import artifacts
-from .core.results import SweepSummary, TrialRecord
+from .core.results import MentorResult, SweepSummary, TrialRecord
 from .core.student_search import SearchSummary, pareto_front
 from .errors import UserError
 
@@ -100,16 +100,23 @@ def _by_axis(records: list[TrialRecord], value: Callable[[TrialRecord], float], 
 
 
 def _architectures(records: list[TrialRecord], paper_rows: dict | None, title: str) -> str:
-    """Tables 1, 2, 5: mentor and each student, accuracy and relative accuracy."""
-    mentors = {(r.seed, r.split_ratio): r.mentor for r in records}.values()
+    """Tables 1, 2, 5: each mentor and each student, accuracy and relative accuracy; where the sweep has several
+    mentors (kinds, generations), a row each, and each student's rows by the mentor it learnt from."""
+    mentors: dict[str, dict[tuple, MentorResult]] = defaultdict(dict)
+    for r in records:
+        mentors[r.mentor.name][(r.seed, r.split_ratio)] = r.mentor
+    several = len(mentors) > 1
     groups: dict[str, list[TrialRecord]] = defaultdict(list)
     for r in records:
-        groups[r.student.name].append(r)
+        groups[f"{r.student.name} ← {r.mentor.name}" if several else r.student.name].append(r)
     header = ["model", "architecture", "params", "accuracy %", "relative %", "agreement %"]
     if paper_rows:
         header += ["paper accuracy %", "paper relative %"]
-    first = records[0].mentor
-    body = [["Mentor", first.architecture, first.params or "–", _mean_sd([m.test_accuracy for m in mentors]), "–", "–"]]
+    body = []
+    for name, made in mentors.items():
+        first = next(iter(made.values()))
+        body.append([name if several else "Mentor", first.architecture, first.params or "–",
+                     _mean_sd([m.test_accuracy for m in made.values()]), "–", "–"])
     for name, rs in groups.items():
         students = [r.student for r in rs]
         body.append([name, students[0].architecture, students[0].params,

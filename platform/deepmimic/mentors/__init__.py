@@ -14,12 +14,14 @@ from pydantic import Discriminator, Tag
 from .base import Made, Mentor, MentorJob, PoolJob
 from .black_box import BlackBoxConfig, BlackBoxMentor
 from .ensemble import EnsembleMentor
+from .generation import GenerationMentor
 from .trained import TrainedMentor
 
 KINDS: dict[str, type[Mentor]] = {
     "trained": TrainedMentor,
     "black box": BlackBoxMentor,
     "ensemble": EnsembleMentor,
+    "generation": GenerationMentor,
 }
 DEFAULT = "trained"  # a mapping holding no kind's marker
 
@@ -43,5 +45,6 @@ def _union(kinds: dict[str, type[Mentor]]) -> Any:
 MentorConfig = _union(KINDS)
 MemberConfig = _union({name: kind for name, kind in KINDS.items() if kind.member})  # what an ensemble combines
 EnsembleMentor.model_rebuild(_types_namespace={"MemberConfig": MemberConfig})
+GenerationMentor.model_rebuild(_types_namespace={"TeacherConfig": MentorConfig})
 
 __all__ = ["KINDS", "BlackBoxConfig", "Made", "Mentor", "MentorConfig", "MentorJob", "PoolJob", "kind_of"]

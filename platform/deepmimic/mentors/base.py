@@ -81,6 +81,7 @@ class Mentor(Strict):
     in_trial: ClassVar[bool] = True       # made in a Tune trial holding a worker's resources; False: in the
     #                                       driver, cheaply, from the mentors it needs
     member: ClassVar[bool] = True         # may be one of an ensemble's members
+    no_separate_pool: ClassVar[str] = ""  # why it cannot label a separate pool (`dataset.unlabeled`); "": it can
 
     @classmethod
     def inherit(cls, raw: dict[str, Any], merged: Any) -> dict[str, Any]:
