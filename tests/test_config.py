@@ -183,7 +183,10 @@ def test_generations_write_the_mentor_as_a_chain_of_noisy_generations():
     ({"generations": 11}, "generations"),
     ({"mentor": {"name": "G", "architecture": "c-fc", "teacher": {"name": "M", "architecture": "c-fc"}},
       "dataset": {"name": "image_folder", "root": "x", "unlabeled": "y"}}, "a generation learns from the paper's"),
+    ({"mentor": {"name": "F", "architecture": "c-fc", "fixmatch": {}},
+      "dataset": {"name": "image_folder", "root": "x", "unlabeled": "y"}}, "a FixMatch mentor learns from the paper"),
+    ({"mentor": {"name": "F", "architecture": "c-fc", "fixmatch": {"threshold": 1.5}}}, "fixmatch.threshold"),
 ])
-def test_generations_that_cannot_be_are_refused(change, message):
+def test_generations_and_fixmatch_that_cannot_be_are_refused(change, message):
     with pytest.raises((UserError, ValueError), match=message):
         parse_experiment({**BASE, **change})

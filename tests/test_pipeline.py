@@ -33,11 +33,14 @@ def state(checkpoint_dir: str) -> dict[str, torch.Tensor]:
     return torch.load(os.path.join(checkpoint_dir, "model.pt"), weights_only=True)
 
 
-@pytest.mark.parametrize("generations", [0, 1])
-def test_student_never_sees_a_true_label(ray_local, digits, tmp_path, generations):
-    """Permuting the student pool's true labels changes nothing the student learns, from the mentor or from a
-    generation after it (which learns from the labelled images' true classes and the pool's soft labels)."""
-    cfg = parse_experiment({**SMALL, "generations": generations})
+@pytest.mark.parametrize("mentor", ["Mentor", "Mentor-g1", "FixMatch"])
+def test_student_never_sees_a_true_label(ray_local, digits, tmp_path, mentor):
+    """Permuting the student pool's true labels changes nothing the student learns: from the mentor, from a
+    generation after it (which learns from the labelled images' true classes and the pool's soft labels), or from
+    a FixMatch mentor (which learns from the labelled images and the pool's images)."""
+    kinds = {"Mentor": {}, "Mentor-g1": {"generations": 1},
+             "FixMatch": {"mentor": {**SMALL["mentor"], "name": "FixMatch", "fixmatch": {"mu": 2}}}}
+    cfg = parse_experiment({**SMALL, **kinds[mentor]})
     split = stratified_split(digits.train.labels, cfg.split.mentor_ratio, cfg.seed)
     labels = digits.train.labels.copy()
     labels[split.student] = np.random.default_rng(1).permutation(labels[split.student])
@@ -48,7 +51,7 @@ def test_student_never_sees_a_true_label(ray_local, digits, tmp_path, generation
     a = run_experiment(cfg, str(tmp_path / "a"), digits, split)
     b = run_experiment(cfg, str(tmp_path / "b"), scrambled, split)
 
-    assert a.mentor.name == ("Mentor-g1" if generations else "Mentor")
+    assert a.mentor.name == mentor
     (pool, *_) = (tmp_path / "a").glob("mentors/*/data/student.parquet")
     assert pq.read_schema(pool).names == ["id", "image"]
     (manifest,) = (tmp_path / "a").glob("mentors/*/student_sets/*/set.json")  # the last generation's only

@@ -57,8 +57,9 @@ def write_split(dataset: Dataset, split: Split, folder: MentorFolder, producer: 
     )
 
 
-def read_shard(info: TableInfo, target: str, rank: int, world: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rank `rank`'s equal share of a table: images and its target column (`label` or `soft_label`).
+def read_shard(info: TableInfo, target: str | None, rank: int, world: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rank `rank`'s equal share of a table: images and its target column (`label` or `soft_label`; None: images
+    alone).
 
     Workers read their rows straight from Parquet on shared storage and keep
     them in memory, in id order whatever order a writer left the files in.
@@ -66,7 +67,7 @@ def read_shard(info: TableInfo, target: str, rank: int, world: int) -> tuple[np.
     a 2-CPU node: see the README's notes.) Every rank gets the same number of
     rows, so DDP ranks take the same number of steps.
     """
-    table = tables.read(info.uri, ["id", "image", target]).sort_by("id")
+    table = tables.read(info.uri, ["id", "image", *([target] if target else [])]).sort_by("id")
     per_rank = table.num_rows // world
     if per_rank == 0:
         raise RuntimeError(f"{info.uri}: {table.num_rows} rows cannot feed {world} workers")
@@ -75,9 +76,11 @@ def read_shard(info: TableInfo, target: str, rank: int, world: int) -> tuple[np.
     return arrays(table, target, info.shape)
 
 
-def arrays(table: pa.Table, target: str, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+def arrays(table: pa.Table, target: str | None, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray | None]:
     """A table's images and its target column (`label`: int64; `soft_label`: float32 rows) as NumPy arrays."""
     images = tables.decode_images(table.column("image"), shape)
+    if target is None:
+        return images, None
     if target == "label":
         return images, table.column("label").to_numpy().astype(np.int64)
     return images, tables.decode_soft_labels(table.column(target))

@@ -15,6 +15,7 @@ from ..core.answers import Answerer
 from ..core.black_box import Queries
 from ..core.datasets import load_dataset
 from ..core.evaluation import probability_metrics
+from ..core.fixmatch import FixMatch
 from ..core.images import Dataset, hold_out_classes, select_classes
 from ..core.results import Json, MentorResult
 from ..core.splits import Split, stratified_split
@@ -182,10 +183,11 @@ class _Job:
     def test_probabilities(self) -> str:
         return self.files.test_probabilities
 
-    def train(self, model: ModelConfig, table: TableInfo | None = None) -> Trained:
+    def train(self, model: ModelConfig, table: TableInfo | None = None, fixmatch: FixMatch | None = None) -> Trained:
+        semi = (self.written.pool, fixmatch) if fixmatch is not None and self.written.pool is not None else None
         spec = run_spec(self.cfg, "mentor", model, table or self.written.mentor, self.written.test,
                         self.num_classes, self.files.path, self.in_trial, self.progress,
-                        target="label" if table is None else "soft_label")
+                        target="label" if table is None else "soft_label", semi=semi)
         with self.watch("train_mentor"):
             return fit(spec)
 

@@ -2,36 +2,47 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 import ray
 
 from ..config import ExperimentConfig
+from ..core.fixmatch import FixMatch, FixMatchLoss
 from ..core.training import CrossEntropy
 from ..schema import ModelConfig
 from .data import TableInfo
 from .progress import Progress
-from .train import DataPlan, Hooks, ModelPlan, Placement, RunSpec, Stream
+from .train import DataPlan, Hooks, ModelPlan, Placement, RunSpec, Semi, Stream
 
 
 def run_spec(cfg: ExperimentConfig, role: str, model: ModelConfig, data: TableInfo, test: TableInfo,
              num_classes: int, folder: str, in_trial: bool, progress: Progress | None = None,
-             target: str | None = None) -> RunSpec:
+             target: str | None = None, semi: tuple[TableInfo, FixMatch] | None = None) -> RunSpec:
     """One training run of `model` in its `role`: a mentor learns its table's true labels (its own smoothed
     cross-entropy; `target` another column, such as another mentor's `soft_label` rows), a student its set's
     soft labels under the experiment's method. `in_trial`: the caller is a Tune trial holding one worker's
-    resources, where a single-worker run trains in the trial's own process."""
+    resources, where a single-worker run trains in the trial's own process. `semi`: a pool and FixMatch's knobs,
+    for a mentor that learns from both (`core/fixmatch.py`)."""
     student = role == "student"
     resources = cfg.resources.of(role)
     objective = cfg.method if student else CrossEntropy(model.training.label_smoothing)
+    training, plan = model.training, None
+    if semi is not None:  # the batches augment each part their own way; the loop, nothing more
+        pool, fixmatch = semi
+        objective = FixMatchLoss(fixmatch.threshold, fixmatch.weight)
+        plan = Semi(pool, fixmatch, training.shift, training.flip)
+        training = dataclasses.replace(training, epochs=fixmatch.epochs(pool.rows, training.batch_size,
+                                                                        training.epochs),
+                                       shift=0, flip=False, augment=None, cuda_graph=False)
     stream = Stream(cfg.data.data_cpus, cfg.data.read_ahead) if student and streams(cfg, data) else None
     return RunSpec(
         name=f"{role}-{model.name}-{os.path.basename(folder)}", storage=f"{folder}/ray",
-        model=ModelPlan(model.spec(), model.training, cfg.seed if model.seed is None else model.seed, objective,
+        model=ModelPlan(model.spec(), training, cfg.seed if model.seed is None else model.seed, objective,
                         model.weights),
         data=DataPlan(data, target or ("soft_label" if student else "label"), test, num_classes, stream=stream,
-                      inference_repeats=cfg.inference_repeats),
+                      inference_repeats=cfg.inference_repeats, semi=plan),
         placement=Placement(resources, in_trial and resources.num_workers == 1,
                             cfg.fault_tolerance.checkpoint_every, cfg.fault_tolerance.worker_restarts),
         hooks=Hooks(progress),

@@ -39,6 +39,7 @@ from ..core import artifacts, checkpoints, tables
 from ..core.architectures import ModelSpec, count_parameters
 from ..core.batches import Batches, InMemory
 from ..core.evaluation import accuracy_and_loss, confusion_matrix, inference_time, predict_logits
+from ..core.fixmatch import FixMatch, FixMatchBatches
 from ..core.results import Epoch, RunSummary
 from ..core.training import Objective, Training, sgd, train_on
 from .data import TableInfo, read_shard
@@ -64,6 +65,17 @@ class Stream:
 
 
 @dataclass(frozen=True)
+class Semi:
+    """A pool learnt from beside the labelled table, by FixMatch, with the recipe's weak augmentation (the run's
+    own recipe then augments nothing: the batches do)."""
+
+    pool: TableInfo
+    fixmatch: FixMatch
+    shift: int = 0
+    flip: bool = False
+
+
+@dataclass(frozen=True)
 class DataPlan:
     """What it learns from and is scored on."""
 
@@ -74,6 +86,7 @@ class DataPlan:
     validation: TableInfo | None = None  # scored after every epoch (`label`: true classes or the mentor's)
     stream: Stream | None = None   # `train` streamed through Ray Data (`streaming.py`) instead of held
     inference_repeats: int = 5     # timed passes over the test set at the end
+    semi: Semi | None = None       # unlabelled images learnt from beside `train` (a FixMatch mentor's)
 
 
 @dataclass(frozen=True)
@@ -228,6 +241,13 @@ def _worker(config: dict[str, RunSpec]) -> None:
 def _batches(spec: RunSpec, worker: _WorkerGroup | _OwnProcess) -> Batches:
     """This worker's share of the training table: held on its device, or streamed."""
     data, batch_size = spec.data, spec.model.training.batch_size
+    if data.semi is not None:
+        images, labels = read_shard(data.train, data.target, worker.rank, worker.world_size)
+        pool, _ = read_shard(data.semi.pool, None, worker.rank, worker.world_size)
+        on = worker.device
+        return FixMatchBatches(torch.from_numpy(images).to(on), torch.from_numpy(labels).to(on),
+                               torch.from_numpy(pool).to(on), batch_size, data.semi.fixmatch, data.semi.shift,
+                               data.semi.flip)
     if data.stream is not None:
         return Streamed(data.train, data.target, batch_size, worker.rank, worker.world_size, worker.device,
                         data.stream.data_cpus, reserved=spec.placement.in_process, read_ahead=data.stream.read_ahead)

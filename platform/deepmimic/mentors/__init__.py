@@ -14,6 +14,7 @@ from pydantic import Discriminator, Tag
 from .base import Made, Mentor, MentorJob, PoolJob
 from .black_box import BlackBoxConfig, BlackBoxMentor
 from .ensemble import EnsembleMentor
+from .fixmatch import FixMatchMentor
 from .generation import GenerationMentor
 from .trained import TrainedMentor
 
@@ -22,6 +23,7 @@ KINDS: dict[str, type[Mentor]] = {
     "black box": BlackBoxMentor,
     "ensemble": EnsembleMentor,
     "generation": GenerationMentor,
+    "fixmatch": FixMatchMentor,
 }
 DEFAULT = "trained"  # a mapping holding no kind's marker
 

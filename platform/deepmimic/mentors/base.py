@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.answers import Answerer
 from ..core.black_box import Queries
+from ..core.fixmatch import FixMatch
 from ..core.results import MentorResult
 from ..schema import ModelConfig, Name, Strict
 
@@ -44,9 +45,10 @@ class MentorJob(Protocol):
     soft_labels: str          # the table of its answers for the pool (and out-of-domain images)
     test_probabilities: str   # the table of its answers for the test set
 
-    def train(self, model: ModelConfig, table: TableInfo | None = None) -> Trained:
+    def train(self, model: ModelConfig, table: TableInfo | None = None, fixmatch: FixMatch | None = None) -> Trained:
         """`model` trained on the labelled table's true classes, or on `table`'s `soft_label` rows (a mentor
-        that learns from another's answers), reported live where the sweep tracks it."""
+        that learns from another's answers), with the pool's images too under `fixmatch` (`core/fixmatch.py`);
+        reported live where the sweep tracks it."""
 
     def answer(self, answerer: Answerer) -> tuple[dict[str, float], Queries | None]:
         """Its answers for the pool and the test set written to the tables above: the seconds each took, and the
