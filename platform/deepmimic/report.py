@@ -172,7 +172,8 @@ def _mentors(records: list[TrialRecord]) -> str:
              r.mentor.queries.images if r.mentor.queries else "–"]
             for r in records]
     header = ["mentor", "mentor is", "student", "mentor %", "student %", "relative %", "agreement %", "images queried"]
-    return "## Mentors: single, black-box and ensembles (beyond the paper)\n\n" + _table(header, body) + "\n"
+    title = "## Mentors: single, black-box, ensembles, generations, FixMatch (beyond the paper)"
+    return f"{title}\n\n{_table(header, body)}\n"
 
 
 def _inference(records: list[TrialRecord], dataset: str) -> str:
