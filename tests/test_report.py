@@ -79,3 +79,21 @@ def test_the_papers_table_6_seconds_say_which_data_set_they_timed(tmp_path):
     assert row(table, "Mentor")[3] == "0.551 / 0.652"
     artifacts.write_json(dataclasses.replace(summary(records), dataset="mnist"), f"{folder}/{SWEEP_FILE}")
     assert "| paper s (1050 Ti / 1070) |" in write_report(folder)[0]
+
+
+def by_mentor(name: str, mentor_name: str, accuracy: float, mentor_accuracy: float, seed: int, ratio: float):
+    r = record(name, accuracy, seed=seed, split_ratio=ratio, mentor_accuracy=mentor_accuracy)
+    return dataclasses.replace(r, key=f"{r.key}-{mentor_name}", mentor_key=f"{r.mentor_key}-{mentor_name}",
+                               mentor=dataclasses.replace(r.mentor, name=mentor_name))
+
+
+def test_the_pool_s_worth_is_a_line_per_mentor_and_student_against_the_labelled_fraction(tmp_path):
+    records = [by_mentor("A", m, acc + 0.01 * seed, macc, seed, ratio)
+               for ratio, (acc, macc) in ((0.01, (0.5, 0.4)), (0.5, (0.9, 0.88)))
+               for m in ("Mentor", "FixMatch") for seed in (0, 1)]
+    text, files = write_report(sweep_folder(tmp_path, records, ("split.mentor_ratio", "seed", "mentor")))
+    assert "What the unlabelled pool is worth" in text
+    header = row(text, "fraction")
+    assert header == ["fraction", "Mentor", "A ← Mentor", "FixMatch", "A ← FixMatch"]
+    assert row(text, "0.01")[1:3] == ["40.00 ± 0.00", "50.50 ± 0.50"]  # a mentor once a seed; a student a trial
+    assert "accuracy_vs_labelled_fraction.png" in {f.rsplit("/", 1)[-1] for f in files}

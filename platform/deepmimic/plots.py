@@ -67,16 +67,20 @@ def run_figures(models: list[ModelResult], folder: str) -> tuple[str, ...]:
     return paths
 
 
-def accuracy_by(x_label: str, series: dict[str, list[tuple[float, float]]], path: str) -> None:
+def accuracy_by(x_label: str, series: dict[str, list[tuple[float, float]]], path: str, log_x: bool = False) -> None:
     """Accuracy against one grid axis, a line per model (Fig. 1 for the split ratio)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5) if len(series) > 4 else (6, 4))
     for name, points in series.items():
         xs, ys = zip(*sorted(points))
-        ax.plot(xs, ys, marker="o", label=name)
+        ax.plot(xs, ys, marker="o", label=name, linestyle="--" if "←" in name else "-")
+    if log_x:
+        ax.set_xscale("log")
+        ax.set_xticks(sorted({x for points in series.values() for x, _ in points}))
+        ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel(x_label)
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.tight_layout()
     _save(fig, path)
 

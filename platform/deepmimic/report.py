@@ -21,6 +21,7 @@ from .errors import UserError
 
 SWEEP_FILE = "sweep.json"
 SEARCH_FILE = "search.json"
+POOL_WORTH = "accuracy_vs_labelled_fraction.png"
 
 
 def load_records(sweep_dir: str) -> tuple[SweepSummary, list[TrialRecord]]:
@@ -127,6 +128,23 @@ def _architectures(records: list[TrialRecord], paper_rows: dict | None, title: s
             p = paper_rows.get(row[0])
             row += [p[1], p[2] if p[2] else "–"] if p else ["–", "–"]
     return f"## {title}\n\n{_table(header, body)}\n"
+
+
+def _pool_worth(records: list[TrialRecord], sweep_dir: str) -> str:
+    """What the unlabelled pool is worth (beyond the paper): test accuracy against the labelled fraction, a line
+    per mentor (the mentor alone, its generations, FixMatch, …) and per student of each, means over seeds."""
+    lines: dict[str, dict[float, dict[Any, float]]] = defaultdict(lambda: defaultdict(dict))
+    for r in records:  # a mentor once per (its key), a student once per trial
+        lines[r.mentor.name][r.split_ratio][r.mentor_key] = r.mentor.test_accuracy
+        lines[f"{r.student.name} ← {r.mentor.name}"][r.split_ratio][(r.mentor_key, r.seed)] = r.student.test_accuracy
+    fractions = sorted({r.split_ratio for r in records})
+    body = [[f"{f:g}", *(_mean_sd(list(line[f].values())) if line.get(f) else "–" for line in lines.values())]
+            for f in fractions]
+    series = {name: [(f, mean(by[f].values())) for f in fractions if by.get(f)] for name, by in lines.items()}
+    plots.accuracy_by("labelled fraction (split.mentor_ratio)", series, os.path.join(sweep_dir, POOL_WORTH),
+                      log_x=fractions[-1] >= 10 * fractions[0])
+    return ("## What the unlabelled pool is worth: test accuracy against the labelled fraction (beyond the paper)\n\n"
+            f"![accuracy against the labelled fraction]({POOL_WORTH})\n\n" + _table(["fraction", *lines], body) + "\n")
 
 
 def _methods(records: list[TrialRecord]) -> str:
@@ -295,7 +313,9 @@ def _write(sweep_dir: str, sweep: SweepSummary, records: list[TrialRecord]) -> l
     if "variant.ood_ratio" in axes:
         parts.append(_by_axis(records, lambda r: r.ood_ratio, "ood_ratio", paper.TABLE4 if key == "table4" else None,
                               "Accuracy % per out-of-domain ratio (Table 4)"))
-    if "split.mentor_ratio" in axes:
+    if "split.mentor_ratio" in axes and len({r.mentor.name for r in records}) > 1:
+        parts.append(_pool_worth(records, sweep_dir))
+    elif "split.mentor_ratio" in axes:
         parts.append(_by_axis(records, lambda r: r.split_ratio, "split_ratio", None,
                               "Accuracy % per mentor split ratio (Fig. 1)"))
         series: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -331,5 +351,5 @@ def _write(sweep_dir: str, sweep: SweepSummary, records: list[TrialRecord]) -> l
     text = "\n\n".join(p.rstrip("\n") for p in parts if p) + "\n"
     artifacts.write_bytes(text.encode(), os.path.join(sweep_dir, "report.md"))
     names = ("results.csv", "report.md", "learning_curves.png", "confusion_matrices.png", "accuracy_vs_split.png",
-             "frontier.csv", "frontier.png")
+             POOL_WORTH, "frontier.csv", "frontier.png")
     return [os.path.join(sweep_dir, n) for n in names if os.path.exists(os.path.join(sweep_dir, n))]
