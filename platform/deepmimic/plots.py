@@ -70,9 +70,13 @@ def run_figures(models: list[ModelResult], folder: str) -> tuple[str, ...]:
 def accuracy_by(x_label: str, series: dict[str, list[tuple[float, float]]], path: str, log_x: bool = False) -> None:
     """Accuracy against one grid axis, a line per model (Fig. 1 for the split ratio)."""
     fig, ax = plt.subplots(figsize=(7, 4.5) if len(series) > 4 else (6, 4))
+    colours: dict[str, str] = {}  # a student learning from a mentor (`S ← M`) in its mentor's colour, dashed
     for name, points in series.items():
         xs, ys = zip(*sorted(points))
-        ax.plot(xs, ys, marker="o", label=name, linestyle="--" if "←" in name else "-")
+        teacher = name.split(" ← ")[-1]
+        line, = ax.plot(xs, ys, marker="o", label=name, linestyle="--" if "←" in name else "-",
+                        color=colours.get(teacher))
+        colours.setdefault(teacher, line.get_color())
     if log_x:
         ax.set_xscale("log")
         ax.set_xticks(sorted({x for points in series.values() for x, _ in points}))
