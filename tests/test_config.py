@@ -187,6 +187,8 @@ def test_generations_write_the_mentor_as_a_chain_of_noisy_generations():
     ({"mentor": {"name": "F", "architecture": "c-fc", "fixmatch": {}},
       "dataset": {"name": "image_folder", "root": "x", "unlabeled": "y"}}, "a FixMatch mentor learns from the paper"),
     ({"mentor": {"name": "F", "architecture": "c-fc", "fixmatch": {"threshold": 1.5}}}, "fixmatch.threshold"),
+    ({"mentor": {"name": "G", "architecture": "c-fc", "width": 4, "teacher": {"name": "M", "architecture": "c-fc"}}},
+     "a generation's network is its teacher's size or larger; c-fc has 2,610 parameters, M's 20,810"),
 ])
 def test_generations_and_fixmatch_that_cannot_be_are_refused(change, message):
     with pytest.raises((UserError, ValueError), match=message):

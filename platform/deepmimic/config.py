@@ -351,6 +351,7 @@ def check_architectures(cfg: ExperimentConfig, shape: tuple[int, int, int], clas
     """Every trained model of `cfg` fits images of `shape` and `classes` classes, or a UserError naming it."""
     models = [("mentor" + (f".{where}" if where else ""), m) for where, m in cfg.mentor.models()]
     models += [(f"students.{i}", s) for i, s in enumerate(cfg.students)]
+    cfg.mentor.check(shape, classes)
     for where, model in models:
         try:
             model.spec().check(shape, classes)

@@ -103,6 +103,9 @@ class Mentor(Strict):
         """The networks it trains, each with its place in the section (`""` for the section itself)."""
         return []
 
+    def check(self, shape: tuple[int, int, int], classes: int) -> None:
+        """A UserError where the kind's own rule does not hold for such images (its networks are checked apart)."""
+
     def black_boxes(self) -> list[BlackBoxConfig]:
         """The black boxes it asks."""
         return []

@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import torch
 
 from ..core import tables
 from ..core.answers import ModelAnswers
-from ..core.architectures import channel_stats
+from ..core.architectures import channel_stats, count_parameters
 from ..core.results import MentorResult
+from ..errors import UserError
 from .base import Made, Mentor, MentorJob
 from .trained import TrainedMentor
 
@@ -55,6 +57,18 @@ class GenerationMentor(TrainedMentor):
 
     def models(self) -> list[tuple[str, Any]]:
         return [("", self), *((f"teacher.{where}".rstrip("."), m) for where, m in self.teacher.models())]
+
+    def check(self, shape: tuple[int, int, int], classes: int) -> None:
+        """Its network is its teacher's size or larger (Noisy Student's equal-or-larger student)."""
+        own = dict(self.teacher.models()).get("")
+        if own is None:  # a black box teaches: its size is unknown
+            return
+        with torch.device("meta"):
+            mine, theirs = (count_parameters(m.spec().build(shape, classes)) for m in (self, own))
+        if mine < theirs:
+            raise UserError(f"mentor {self.name!r}: a generation's network is its teacher's size or larger; "
+                            f"{self.architecture} has {mine:,} parameters, {own.name}'s {theirs:,}")
+        self.teacher.check(shape, classes)
 
     def black_boxes(self) -> list[Any]:
         return self.teacher.black_boxes()
