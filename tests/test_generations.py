@@ -23,7 +23,10 @@ SPACE = {
 
 def test_a_grid_over_generations_trains_each_once_and_reports_each(ray_local, tmp_path):
     proc = sweep(ray_local, tmp_path, SPACE, str(tmp_path / "out"), str(tmp_path / "cache"))
-    assert "mentors: 2 (2 trained, 0 reused)" in proc.stdout  # generation 0 once, though both points need it
+    assert "mentors: 2 (" in proc.stdout
+    # one cache entry and one training run a mentor, though both points need generation 0: its own trial or
+    # generation 1's makes it, the other waits on its lock (tests/test_shared_cache.py) and finds it made
+    assert len(list((tmp_path / "cache").glob("mentors/*/ray/mentor-*"))) == 2
     made = {json.loads(p.read_text())["result"]["name"]: json.loads(p.read_text())
             for p in (tmp_path / "cache").glob("mentors/*/mentor.json")}
     assert sorted(made) == ["Mentor", "Mentor-g1"]
