@@ -12,7 +12,7 @@ from .conftest import sweep
 SPACE = {
     "name": "generations",
     "dataset": {"name": "digits"},
-    "training": {"epochs": 6, "batch_size": 32, "shift": 1},
+    "training": {"epochs": 3, "batch_size": 64, "shift": 1},
     "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8},
     "students": [{"name": "S", "architecture": "c-fc", "width": 8}],
     "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
