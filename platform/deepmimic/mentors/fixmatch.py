@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.answers import ModelAnswers
 from ..core.fixmatch import FixMatch
-from ..core.results import MentorResult
 from .base import Made, MentorJob
 from .trained import TrainedMentor
 
@@ -25,8 +23,4 @@ class FixMatchMentor(TrainedMentor):
             "fixmatch.strong": self.fixmatch.strong.policy}
 
     def make(self, job: MentorJob) -> Made:
-        trained = job.train(self, fixmatch=self.fixmatch)
-        job.answer(ModelAnswers(trained.uri))
-        result = MentorResult.of(trained.summary, name=self.name, architecture=self.architecture,
-                                 checkpoint=trained.uri)
-        return Made(result, trained.test_predictions)
+        return self.answered(job, job.train(self, fixmatch=self.fixmatch))

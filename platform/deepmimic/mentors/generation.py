@@ -19,9 +19,7 @@ import pyarrow.compute as pc
 import torch
 
 from ..core import tables
-from ..core.answers import ModelAnswers
 from ..core.architectures import channel_stats, count_parameters
-from ..core.results import MentorResult
 from ..errors import UserError
 from .base import Made, Mentor, MentorJob
 from .trained import TrainedMentor
@@ -78,11 +76,7 @@ class GenerationMentor(TrainedMentor):
 
     def make(self, job: MentorJob) -> Made:
         teacher = job.needed(self.teacher)
-        trained = job.train(self, _learning_table(job, teacher.files.soft_labels))
-        job.answer(ModelAnswers(trained.uri))
-        result = MentorResult.of(trained.summary, name=self.name, architecture=self.architecture,
-                                 checkpoint=trained.uri)
-        return Made(result, trained.test_predictions)
+        return self.answered(job, job.train(self, _learning_table(job, teacher.files.soft_labels)))
 
 
 

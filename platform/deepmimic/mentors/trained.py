@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.answers import ModelAnswers
 from ..core.results import MentorResult
 from ..schema import ModelConfig
 from .base import Made, Mentor, MentorJob, PoolJob
+
+if TYPE_CHECKING:
+    from ..distributed.train import Trained
 
 
 class TrainedMentor(ModelConfig, Mentor):
@@ -21,8 +24,11 @@ class TrainedMentor(ModelConfig, Mentor):
         return [("", self)]
 
     def make(self, job: MentorJob) -> Made:
-        trained = job.train(self)
-        seconds, _ = job.answer(ModelAnswers(trained.uri))
+        return self.answered(job, job.train(self))
+
+    def answered(self, job: MentorJob, trained: Trained) -> Made:
+        """The network `trained` for it, answering the pool and the test set: the mentor made."""
+        job.answer(ModelAnswers(trained.uri))
         result = MentorResult.of(trained.summary, name=self.name, architecture=self.architecture,
                                  checkpoint=trained.uri)
         return Made(result, trained.test_predictions)
