@@ -61,12 +61,12 @@ def build(architecture: str, shape: tuple[int, int, int], num_classes: int, stem
 
     library, name = architecture.split("/", 1)
     net, library_classes = (_torchvision if library == "torchvision" else _timm)(architecture, name, weights)
-    local = weights if weights and _is_file(weights) else None
-    loaded = _load(net, local) if local else set()
+    state = _state(weights) if weights and _is_file(weights) else None  # read once, loaded before and after
+    loaded = _load(net, state) if state is not None else set()
     small = stem == "small" or (stem == "auto" and max(shape[1:]) <= SMALL_SIDE)
     _adapt(net, shape[0], num_classes, library_classes, small, pretrained=bool(weights))
-    if local:
-        loaded |= _load(net, local)
+    if state is not None:
+        loaded |= _load(net, state)
         if not loaded:
             raise UserError(f"weights {weights}: no tensor of it fits {architecture}")
     model = LibraryNet(net)
@@ -228,12 +228,11 @@ def _replace(net: nn.Module, name: str, module: nn.Module) -> None:
     setattr(net.get_submodule(parent) if parent else net, leaf, module)
 
 
-def _load(net: nn.Module, path: str) -> set[str]:
-    """The tensors of a state dict file (or of our checkpoint folder's weights) whose names and shapes match
-    `net`'s, loaded into it; their names."""
+def _load(net: nn.Module, state: dict[str, Any]) -> set[str]:
+    """The tensors of a state dict whose names and shapes match `net`'s, loaded into it; their names."""
     own = net.state_dict()
     fitting = {}
-    for key, tensor in _state(path).items():
+    for key, tensor in state.items():
         name = _unprefixed(key)
         if name in own and isinstance(tensor, torch.Tensor) and tensor.shape == own[name].shape:
             fitting[name] = tensor
