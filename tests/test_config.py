@@ -178,6 +178,16 @@ def test_generations_write_the_mentor_as_a_chain_of_noisy_generations():
     assert mentor_key(with_mentor(cfg, g2.teacher.teacher)) == mentor_key(parse_experiment(BASE))
 
 
+def test_a_grid_over_generations_is_a_point_per_generation_sharing_generation_0(tmp_path):
+    from deepmimic.distributed.keys import mentor_key, with_mentor
+
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "grid": {"generations": [0, 1]}}))
+    _, ((_, zero), (_, one)) = load_sweep(path)
+    assert (zero.mentor.name, one.mentor.name, one.mentor.teacher.name) == ("M", "M-g1", "M")
+    assert mentor_key(with_mentor(one, one.mentor.teacher)) == mentor_key(zero)  # trained once for both points
+
+
 @pytest.mark.parametrize("change, message", [
     ({"generations": 1, "mentor": {"name": "B", "black_box": {"kind": "onnx", "location": "b.onnx"}}},
      "generations: needs a mentor with a network"),
@@ -189,7 +199,12 @@ def test_generations_write_the_mentor_as_a_chain_of_noisy_generations():
     ({"mentor": {"name": "F", "architecture": "c-fc", "fixmatch": {"threshold": 1.5}}}, "fixmatch.threshold"),
     ({"mentor": {"name": "G", "architecture": "c-fc", "width": 4, "teacher": {"name": "M", "architecture": "c-fc"}}},
      "a generation's network is its teacher's size or larger; c-fc has 2,610 parameters, M's 20,810"),
+    ({"mentor": {"name": "C", "architecture": "c-fc", "ceiling": True},
+      "dataset": {"name": "image_folder", "root": "x", "unlabeled": "y"}}, "the supervised ceiling needs the pool's"),
+    ({"mentor": {"name": "C", "architecture": "c-fc", "ceiling": False}}, "ceiling"),
+    ({"mentor": {"name": "E", "members": [{"name": "C", "architecture": "c-fc", "ceiling": True}, BASE["mentor"]]}},
+     "members"),
 ])
-def test_generations_and_fixmatch_that_cannot_be_are_refused(change, message):
+def test_generations_fixmatch_and_ceilings_that_cannot_be_are_refused(change, message):
     with pytest.raises((UserError, ValueError), match=message):
         parse_experiment({**BASE, **change})

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import json
 
+import pyarrow.parquet as pq
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from deepmimic.core import serving
 from deepmimic.core.architectures import ModelSpec, channel_stats
@@ -19,6 +21,7 @@ from deepmimic.core.evaluation import predict_logits
 from deepmimic.core.training import Training, train
 
 from .conftest import scoring_endpoint, sweep
+from .test_report import row
 
 STUDENT = {"name": "Student", "architecture": "c-mp-fc2", "width": 8}
 
@@ -51,7 +54,9 @@ def mentors_sweep(tmp_path_factory, mentor_b):
         space = {"name": "mentors", "dataset": {"name": "digits"}, "training": {"epochs": 12}, "mentor": trained,
                  "students": [STUDENT], "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
                  "fault_tolerance": {"checkpoint_every": 0},
-                 "grid": {"mentor": [http, onnx, trained, {"name": "A+B", "members": [trained, onnx]}]}}
+                 "grid": {"mentor": [http, onnx, trained, {"name": "A+B", "members": [trained, onnx]},
+                                     {**trained, "name": "Ceiling", "ceiling": True},
+                                     {**trained, "name": "A-g1", "teacher": trained, "training": {"shift": 1}}]}}
         proc = sweep(ray, tmp, space, str(tmp / "out"), str(tmp / "cache"))
     with open(tmp / "out" / "results.csv") as f:
         rows = {r["mentor"]: r for r in csv.DictReader(f)}
@@ -88,5 +93,42 @@ def test_an_ensemble_student_is_reported_beside_the_single_mentor_students(mento
 def test_ensemble_members_are_trained_once_and_shared(mentors_sweep):
     tmp, _, _ = mentors_sweep
     counts = json.loads((tmp / "out" / "sweep.json").read_text())["counts"]
-    assert counts["mentors"] == 4 and counts["trials_run"] == 4  # A, B-http, B-onnx, A+B; B-onnx shared
-    assert len(list((tmp / "cache").glob("mentors/*/ray/mentor-*"))) == 1  # A alone trained, once
+    assert counts["mentors"] == 6 and counts["trials_run"] == 6  # A, B-http, B-onnx, A+B, Ceiling, A-g1
+    # A once though three mentors need it (B-onnx's answers shared too), the ceiling and A's generation
+    assert len(list((tmp / "cache").glob("mentors/*/ray/mentor-*"))) == 3
+
+
+def test_the_supervised_ceiling_learns_from_every_true_label_and_is_reported_as_a_reference(mentors_sweep):
+    tmp, proc, rows = mentors_sweep
+    (table,) = (tmp / "cache").glob("mentors/*/every_label.parquet")
+    every = pq.read_table(table, columns=["id", "label"])
+    assert every.num_rows == 1347 and len(set(every.column("id").to_pylist())) == 1347  # all training images once
+    assert float(rows["Ceiling"]["mentor_accuracy"]) > float(rows["A"]["mentor_accuracy"])  # 5× the labels
+    references = proc.stdout[proc.stdout.index("## Against the generation-0 mentor (A)"):]
+    ceiling = row(references, "Ceiling (reference: saw the pool's labels)")
+    low, high = (float(x) for x in ceiling[5].strip("[]").split(","))
+    gap = float(ceiling[4])
+    assert low <= gap <= high and gap == pytest.approx(
+        100 * (float(rows["Ceiling"]["mentor_accuracy"]) - float(rows["A"]["mentor_accuracy"])), abs=0.01)
+    assert row(references, "A")[4:] == ["–", "–"]  # the reference itself
+    assert "Student ← Ceiling (reference: saw the pool's labels)" in references
+
+
+def test_a_generation_is_a_cached_mentor_taught_by_its_teacher_a_nested_run_and_a_row(mentors_sweep):
+    tmp, proc, rows = mentors_sweep
+    made = {json.loads(p.read_text())["result"]["name"]: json.loads(p.read_text())
+            for p in (tmp / "cache").glob("mentors/*/mentor.json")}
+    assert {"A", "A-g1"} <= set(made)
+    learnt = pq.read_table(next((tmp / "cache").glob("mentors/*/learning_table.parquet")))
+    assert learnt.num_rows == 1347  # A's labelled images and its answers for the pool
+    trials = [json.loads(p.read_text()) for p in (tmp / "out").glob("trials/*/trial.json")]
+    assert sum(t["mentor"]["name"] == "A-g1" for t in trials) == 1  # its student distils from it, not from A
+    assert "| A-g1 | c-mp-fc2 | Student |" in proc.stdout[proc.stdout.index("## Mentors"):]
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp / 'out' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("mentors").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    nested = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    g1 = next(r for name, r in nested.items() if name.startswith("A-g1"))
+    assert g1.data.params["teacher"] == "A" and g1.data.params["generation"] == "1"
+    assert g1.data.metrics["test_accuracy"] == made["A-g1"]["result"]["test_accuracy"]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 
+import numpy as np
 import pytest
 
 from deepmimic.core import artifacts
+from deepmimic.core.results import pack_correct
 from deepmimic.errors import UserError
 from deepmimic.report import SWEEP_FILE, write_report
 
@@ -97,3 +99,28 @@ def test_the_pool_s_worth_is_a_line_per_mentor_and_student_against_the_labelled_
     assert header == ["fraction", "Mentor", "A ← Mentor", "FixMatch", "A ← FixMatch"]
     assert row(text, "0.01")[1:3] == ["40.00 ± 0.00", "50.50 ± 0.50"]  # a mentor once a seed; a student a trial
     assert "accuracy_vs_labelled_fraction.png" in {f.rsplit("/", 1)[-1] for f in files}
+
+
+def test_each_model_is_compared_with_the_generation_0_mentor_image_by_image_over_seeds(tmp_path):
+    def right(*wrong: int) -> str:  # which of the fixture's 20 test images a model gets right
+        return pack_correct(np.isin(np.arange(20), wrong, invert=True), np.ones(20, bool))
+
+    records = []
+    for seed in (0, 1):
+        r = by_mentor("A", "Mentor", 0.9, 0.8, seed, 0.1)
+        records.append(dataclasses.replace(r, mentor=dataclasses.replace(r.mentor, test_correct=right(0, 1, 2, 3))))
+        r = by_mentor("A", "FixMatch", 0.9, 0.95, seed, 0.1)
+        records.append(dataclasses.replace(r, mentor=dataclasses.replace(r.mentor, test_correct=right(seed))))
+    space = dataclasses.replace(summary(records, ("split.mentor_ratio", "seed", "mentor")),
+                                config={"mentor": {"name": "Mentor"}})
+    artifacts.write_json(space, str(tmp_path / SWEEP_FILE))
+    for r in records:
+        artifacts.write_json(r, str(tmp_path / "trials" / r.key / "trial.json"))
+    text, _ = write_report(str(tmp_path))
+    references = text[text.index("## Against the generation-0 mentor (Mentor)"):]
+    fixmatch = row(references, "FixMatch")
+    assert fixmatch[1:5] == ["0.1", "2", "95.00 ± 0.00", "+15.00"]  # 19 of 20 right against 16 of 20, each seed
+    low, high = (float(x) for x in fixmatch[5].strip("[]").split(","))
+    assert 0 < low < 15 < high  # the three images it alone gets right in each seed, resampled in pairs
+    assert row(references, "Mentor")[4:] == ["–", "–"]
+    assert row(references, "A ← FixMatch")[4:] == ["–", "–"]  # its trials kept no test answers (older files)

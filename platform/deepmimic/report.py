@@ -11,11 +11,13 @@ from collections import defaultdict
 from statistics import mean, pstdev
 from typing import Any, Callable
 
+import numpy as np
 import pyarrow.fs as pafs
 
 from . import paper, plots
 from .core import artifacts
-from .core.results import MentorResult, SweepSummary, TrialRecord
+from .core.evaluation import paired_bootstrap
+from .core.results import MentorResult, ModelResult, SweepSummary, TrialRecord
 from .core.student_search import SearchSummary, pareto_front
 from .errors import UserError
 
@@ -145,6 +147,40 @@ def _pool_worth(records: list[TrialRecord], sweep_dir: str) -> str:
                       log_x=fractions[-1] >= 10 * fractions[0])
     return ("## What the unlabelled pool is worth: test accuracy against the labelled fraction (beyond the paper)\n\n"
             f"![accuracy against the labelled fraction]({POOL_WORTH})\n\n" + _table(["fraction", *lines], body) + "\n")
+
+
+def _reference(sweep: SweepSummary, records: list[TrialRecord]) -> str:
+    """The mentor the others are compared with: the space's own `mentor:` (generation 0), else the first."""
+    own = (sweep.config.get("mentor") or {}).get("name")
+    return own if any(r.mentor.name == own for r in records) else records[0].mentor.name
+
+
+def _references(records: list[TrialRecord], reference: str) -> str:
+    """Each mentor and each student of each, per labelled fraction: test accuracy over seeds (mean ± sd) and its
+    difference from the `reference` mentor (the space's own: generation 0) with a paired bootstrap 95% interval
+    over the same test images, each seed's images paired with the reference's of the same seed."""
+    point = {(r.split_ratio, r.seed, r.removal_bound, r.ood_ratio): r.mentor for r in records
+             if r.mentor.name == reference}
+    models: dict[tuple[str, float], dict[Any, ModelResult]] = defaultdict(dict)
+    for r in records:
+        where = (r.split_ratio, r.seed, r.removal_bound, r.ood_ratio)
+        mark = " (reference: saw the pool's labels)" if r.mentor.sees_pool_labels else ""
+        models[(r.mentor.name + mark, r.split_ratio)][where] = r.mentor
+        models[(f"{r.student.name} ← {r.mentor.name}{mark}", r.split_ratio)][where + (r.student.name,)] = r.student
+    body = []
+    for (name, fraction), by in models.items():
+        pairs = [(point[w[:4]].correct(), m.correct()) for w, m in by.items() if w[:4] in point]
+        pairs = [(a, b) for a, b in pairs if a is not None and b is not None and len(a) == len(b)]
+        gap = interval = "–"
+        if pairs and not name.startswith(reference + " ") and name != reference:
+            ref, own = (np.concatenate(x) for x in zip(*pairs))
+            low, high = paired_bootstrap(ref, own)
+            gap, interval = f"{100 * (own.mean() - ref.mean()):+.2f}", f"[{100 * low:+.2f}, {100 * high:+.2f}]"
+        body.append([name, f"{fraction:g}", len(by), _mean_sd([m.test_accuracy for m in by.values()]), gap, interval])
+    body.sort(key=lambda row: (float(row[1]), row[0] != reference))
+    header = ["model", "fraction", "seeds", "accuracy %", f"− {reference}, points", "95% interval"]
+    return (f"## Against the generation-0 mentor ({reference}): paired bootstrap intervals, seeds pooled\n\n"
+            + _table(header, body) + "\n")
 
 
 def _methods(records: list[TrialRecord]) -> str:
@@ -315,6 +351,7 @@ def _write(sweep_dir: str, sweep: SweepSummary, records: list[TrialRecord]) -> l
                               "Accuracy % per out-of-domain ratio (Table 4)"))
     if "split.mentor_ratio" in axes and len({r.mentor.name for r in records}) > 1:
         parts.append(_pool_worth(records, sweep_dir))
+        parts.append(_references(records, _reference(sweep, records)))
     elif "split.mentor_ratio" in axes:
         parts.append(_by_axis(records, lambda r: r.split_ratio, "split_ratio", None,
                               "Accuracy % per mentor split ratio (Fig. 1)"))
@@ -328,6 +365,8 @@ def _write(sweep_dir: str, sweep: SweepSummary, records: list[TrialRecord]) -> l
         parts.append(_methods(records))
     if "mentor" in axes:
         parts.append(_mentors(records))
+        if "split.mentor_ratio" not in axes:
+            parts.append(_references(records, _reference(sweep, records)))
     elif not axes & {"variant.removal_bound", "variant.ood_ratio", "split.mentor_ratio", "method", "temperature"}:
         parts.append(_architectures(records, paper.ARCHITECTURE_TABLES.get(key),
                                     "Accuracy per architecture (Tables 1, 2, 5)"))

@@ -10,11 +10,14 @@ a student's training sizes `train_size: {pool, ood}` and a trial's variant
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import numpy as np
 
 from .black_box import Queries
 
@@ -32,6 +35,17 @@ class Json:
     @classmethod
     def from_json(cls: type[T], data: dict[str, Any]) -> T:
         return _build(cls, data)
+
+
+def pack_correct(predictions: np.ndarray, labels: np.ndarray) -> str:
+    """Which test images a model classifies right, one bit an image (base64): what a report compares models on,
+    image by image, long after their runs."""
+    return base64.b64encode(np.packbits(np.asarray(predictions) == np.asarray(labels)).tobytes()).decode()
+
+
+def unpack_correct(packed: str, n: int) -> np.ndarray:
+    """`pack_correct`'s booleans for `n` images."""
+    return np.unpackbits(np.frombuffer(base64.b64decode(packed), np.uint8), count=n).astype(bool)
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,13 @@ class RunSummary(Json):
     streamed: bool = False                    # its training set streamed through Ray Data (else on the device)
     started_ms: int | None = None             # when this invocation's training began (ms since the epoch)
     ended_ms: int | None = None
+    test_correct: str | None = None           # which test images it classifies right (`pack_correct`)
+
+    def correct(self) -> np.ndarray | None:
+        """Its right (True) and wrong answers on the test set, in the test table's order, where it kept them."""
+        if self.test_correct is None:
+            return None
+        return unpack_correct(self.test_correct, int(np.sum(self.confusion_matrix)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +107,7 @@ class ModelResult(RunSummary):
 @dataclass(frozen=True, kw_only=True)
 class MentorResult(ModelResult):
     queries: Queries | None = None            # a black box's, or its ensemble members' together
+    sees_pool_labels: bool = False            # learnt from the pool's true labels: a reference (the ceiling)
     stage_times_s: dict[str, float] = field(default_factory=dict)
 
 

@@ -17,7 +17,7 @@ from ..core.datasets import load_dataset
 from ..core.evaluation import probability_metrics
 from ..core.fixmatch import FixMatch
 from ..core.images import Dataset, hold_out_classes, select_classes
-from ..core.results import Json, MentorResult
+from ..core.results import Json, MentorResult, pack_correct
 from ..core.splits import Split, stratified_split
 from ..errors import UserError
 from ..mentors import Made, Mentor
@@ -183,11 +183,12 @@ class _Job:
     def test_probabilities(self) -> str:
         return self.files.test_probabilities
 
-    def train(self, model: ModelConfig, table: TableInfo | None = None, fixmatch: FixMatch | None = None) -> Trained:
+    def train(self, model: ModelConfig, table: TableInfo | None = None, fixmatch: FixMatch | None = None,
+              target: str = "soft_label") -> Trained:
         semi = (self.written.pool, fixmatch) if fixmatch is not None and self.written.pool is not None else None
         spec = run_spec(self.cfg, "mentor", model, table or self.written.mentor, self.written.test,
                         self.num_classes, self.files.path, self.in_trial, self.progress,
-                        target="label" if table is None else "soft_label", semi=semi)
+                        target="label" if table is None else target, semi=semi)
         with self.watch("train_mentor"):
             return fit(spec)
 
@@ -208,9 +209,10 @@ class _Job:
         answers = tables.read(self.test_probabilities).sort_by("id")
         probs = tables.decode_soft_labels(answers.column("soft_label"))
         labels = tables.read(self.written.test.uri, ["id", "label"]).sort_by("id").column("label").to_numpy()
-        result = MentorResult(name=name, architecture=description, params=None, inference_time_s=seconds,
-                              queries=queries, **probability_metrics(probs, labels, self.num_classes))
         # predictions for sorted ids, reordered to the rows of the test table (how test predictions are kept)
-        order = tables.read(self.written.test.uri, ["id"]).column("id").to_numpy()
-        ids = answers.column("id").to_numpy()
-        return Made(result, probs.argmax(1)[np.searchsorted(ids, order)])
+        order = tables.read(self.written.test.uri, ["id", "label"])
+        preds = probs.argmax(1)[np.searchsorted(answers.column("id").to_numpy(), order.column("id").to_numpy())]
+        result = MentorResult(name=name, architecture=description, params=None, inference_time_s=seconds,
+                              queries=queries, test_correct=pack_correct(preds, order.column("label").to_numpy()),
+                              **probability_metrics(probs, labels, self.num_classes))
+        return Made(result, preds)

@@ -40,7 +40,7 @@ from ..core.architectures import ModelSpec, count_parameters
 from ..core.batches import Batches, InMemory
 from ..core.evaluation import accuracy_and_loss, confusion_matrix, inference_time, predict_logits
 from ..core.fixmatch import FixMatch, FixMatchBatches
-from ..core.results import Epoch, RunSummary
+from ..core.results import Epoch, RunSummary, pack_correct
 from ..core.training import Objective, Training, sgd, train_on
 from .data import TableInfo, read_shard
 from .progress import Progress
@@ -335,6 +335,7 @@ def _train(spec: RunSpec, worker: _WorkerGroup | _OwnProcess) -> None:
         confusion_matrix=confusion_matrix(scores.test_y.cpu().numpy(), preds, spec.data.num_classes).tolist(),
         history=tuple(history), resumed_from_epoch=start_epoch, train_time_s=round(train_time, 3),
         streamed=spec.data.stream is not None, started_ms=started_ms, ended_ms=_ms(),
+        test_correct=pack_correct(preds, scores.test_y.cpu().numpy()),
     )
     with tempfile.TemporaryDirectory() as d:
         save(d, training.epochs, {"summary.json": json.dumps(summary.to_json()).encode(),

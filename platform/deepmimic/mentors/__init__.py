@@ -13,6 +13,7 @@ from pydantic import Discriminator, Tag
 
 from .base import Made, Mentor, MentorJob, PoolJob
 from .black_box import BlackBoxConfig, BlackBoxMentor
+from .ceiling import CeilingMentor
 from .ensemble import EnsembleMentor
 from .fixmatch import FixMatchMentor
 from .generation import GenerationMentor
@@ -24,6 +25,7 @@ KINDS: dict[str, type[Mentor]] = {
     "ensemble": EnsembleMentor,
     "generation": GenerationMentor,
     "fixmatch": FixMatchMentor,
+    "ceiling": CeilingMentor,
 }
 DEFAULT = "trained"  # a mapping holding no kind's marker
 

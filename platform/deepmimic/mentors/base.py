@@ -45,10 +45,11 @@ class MentorJob(Protocol):
     soft_labels: str          # the table of its answers for the pool (and out-of-domain images)
     test_probabilities: str   # the table of its answers for the test set
 
-    def train(self, model: ModelConfig, table: TableInfo | None = None, fixmatch: FixMatch | None = None) -> Trained:
-        """`model` trained on the labelled table's true classes, or on `table`'s `soft_label` rows (a mentor
-        that learns from another's answers), with the pool's images too under `fixmatch` (`core/fixmatch.py`);
-        reported live where the sweep tracks it."""
+    def train(self, model: ModelConfig, table: TableInfo | None = None, fixmatch: FixMatch | None = None,
+              target: str = "soft_label") -> Trained:
+        """`model` trained on the labelled table's true classes, or on `table`'s `target` column (`soft_label`:
+        a mentor that learns from another's answers; `label`: true classes), with the pool's images too under
+        `fixmatch` (`core/fixmatch.py`); reported live where the sweep tracks it."""
 
     def answer(self, answerer: Answerer) -> tuple[dict[str, float], Queries | None]:
         """Its answers for the pool and the test set written to the tables above: the seconds each took, and the
@@ -84,6 +85,7 @@ class Mentor(Strict):
     #                                       driver, cheaply, from the mentors it needs
     member: ClassVar[bool] = True         # may be one of an ensemble's members
     no_separate_pool: ClassVar[str] = ""  # why it cannot label a separate pool (`dataset.unlabeled`); "": it can
+    sees_pool_labels: ClassVar[bool] = False  # learns from the pool's true labels: a reference (the ceiling)
 
     @classmethod
     def inherit(cls, raw: dict[str, Any], merged: Any) -> dict[str, Any]:

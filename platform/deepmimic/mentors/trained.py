@@ -30,7 +30,7 @@ class TrainedMentor(ModelConfig, Mentor):
         """The network `trained` for it, answering the pool and the test set: the mentor made."""
         job.answer(ModelAnswers(trained.uri))
         result = MentorResult.of(trained.summary, name=self.name, architecture=self.architecture,
-                                 checkpoint=trained.uri)
+                                 checkpoint=trained.uri, sees_pool_labels=self.sees_pool_labels)
         return Made(result, trained.test_predictions)
 
     def label_pool(self, job: PoolJob) -> None:
