@@ -81,6 +81,9 @@ def _run(args: argparse.Namespace) -> None:
     _check_data([cfg])
     out = _local_or_uri(args.out or os.path.join("runs", cfg.name))
     _check_writable(out=out)
+    if args.check:
+        print(f"{args.experiment}: valid; its data and --out checked (nothing run)")
+        return
     from .distributed.cluster import connect
     from .distributed.experiment import run_experiment
 
@@ -98,6 +101,10 @@ def _sweep(args: argparse.Namespace) -> None:
     out = _local_or_uri(args.out or f"{storage}/{base.name}")
     cache = _local_or_uri(args.cache or os.environ.get("DEEPMIMIC_CACHE") or f"{storage}/cache")
     _check_writable(storage=storage, out=out, cache=cache)
+    if args.check:
+        print(f"{args.search_space}: valid; {len(points)} grid point(s), their data and output folders checked "
+              "(nothing run)")
+        return
     from .distributed.sweep import sweep
 
     outcome = sweep(base, points, out, cache)
@@ -200,6 +207,9 @@ def _at_least(kind: type, low: float):  # noqa: ANN202 (an argparse type)
     return parse
 
 
+CHECK = "validate the file, read its data, check the output folders, then stop: Ray is not started"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="deepmimic", description="DeepMimic mentor-student experiments and sweeps on Ray.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -207,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("experiment", help="experiment YAML file")
     run.add_argument("--out", help="output folder (default runs/NAME)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    run.add_argument("--check", action="store_true", help=CHECK)
     run.set_defaults(func=_run)
     sweep = sub.add_parser("sweep", help="run a search space's grid on Ray Tune, tracked in MLflow")
     sweep.add_argument("search_space", help="search-space YAML file")
@@ -216,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--cache", help="mentor cache shared between sweeps (default $DEEPMIMIC_CACHE or STORAGE/cache)")
     sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out (also the default behaviour)")
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    sweep.add_argument("--check", action="store_true", help=CHECK)
     sweep.set_defaults(func=_sweep)
     export = sub.add_parser("export", help="turn a trained checkpoint into a black-box mentor file")
     export.add_argument("checkpoint", help="a checkpoint folder (a mentor's result names it)")
@@ -255,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         args.func(args)
     except UserError as e:
-        print(f"deepmimic: error: {e}", file=sys.stderr)
+        print(f"deepmimic: error: {e.line()}", file=sys.stderr)
         return 2
     except BaseException as e:
         stop = interruption(e)

@@ -459,6 +459,9 @@ class SweepConfig(ExperimentConfig):
         for axis, values in self.grid.items():
             if not values:
                 raise UserError(f"grid.{axis}: empty list of values")
+            names = [n for v in values for n in (v if isinstance(v, list) else [v])]
+            if axis == "student" and not all(isinstance(n, str) for n in names):
+                raise UserError("grid.student: each value a student's name, or a list of names")
             seen = [json.dumps(v, sort_keys=True) for v in values]
             repeated = sorted({v for v in seen if seen.count(v) > 1})
             if repeated:

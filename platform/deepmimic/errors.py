@@ -8,6 +8,11 @@ class UserError(Exception):
     is a bug and keeps its traceback.
     """
 
+    def line(self) -> str:
+        """The message as one printable line: a newline or other control character a user's file put in a key
+        or value is shown escaped, as Python writes it in a string."""
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(self))
+
 
 class Interrupted(BaseException):
     """SIGINT or SIGTERM reached the command: stop, keep what finished, exit 128 + the signal's number.

@@ -43,9 +43,11 @@ class ModelConfig(Strict):
     name: Name
     architecture: str = Field(description="the paper's notation (`c-mp-fc2`), or a library's classifier by name: "
                               "`torchvision/resnet18`, `timm/…`")
-    width: int = Field(ModelSpec.width, ge=1)
-    width_growth: float = Field(ModelSpec.width_growth, gt=0.0)
-    fc_width: int = Field(ModelSpec.fc_width, ge=1)
+    # Bounded far above any network these notations describe well, so a typo's 10**30 is refused here, not by
+    # PyTorch's integer overflow while the network is checked.
+    width: int = Field(ModelSpec.width, ge=1, le=2**16)
+    width_growth: float = Field(ModelSpec.width_growth, gt=0.0, le=16.0)
+    fc_width: int = Field(ModelSpec.fc_width, ge=1, le=2**20)
     dropout: float = Field(ModelSpec.dropout, ge=0.0, lt=1.0)
     stem: Literal["auto", "small", "standard"] = Field(
         "auto", description="a library network's first layers: small (a stride-1 start, no initial pooling) keeps "

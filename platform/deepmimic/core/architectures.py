@@ -26,6 +26,7 @@ from ..errors import UserError
 from . import library_models
 
 TOKENS = ("c", "r", "mp", "fc", "bn", "d", "gap", "s")
+MAX_LAYER_WEIGHTS = 2**40  # a layer of 4 TiB in float32
 _TOKEN = re.compile(r"(c|r|mp|fc|bn|d|gap|s)(\d*)$")
 
 
@@ -155,6 +156,12 @@ def build_model(
     last_fc = max((i for i, layer in enumerate(layers) if layer.kind == "fc"), default=-1)
     classifier_inside = last_fc == len(layers) - 1
 
+    def sized(n_in: int, n_out: int, token: int) -> None:
+        # PyTorch refuses a weight whose size overflows 64 bits with a bare TypeError: say which layer, and refuse
+        # far below that, where no machine could hold the layer anyway.
+        if n_in * n_out > MAX_LAYER_WEIGHTS:
+            raise _bad(arch, f"token {token}: a {n_in:,} × {n_out:,} layer, more than {MAX_LAYER_WEIGHTS:,} weights")
+
     def flatten() -> int:
         nonlocal flat
         if flat is None:
@@ -168,10 +175,12 @@ def build_model(
             raise _bad(arch, f"'{k}' (token {layer.token_pos}) after the network was flattened")
         if k == "c":
             out = int(round(width * width_growth**pools))
+            sized(channels * 9, out, layer.token_pos)
             mods += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU(inplace=True)]
             channels = out
         elif k == "r":
             out = int(round(width * width_growth**pools))
+            sized(max(channels, out) * 9, out, layer.token_pos)
             mods.append(ResidualBlock(channels, out))
             channels = out
         elif k == "mp":
@@ -184,6 +193,7 @@ def build_model(
             flat = channels
         elif k == "fc":
             n_in = flatten()
+            sized(n_in, num_classes if i == last_fc and classifier_inside else fc_width, layer.token_pos)
             if i == last_fc and classifier_inside:
                 mods.append(nn.Linear(n_in, num_classes))
                 flat = num_classes
@@ -195,7 +205,9 @@ def build_model(
         elif k == "d":
             mods.append(nn.Dropout(dropout))
     if not classifier_inside:
-        mods.append(nn.Linear(flatten(), num_classes))
+        n_in = flatten()
+        sized(n_in, num_classes, len(layers) + 1)
+        mods.append(nn.Linear(n_in, num_classes))
     return nn.Sequential(*mods)
 
 
