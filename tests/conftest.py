@@ -248,7 +248,8 @@ def image_folder(root: Path, per_class: int = 4, classes: int = 3, side: int = 8
 
 def broken_image_folder(root: Path, how: str) -> Path:
     """`image_folder(root, pool=3)` with one mistake a user makes (`how`: corrupt, truncated, not an image,
-    empty class, sizes, folder inside a class, loose file, pool not an image; "" for none)."""
+    empty class, sizes, folder inside a class, loose file, pool not an image, 16-bit, enormous, link out, pool
+    link to a folder; "" for none)."""
     from PIL import Image
 
     image_folder(root, pool=3)
@@ -269,6 +270,16 @@ def broken_image_folder(root: Path, how: str) -> Path:
         first.rename(root / "train" / "0.png")
     elif how == "pool not an image":
         (root / "unlabeled" / "batch-a" / "notes.txt").write_text("x")
+    elif how == "16-bit":
+        Image.fromarray(np.full((8, 8), 1000, np.uint16)).save(first)
+    elif how == "enormous":  # 40,000² pixels in 2 MB of PNG: a decompression bomb
+        Image.new("L", (40_000, 40_000)).save(first)
+    elif how == "link out":
+        first.unlink()
+        first.symlink_to(root.parent / "outside.png")
+        Image.new("L", (8, 8)).save(root.parent / "outside.png")
+    elif how == "pool link to a folder":
+        (root / "unlabeled" / "batch-b").symlink_to(root / "unlabeled" / "batch-a")
     return root
 
 

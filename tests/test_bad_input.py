@@ -102,6 +102,17 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
         path = parquet_images(tmp / name / "train.parquet", np.zeros((6, 8, 8), np.uint8), labels)
         return space(name, with_("dataset", {"name": "parquet", "train": str(path), **extra}))
 
+    def cells(name: str, images: list) -> str:  # a Parquet file of PNG cells, some of them null
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = parquet_images(tmp / name / "png.parquet", np.zeros((1, 8, 8), np.uint8), [0])
+        png = pq.read_table(path).column("image")[0].as_py()
+        table = pa.table({"image": pa.array([png if i else None for i in images], pa.binary()),
+                          "label": pa.array([k % 2 for k in range(len(images))], pa.int64())})
+        pq.write_table(table, tmp / name / "train.parquet")
+        return space(name, with_("dataset", {"name": "parquet", "train": str(tmp / name / "train.parquet")}))
+
     good = space("good", GOOD)
     junk = str(tmp / "junk.pth")
     Path(junk).write_bytes(b"not a pickle")
@@ -222,6 +233,12 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
         ("images of different sizes", ["run", own("sizes", "sizes")], "large.png is 16×16", {}),
         ("a pool file that is not an image", ["run", own("poolfile", "pool not an image")],
          "notes.txt: not an image file", {}),
+        ("a 16-bit image", ["run", own("deep", "16-bit")], "class0/0.png: an image of mode I;16; 8-bit", {}),
+        ("a decompression bomb", ["run", own("bomb", "enormous")], "class0/0.png: too large to decode", {}),
+        ("a link out of the folder", ["run", own("link", "link out")],
+         f"class0/0.png: a link to {os.path.realpath(tmp)}/outside.png, outside", {}),
+        ("a pool's link to a folder", ["run", own("poollink", "pool link to a folder")],
+         "unlabeled/batch-b: a link to a folder, not followed", {}),
         ("a pool inside train/", ["run", space("inside", with_("dataset", {
             "name": "image_folder", "root": str(broken_image_folder(tmp / "inside", "")),
             "unlabeled": str(tmp / "inside" / "train" / "class0")}))], "keep the pool in a folder of its own", {}),
@@ -230,6 +247,9 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
             "unlabeled": str(tmp / "nowhere" / "*.parquet")}))], "matches no file", {}),
         ("label column of floats", ["run", parquet("floats", [0.5] * 6)], "is double: expected integers or strings",
          {}),
+        ("a null image cell", ["run", cells("nullcell", [1, 0, 1, 1, 1, 1])],
+         "train.parquet row 1 (null): not a readable image (no image format Pillow knows)", {}),
+        ("a Parquet file with no rows", ["run", cells("norows", [])], "train.parquet: no rows", {}),
         ("missing label column", ["run", parquet("nolabel", None)], "no column 'label'", {}),
         ("renamed image column", ["run", parquet("column", [0, 1] * 3, image_column="pixels")], "no column 'pixels'",
          {}),

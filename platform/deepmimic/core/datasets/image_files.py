@@ -17,6 +17,9 @@ from PIL import Image, UnidentifiedImageError
 from ...errors import UserError
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+# Modes with 8 bits a channel, which convert to grey or RGB as they look; a deeper image (16-bit, 32-bit integer or
+# float) would be clipped to 255 by that conversion, so it is refused rather than silently changed.
+EIGHT_BIT = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
 
 
 class Unreadable(UserError):
@@ -32,8 +35,19 @@ class ImageFormat:
     channels: int | None = None
 
     def mode(self, first: Image.Image) -> str:
-        channels = self.channels or (1 if first.mode in ("1", "L", "LA", "I", "I;16", "F") else 3)
+        channels = self.channels or (1 if first.mode in ("1", "L", "LA") else 3)
         return "L" if channels == 1 else "RGB"
+
+
+def inside(path: Path, folder: Path) -> Path:
+    """`path` where a link among a user's files leads inside `folder`; a UserError naming it where it leads out:
+    nothing is read from outside the folders a config names."""
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        if not target.is_relative_to(os.path.realpath(folder)):
+            raise UserError(f"{path}: a link to {target}, outside {folder}: files outside the folders the config "
+                            "names are not read (copy it in, or name a folder holding both)")
+    return path
 
 
 def is_image_name(path: str) -> bool:
@@ -45,9 +59,16 @@ def open_image(source: str | bytes, name: str) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
         image.load()
-        return image
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except Image.DecompressionBombError:
+        raise Unreadable(f"{name}: too large to decode (over Pillow's {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+    except UnidentifiedImageError:  # its message repeats the file's name, or a BytesIO's repr for a cell
+        raise Unreadable(f"{name}: not a readable image (no image format Pillow knows)") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise Unreadable(f"{name}: not a readable image ({type(e).__name__}: {e})") from None
+    if image.mode not in EIGHT_BIT:
+        raise Unreadable(f"{name}: an image of mode {image.mode}; 8-bit grey, RGB or palette images only (converting "
+                         "this one would clip it): convert it to 8 bits a channel")
+    return image
 
 
 def to_array(image: Image.Image, mode: str, size: tuple[int, int] | None) -> np.ndarray:
@@ -97,10 +118,14 @@ def image_files(folder: Path, skip_unreadable: bool = False) -> list[Path]:
     found = []
     for parent, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        linked = [d for d in dirs if inside(Path(parent) / d, folder).is_symlink()]
+        if linked:  # os.walk would pass over it in silence; following it may read images twice, or forever
+            raise UserError(f"{Path(parent) / linked[0]}: a link to a folder, not followed: put the images "
+                            "themselves in the pool's folder")
         for name in sorted(files):
             if name.startswith("."):
                 continue
-            path = Path(parent) / name
+            path = inside(Path(parent) / name, folder)
             if is_image_name(name):
                 found.append(path)
             elif not skip_unreadable:

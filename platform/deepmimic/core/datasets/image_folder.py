@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import UserError
 from ..images import Dataset, ImageSet
-from .image_files import SUFFIXES, decode_all, is_image_name
+from .image_files import SUFFIXES, decode_all, inside, is_image_name
 from .source import Source
 
 
@@ -26,7 +26,7 @@ def class_files(folder: Path, classes: tuple[str, ...] | None = None) -> dict[st
                         "(an unlabelled pool goes in its own folder, named by dataset.unlabeled)")
     found = {}
     for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        entries = sorted(p for p in class_dir.iterdir() if not p.name.startswith("."))
+        entries = sorted(inside(p, folder) for p in inside(class_dir, folder).iterdir() if not p.name.startswith("."))
         nested = [p for p in entries if p.is_dir()]
         if nested:
             raise UserError(f"{nested[0]}: a folder inside class folder {class_dir.name}/; a class folder holds "

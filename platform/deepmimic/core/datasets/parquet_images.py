@@ -70,9 +70,12 @@ def decode_column(column: pa.ChunkedArray, uri: str, name: str, fmt: ImageFormat
                   skip_unreadable: bool = False) -> tuple[np.ndarray, np.ndarray, str]:
     """Images of one column: encoded bytes through Pillow, or fixed-shape arrays (H×W or H×W×C)."""
     kind = column.type
+    if len(column) == 0:
+        raise UserError(f"{uri}: no rows")
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         cells = column.to_pylist()
-        return decode_all([(b or b"", f"{uri} row {i}") for i, b in enumerate(cells)], fmt, mode, skip_unreadable)
+        return decode_all([(b or b"", f"{uri} row {i}{' (null)' if b is None else ''}") for i, b in enumerate(cells)],
+                          fmt, mode, skip_unreadable)
     if isinstance(kind, pa.FixedShapeTensorType):
         arrays = column.combine_chunks().to_numpy_ndarray()
     elif pa.types.is_fixed_size_list(kind):
