@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .conftest import DEEPMIMIC, broken_image_folder, cifar_batch, idx_bytes, parquet_images
+from .conftest import DEEPMIMIC, broken_image_folder, cifar_batch, free_port, idx_bytes, parquet_images
 
 GOOD = {
     "name": "bad", "dataset": {"name": "digits"}, "training": {"epochs": 1},
@@ -167,6 +167,9 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
          {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
         ("black-box file missing", ["sweep", space("nobox", with_("mentor", {"name": "M", "black_box": {
             "kind": "onnx", "location": str(tmp / "none.onnx")}}))], "none.onnx: no such file", {}),
+        ("http black box not answering", ["sweep", space("down", with_("mentor", {"name": "M", "black_box": {
+            "kind": "http", "location": f"http://127.0.0.1:{free_port()}/invocations"}}))],
+         "/invocations: not answering (Connection refused); is its server up?", {}),
         ("http black box with a file path", ["sweep", space("http", with_("mentor", {"name": "M", "black_box": {
             "kind": "http", "location": "model.onnx"}}))], "expected an http(s):// URL", {}),
         ("ensemble of one mentor", ["sweep", space("one", with_("mentor", {"name": "E", "members": [GOOD["mentor"]]}))],

@@ -44,7 +44,8 @@ def format_result(result: ExperimentResult) -> str:
 def _check_data(configs: list[Any]) -> None:
     """Every data set the configs name, checked in the driver before any Ray work: read (its labelled part;
     a registered cheap check instead where there is one), models checked against its images, a separate
-    pool listed (its files are decoded later, each named if broken, before any student trains)."""
+    pool listed (its files are decoded later, each named if broken, before any student trains); every black
+    box's file there, its endpoint listening."""
     from .config import check_architectures
     from .core.datasets import check_dataset
     from .core.datasets.pool import list_pool
@@ -60,9 +61,13 @@ def _check_data(configs: list[Any]) -> None:
         if sources[0].unlabeled and sources[0] not in listed:
             list_pool(sources[0])
             listed.add(sources[0])
+    from .core.black_box import check_listening
+
     for c in configs:
         for box in c.mentor.black_boxes():
-            if box.kind != "http" and not os.path.isfile(box.location):
+            if box.kind == "http":
+                check_listening(box.location, box.timeout_s)
+            elif not os.path.isfile(box.location):
                 raise UserError(f"mentor black_box.location {box.location}: no such file")
 
 

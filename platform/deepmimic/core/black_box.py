@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -156,6 +158,20 @@ class HttpBox(BlackBox):
                 self.queries.retries += 1
                 time.sleep(max(wait, min(0.2 * 2**attempt, 5.0)))
         raise BlackBoxError(f"black box {self.where}: no answer after {self.retries + 1} tries (last: {failure})")
+
+
+def check_listening(url: str, timeout_s: float) -> None:
+    """A BlackBoxError naming `url` unless something accepts connections at its host and port: a mentor that is
+    down is found before anything trains, without spending a query on it."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        raise BlackBoxError(f"black box {url}: no host in the URL")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        socket.create_connection((parts.hostname, port), timeout=min(timeout_s, 10.0)).close()
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise BlackBoxError(f"black box {url}: not answering ({why}); is its server up?") from None
 
 
 def open_black_box(kind: str, location: str, batch_size: int = 256, outputs: str = "probabilities",
