@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -272,8 +273,11 @@ def broken_image_folder(root: Path, how: str) -> Path:
         (root / "unlabeled" / "batch-a" / "notes.txt").write_text("x")
     elif how == "16-bit":
         Image.fromarray(np.full((8, 8), 1000, np.uint16)).save(first)
-    elif how == "enormous":  # 40,000² pixels in 2 MB of PNG: a decompression bomb
-        Image.new("L", (40_000, 40_000)).save(first)
+    elif how == "enormous":  # a PNG whose header says 40,000² pixels: a decompression bomb, refused unread
+        png = bytearray(first.read_bytes())
+        png[16:24] = struct.pack(">II", 40_000, 40_000)
+        png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))  # the IHDR chunk's CRC
+        first.write_bytes(bytes(png))
     elif how == "link out":
         first.unlink()
         first.symlink_to(root.parent / "outside.png")
