@@ -28,17 +28,22 @@ TIMEOUT_S = 10  # a crowd of 200 queues for seconds on 2 busy cores: the timeout
 SHAPE = (1, 8, 8)
 
 
+def small_checkpoint(folder) -> torch.nn.Module:
+    """A checkpoint of a small untrained model written to `folder`; the model."""
+    torch.manual_seed(0)
+    net = ModelSpec("c-mp-fc", width=4).build(SHAPE, 10, [80.0], [60.0])
+    meta = {"spec": {"architecture": "c-mp-fc", "width": 4}, "shape": list(SHAPE), "num_classes": 10,
+            "mean": [80.0], "std": [60.0]}
+    folder.mkdir()
+    checkpoints.save(str(folder), net, SGD(net.parameters(), lr=0.1), 1, [], meta)
+    return net
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A checkpoint of a small model, served on a free loopback port; stopped with Ctrl-C afterwards."""
     tmp = tmp_path_factory.mktemp("serve")
-    torch.manual_seed(0)
-    spec = ModelSpec("c-mp-fc", width=4)
-    net = spec.build(SHAPE, 10, [80.0], [60.0])
-    meta = {"spec": {"architecture": "c-mp-fc", "width": 4}, "shape": list(SHAPE), "num_classes": 10,
-            "mean": [80.0], "std": [60.0]}
-    (tmp / "checkpoint").mkdir()
-    checkpoints.save(str(tmp / "checkpoint"), net, SGD(net.parameters(), lr=0.1), 1, [], meta)
+    net = small_checkpoint(tmp / "checkpoint")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     log = open(tmp / "serve.log", "w")
@@ -144,3 +149,18 @@ def test_two_hundred_concurrent_clients_are_all_answered(server):
     with ThreadPoolExecutor(200) as pool:
         codes = list(pool.map(lambda _: post(url, body)[0], range(200)))
     assert codes == [200] * 200
+
+
+@pytest.mark.parametrize("command", [["export", "--out", "m.onnx"], ["serve", "--port", "0"]])
+def test_a_checkpoint_with_a_flipped_byte_is_refused_in_one_line(tmp_path, monkeypatch, command):
+    from .test_bad_input import in_process, one_error_line
+
+    folder = tmp_path / "checkpoint"
+    small_checkpoint(folder)
+    weights = bytearray((folder / "model.pt").read_bytes())
+    weights[len(weights) // 2] ^= 0x01
+    (folder / "model.pt").write_bytes(bytes(weights))
+    monkeypatch.chdir(tmp_path)
+    code, stderr = in_process([command[0], str(folder), *command[1:]], {}, monkeypatch)
+    assert one_error_line(code, stderr, f"{folder}: content does not match its manifest"), stderr
+    assert not (tmp_path / "m.onnx").exists()
