@@ -118,3 +118,13 @@ def test_probability_metrics_score_answered_probabilities():
 @pytest.mark.parametrize("epochs,every,expected", [(60, None, 3), (5, None, 1), (60, 10, 10), (200, None, 10)])
 def test_the_evaluation_schedule_gives_about_twenty_points_unless_set(epochs, every, expected):
     assert Training(epochs=epochs, eval_every=every).evaluation_every == expected
+
+
+def test_one_nan_weight_is_found_and_named():
+    from deepmimic.core.training import nonfinite
+
+    conv = torch.nn.Conv2d(2, 2, 5, padding=2, groups=2, bias=False)
+    with torch.no_grad():
+        conv.weight[0, 0, 0, 0] = float("nan")
+    assert nonfinite(torch.nn.Sequential(conv)) == ["0.weight"]
+    assert nonfinite(torch.nn.Sequential(torch.nn.Conv2d(2, 2, 5))) == []

@@ -142,6 +142,12 @@ def train(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, trainin
                     seed=seed, objective=objective)
 
 
+def nonfinite(model: nn.Module) -> list[str]:
+    """The names of `model`'s parameters and buffers holding a NaN or an infinity: a non-finite gradient in the
+    last step leaves every loss of the run finite."""
+    return [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+
+
 def train_on(
     model: nn.Module,
     data: Batches,

@@ -41,7 +41,8 @@ from ..core.batches import Batches, InMemory
 from ..core.evaluation import accuracy_and_loss, confusion_matrix, inference_time, predict_logits
 from ..core.fixmatch import FixMatch, FixMatchBatches
 from ..core.results import Epoch, RunSummary, pack_correct
-from ..core.training import Objective, Training, sgd, train_on
+from ..core.training import Objective, Training, nonfinite, sgd, train_on
+from ..errors import UserError
 from .data import TableInfo, read_shard
 from .progress import Progress
 from .streaming import Streamed
@@ -321,6 +322,10 @@ def _train(spec: RunSpec, worker: _WorkerGroup | _OwnProcess) -> None:
     train_on(model, data, training, on_epoch, start_epoch, optimizer, seed=spec.model.seed,
              objective=spec.model.objective)
     train_time = time.perf_counter() - started
+    broken = nonfinite(net)
+    if broken:  # never saved as finished, served or registered: the trial fails (and is retried where it may be)
+        raise UserError(f"{spec.name}: training diverged, its weights non-finite in {', '.join(broken[:3])}: "
+                        "lower training.lr (a run that diverges once by chance succeeds when run again)")
 
     if scores is None:
         worker.report({"epoch": training.epochs}, None, training.epochs)
