@@ -172,7 +172,7 @@ def _references(records: list[TrialRecord], reference: str) -> str:
         pairs = [(point[w[:4]].correct(), m.correct()) for w, m in by.items() if w[:4] in point]
         pairs = [(a, b) for a, b in pairs if a is not None and b is not None and len(a) == len(b)]
         gap = interval = "–"
-        if pairs and not name.startswith(reference + " ") and name != reference:
+        if pairs and any(m is not point.get(w[:4]) for w, m in by.items()):  # not the reference itself
             ref, own = (np.concatenate(x) for x in zip(*pairs))
             low, high = paired_bootstrap(ref, own)
             gap, interval = f"{100 * (own.mean() - ref.mean()):+.2f}", f"[{100 * low:+.2f}, {100 * high:+.2f}]"
