@@ -19,7 +19,7 @@ from ...errors import UserError
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 # Modes with 8 bits a channel, which convert to grey or RGB as they look; a deeper image (16-bit, 32-bit integer or
 # float) would be clipped to 255 by that conversion, so it is refused rather than silently changed.
-EIGHT_BIT = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+EIGHT_BIT = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
 
 
 class Unreadable(UserError):
