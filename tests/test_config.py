@@ -192,6 +192,8 @@ def test_a_grid_over_generations_is_a_point_per_generation_sharing_generation_0(
     ({"generations": 1, "mentor": {"name": "B", "black_box": {"kind": "onnx", "location": "b.onnx"}}},
      "generations: needs a mentor with a network"),
     ({"generations": 11}, "generations"),
+    ({"generations": 1, "mentor": {"name": "C", "architecture": "c-fc", "ceiling": True}},
+     "generations: repeats a plain trained mentor, not one with `ceiling:`"),
     ({"mentor": {"name": "G", "architecture": "c-fc", "teacher": {"name": "M", "architecture": "c-fc"}},
       "dataset": {"name": "image_folder", "root": "x", "unlabeled": "y"}}, "a generation learns from the paper's"),
     ({"mentor": {"name": "F", "architecture": "c-fc", "fixmatch": {}},

@@ -245,6 +245,10 @@ class ExperimentConfig(Strict):
         if not isinstance(first, dict) or "architecture" not in first:
             raise ValueError("generations: needs a mentor with a network (`architecture:`) to repeat; write the "
                              "chain of `teacher:` sections out for any other")
+        marker = kind_of(first).marker  # None: a plain trained mentor, the one kind a chain repeats
+        if marker is not None:
+            raise ValueError(f"generations: repeats a plain trained mentor, not one with `{marker}:`; write the "
+                             "chain of `teacher:` sections out (each generation a trained network)")
         mentor, training = first, first.get("training") or {}
         noisy = {**training, "augment": training.get("augment") or {"policy": "randaugment"}}
         for g in range(1, raw["generations"] + 1):
