@@ -143,6 +143,7 @@ def test_a_truncated_soft_label_file_is_rebuilt_not_trained_on(damaged):
     artifacts.verify(str(soft))  # whole again
     mentor = json.loads((soft.parent / "mentor.json").read_text())["result"]
     assert mentor["resumed_from_epoch"] == 4  # labelled again from its final checkpoint, not trained again
+    assert json.loads((tmp / "damaged" / "sweep.json").read_text())["counts"]["rebuilt"] == 1  # and counted
     assert len(list((tmp / "cache").glob("mentors/*/ray/mentor-*"))) == 1
 
 

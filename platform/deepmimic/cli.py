@@ -116,7 +116,8 @@ def _sweep(args: argparse.Namespace) -> None:
     print(outcome.report)
     c = outcome.counts
     print(f"mentors: {c.mentors} ({c.mentors_trained} trained, {c.mentors_reused} reused); "
-          f"student trials: {c.trials} ({c.trials_run} run, {c.trials_reused} already done)")
+          f"student trials: {c.trials} ({c.trials_run} run, {c.trials_reused} already done)"
+          + (f"; damaged cached artifacts rebuilt: {c.rebuilt}" if c.rebuilt else ""))
     print("driver stage times (s): " + ", ".join(f"{k} {v:.2f}" for k, v in outcome.timings_s.items()))
     print(f"results: {out}/results.csv, {out}/report.md")
     # MLflow 3.17's UI shows an experiment in its GenAI view unless the URL (or the browser's last choice) asks

@@ -182,6 +182,7 @@ class Counts:
     trials: int = 0
     trials_run: int = 0
     trials_reused: int = 0
+    rebuilt: int = 0          # times a mentor's cached artifacts were found damaged (a bad byte, cut off), made again
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,11 @@ class MentorFolder:
         """`mentor.json`, written last: the finished mentor stage."""
         return f"{self.path}/mentor.json"
 
+    def rebuilt(self, ms: int) -> str:
+        """A record of cached artifacts found damaged and made again at `ms` (ms since the epoch): one file an
+        event, so that a sweep counts those of its own time (`trials.run_stages`), on any storage."""
+        return f"{self.path}/rebuilt/{ms}.json"
+
     @property
     def lock(self) -> str:
         """Held while the mentor is made, so sweeps sharing the cache make it once."""

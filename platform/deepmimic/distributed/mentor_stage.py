@@ -4,6 +4,7 @@ answers for the pool and the test set, cached by the hash of what determines it 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,28 +86,35 @@ def train_mentor(cfg: ExperimentConfig, folder: MentorFolder, dataset: Dataset |
     `dataset` and `split` may be given to bypass loading and splitting (tests do).
     """
     key = mentor_key(cfg)
-    cached = _cached(folder, key)
+    cached, _ = _cached(folder, key)
     if cached:
         return cached
     # Sweeps sharing the cache make each mentor once: a second one waits here, then finds it made.
     with artifacts.exclusive(folder.lock, f"mentor {key}"):
-        return _cached(folder, key) or _make(cfg, folder, key, dataset, split, in_trial, progress)
+        cached, damaged = _cached(folder, key)
+        if cached:
+            return cached
+        outcome = _make(cfg, folder, key, dataset, split, in_trial, progress)
+        if damaged:
+            artifacts.write_json({"rebuilt": damaged}, folder.rebuilt(int(time.time() * 1000)))
+        return outcome
 
 
-def _cached(folder: MentorFolder, key: str) -> MentorOutcome | None:
-    """The finished mentor stage recorded in `folder`, if every table it wrote still matches its manifest."""
+def _cached(folder: MentorFolder, key: str) -> tuple[MentorOutcome | None, str]:
+    """The finished mentor stage recorded in `folder`, if every table it wrote still matches its manifest; else
+    none, and the artifact of a finished stage that no longer matches ("" where the stage never finished)."""
     try:
         outcome = dataclasses.replace(MentorOutcome.from_json(artifacts.read_json(folder.done)), made_now=False)
     except artifacts.TornArtifact:  # never finished, or cut off
-        return None
+        return None, ""
     try:
         for uri in outcome.artifacts():
             artifacts.verify(uri, key)
     except artifacts.TornArtifact as e:
         # Redo the stage: Ray Train finds the final checkpoint, so the mentor is not trained again.
         print(f"mentor {key}: rebuilding its data and soft labels ({e})", flush=True)
-        return None
-    return outcome
+        return None, uri
+    return outcome, ""
 
 
 def _make(cfg: ExperimentConfig, folder: MentorFolder, key: str, dataset: Dataset | None, split: Split | None,

@@ -20,9 +20,11 @@ group's do.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow.fs as pafs
 import ray
 from ray import tune
 
@@ -162,6 +164,7 @@ def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str, watch: St
     """Run every mentor and student trial not yet finished; return counts of what ran (and time each stage on
     `watch`). `tracked`: the tracker the trainings tell as they train."""
     watch = watch or Stopwatch()
+    started_ms = int(time.time() * 1000)
     mentors, trials = planned.mentors, planned.trials
     pending = [k for k in trials if not artifacts.intact(trial_file(out, k))]
     needed: set[str] = set()
@@ -202,7 +205,18 @@ def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str, watch: St
         made |= {k for m in done for k in m["made"]}  # not those another sweep made while this one waited
     made_count = len(made) + len([k for k in to_make if not mentors[k].mentor.in_trial])
     return Counts(mentors=len(mentors), mentors_trained=made_count, mentors_reused=len(mentors) - made_count,
-                  trials=len(trials), trials_run=len(pending), trials_reused=len(trials) - len(pending))
+                  trials=len(trials), trials_run=len(pending), trials_reused=len(trials) - len(pending),
+                  rebuilt=sum(_rebuilt_since(MentorFolder.at(cache, k), started_ms) for k in mentors))
+
+
+def _rebuilt_since(folder: MentorFolder, ms: int) -> int:
+    """How many times since `ms` the mentor of `folder` found its cached artifacts damaged and made them again
+    (recorded where it happened, in whichever trial: a count carried in trials' reports is lost with a trial
+    killed after the rebuild)."""
+    fs, path = artifacts.filesystem(folder.rebuilt(0).rsplit("/", 1)[0])
+    found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    stamps = [f.base_name.removesuffix(".json") for f in found]  # beside each record, its manifest
+    return sum(1 for stamp in stamps if stamp.isdigit() and int(stamp) >= ms)
 
 
 def _waves(keys: list[str], mentors: dict[str, SweepConfig]) -> list[list[str]]:
