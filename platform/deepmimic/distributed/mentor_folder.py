@@ -27,10 +27,14 @@ class MentorFolder:
         """`mentor.json`, written last: the finished mentor stage."""
         return f"{self.path}/mentor.json"
 
+    @property
+    def rebuilds(self) -> str:
+        """Records of its cached artifacts found damaged and made again, `MS.json` each (ms since the epoch): one
+        file an event, so that a sweep counts those of its own time (`trials.run_stages`), on any storage."""
+        return f"{self.path}/rebuilt"
+
     def rebuilt(self, ms: int) -> str:
-        """A record of cached artifacts found damaged and made again at `ms` (ms since the epoch): one file an
-        event, so that a sweep counts those of its own time (`trials.run_stages`), on any storage."""
-        return f"{self.path}/rebuilt/{ms}.json"
+        return f"{self.rebuilds}/{ms}.json"
 
     @property
     def lock(self) -> str:

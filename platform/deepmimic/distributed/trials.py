@@ -213,7 +213,7 @@ def _rebuilt_since(folder: MentorFolder, ms: int) -> int:
     """How many times since `ms` the mentor of `folder` found its cached artifacts damaged and made them again
     (recorded where it happened, in whichever trial: a count carried in trials' reports is lost with a trial
     killed after the rebuild)."""
-    fs, path = artifacts.filesystem(folder.rebuilt(0).rsplit("/", 1)[0])
+    fs, path = artifacts.filesystem(folder.rebuilds)
     found = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     stamps = [f.base_name.removesuffix(".json") for f in found]  # beside each record, its manifest
     return sum(1 for stamp in stamps if stamp.isdigit() and int(stamp) >= ms)
