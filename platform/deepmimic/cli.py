@@ -47,6 +47,7 @@ def _check_data(configs: list[Any]) -> None:
     pool listed (its files are decoded later, each named if broken, before any student trains); every black
     box's file there, its endpoint listening."""
     from .config import check_architectures
+    from .core.black_box import check_listening
     from .core.datasets import check_dataset
     from .core.datasets.pool import list_pool
 
@@ -61,8 +62,6 @@ def _check_data(configs: list[Any]) -> None:
         if sources[0].unlabeled and sources[0] not in listed:
             list_pool(sources[0])
             listed.add(sources[0])
-    from .core.black_box import check_listening
-
     for c in configs:
         for box in c.mentor.black_boxes():
             if box.kind == "http":

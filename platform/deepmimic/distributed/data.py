@@ -38,6 +38,14 @@ def write_image_table(uri: str, images: np.ndarray, ids: np.ndarray, names: tupl
     return TableInfo(uri, len(images), tuple(images.shape[1:]), names, mean, std)  # type: ignore[arg-type]
 
 
+def write_rows(rows: pa.Table, uri: str, like: TableInfo, producer: str) -> TableInfo:
+    """`rows` (id, image and a target column) written as a table of `like`'s image shape and classes, with the
+    channel statistics of its own images."""
+    tables.write_table(rows, uri, producer)
+    mean, std = channel_stats(tables.decode_images(rows.column("image"), like.shape))
+    return TableInfo(uri, rows.num_rows, like.shape, like.class_names, mean, std)
+
+
 @dataclass(frozen=True)
 class SplitTables:
     mentor: TableInfo          # id, image, label

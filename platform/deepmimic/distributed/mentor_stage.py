@@ -216,11 +216,11 @@ class _Job:
     def scored(self, name: str, description: str, seconds: float, queries: Queries | None) -> Made:
         answers = tables.read(self.test_probabilities).sort_by("id")
         probs = tables.decode_soft_labels(answers.column("soft_label"))
-        labels = tables.read(self.written.test.uri, ["id", "label"]).sort_by("id").column("label").to_numpy()
+        test = tables.read(self.written.test.uri, ["id", "label"])
+        labels = test.sort_by("id").column("label").to_numpy()
         # predictions for sorted ids, reordered to the rows of the test table (how test predictions are kept)
-        order = tables.read(self.written.test.uri, ["id", "label"])
-        preds = probs.argmax(1)[np.searchsorted(answers.column("id").to_numpy(), order.column("id").to_numpy())]
+        preds = probs.argmax(1)[np.searchsorted(answers.column("id").to_numpy(), test.column("id").to_numpy())]
         result = MentorResult(name=name, architecture=description, params=None, inference_time_s=seconds,
-                              queries=queries, test_correct=pack_correct(preds, order.column("label").to_numpy()),
+                              queries=queries, test_correct=pack_correct(preds, test.column("label").to_numpy()),
                               **probability_metrics(probs, labels, self.num_classes))
         return Made(result, preds)

@@ -332,15 +332,15 @@ def _train(spec: RunSpec, worker: _WorkerGroup | _OwnProcess) -> None:
         return
     logits = scores.logits if scores.logits is not None else predict_logits(net, scores.test_x)  # restored at the end
     acc, loss = accuracy_and_loss(logits, scores.test_y)
-    preds = logits.argmax(1).cpu().numpy()
+    preds, labels = logits.argmax(1).cpu().numpy(), scores.test_y.cpu().numpy()
     summary = RunSummary(
         params=count_parameters(net), test_accuracy=acc, test_loss=loss,
         inference_time_s=inference_time(net, scores.test_x, spec.data.inference_repeats, warm_up=False),  # warm
         device=str(device), node_id=ray.get_runtime_context().get_node_id(),
-        confusion_matrix=confusion_matrix(scores.test_y.cpu().numpy(), preds, spec.data.num_classes).tolist(),
+        confusion_matrix=confusion_matrix(labels, preds, spec.data.num_classes).tolist(),
         history=tuple(history), resumed_from_epoch=start_epoch, train_time_s=round(train_time, 3),
         streamed=spec.data.stream is not None, started_ms=started_ms, ended_ms=_ms(),
-        test_correct=pack_correct(preds, scores.test_y.cpu().numpy()),
+        test_correct=pack_correct(preds, labels),
     )
     with tempfile.TemporaryDirectory() as d:
         save(d, training.epochs, {"summary.json": json.dumps(summary.to_json()).encode(),

@@ -12,7 +12,6 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from ..core import tables
-from ..core.architectures import channel_stats
 from .base import Made, MentorJob
 from .trained import TrainedMentor
 
@@ -36,7 +35,7 @@ class CeilingMentor(TrainedMentor):
 def _every_label(job: MentorJob) -> Any:
     """The labelled table and the pool's images with their true labels, one (id, image, label) table in the
     mentor's folder."""
-    from ..distributed.data import TableInfo  # the stage's table description; no Ray imported with it
+    from ..distributed.data import write_rows  # the stage's tables; no Ray imported with them
 
     labelled, pool = job.written.mentor, job.written.pool
     assert pool is not None  # the config refuses a separate pool (`no_separate_pool`)
@@ -46,7 +45,4 @@ def _every_label(job: MentorJob) -> Any:
         raise RuntimeError(f"{job.files.pool_labels}: labels for {labels.num_rows} of the pool's {images.num_rows}")
     rows = pa.concat_tables([tables.read(labelled.uri, ["id", "image", "label"]),
                              images.append_column("label", labels.column("label"))])
-    uri = f"{job.files.path}/every_label.parquet"
-    tables.write_table(rows, uri, job.key)
-    mean, std = channel_stats(tables.decode_images(rows.column("image"), labelled.shape))
-    return TableInfo(uri, rows.num_rows, labelled.shape, labelled.class_names, mean, std)
+    return write_rows(rows, f"{job.files.path}/every_label.parquet", labelled, job.key)

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import torch
 
 from ..core import tables
-from ..core.architectures import channel_stats, count_parameters
+from ..core.architectures import count_parameters
 from ..errors import UserError
 from .base import Made, Mentor, MentorJob
 from .trained import TrainedMentor
@@ -83,7 +83,7 @@ class GenerationMentor(TrainedMentor):
 def _learning_table(job: MentorJob, teacher_answers: str) -> Any:
     """The labelled images with their classes as one-hot rows and the pool's images with the teacher's soft labels
     (its out-of-domain answers left out), one table of `soft_label` rows in the mentor's folder."""
-    from ..distributed.data import TableInfo  # the stage's table description; no Ray imported with it
+    from ..distributed.data import write_rows  # the stage's tables; no Ray imported with them
 
     labelled, pool = job.written.mentor, job.written.pool
     assert pool is not None  # the config refuses a separate pool (`no_separate_pool`)
@@ -99,8 +99,4 @@ def _learning_table(job: MentorJob, teacher_answers: str) -> Any:
         tables.soft_label_table(marked.column("id").to_numpy(), one_hot).append_column("image", marked.column("image")),
         answers.append_column("image", images.column("image")),
     ])
-    uri = f"{job.files.path}/learning_table.parquet"
-    tables.write_table(rows, uri, job.key)
-    images = tables.decode_images(rows.column("image"), labelled.shape)
-    mean, std = channel_stats(images)
-    return TableInfo(uri, rows.num_rows, labelled.shape, labelled.class_names, mean, std)
+    return write_rows(rows, f"{job.files.path}/learning_table.parquet", labelled, job.key)
