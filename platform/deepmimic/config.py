@@ -289,6 +289,7 @@ class ExperimentConfig(Strict):
                 return {**model, "training": {**defaults, **(model.get("training") or {})}}
             return model
 
+        raw = with_students(raw)
         if isinstance(raw.get("mentor"), dict):
             raw["mentor"] = kind_of(raw["mentor"]).inherit(raw["mentor"], merged)
         if isinstance(raw.get("students"), list):
@@ -346,9 +347,20 @@ class ExperimentConfig(Strict):
     def _variant_fits(self) -> "ExperimentConfig":
         if self.variant.ood_ratio > 0 and self.ood is None:
             raise ValueError("variant.ood_ratio > 0 needs an `ood` section naming the out-of-domain images")
+        if self.ood is not None and self.mentor.budgeted:
+            raise ValueError("ood: a query budget asks about pool images only; out-of-domain candidates are not "
+                             "supported with it yet")
         if self.method.true_labels and self.variant.ood_ratio > 0:
             raise ValueError(f"method {self.method.name!r} cannot add out-of-domain images: they have no true labels")
         return self
+
+
+def with_students(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with its mentor given what its kind takes from the students (`Mentor.with_students`)."""
+    mentor, students = raw.get("mentor"), raw.get("students")
+    if isinstance(mentor, dict) and isinstance(students, list):
+        return {**raw, "mentor": kind_of(mentor).with_students(mentor, students)}
+    return raw
 
 
 def check_architectures(cfg: ExperimentConfig, shape: tuple[int, int, int], classes: int) -> None:
@@ -599,6 +611,7 @@ def load_sweep(path: str | Path,
                 chosen = value if isinstance(value, list) else [value]
             else:
                 apply_overrides(point, [f"{axis}={json.dumps(value)}"])
+        point = with_students(point)  # before a student axis leaves some out
         if chosen is not None:
             known = {s.get("name") for s in point.get("students", [])}
             missing = [c for c in chosen if c not in known]

@@ -1,5 +1,5 @@
 """Figures: learning curves (Figs. 2, 4, 5), confusion matrices (Fig. 3), accuracy by split ratio (Fig. 1),
-galleries of test images (Figs. 6-7), a student search's frontier."""
+galleries of test images (Figs. 6-7), a student search's frontier, accuracy against a query budget."""
 
 from __future__ import annotations
 
@@ -85,6 +85,26 @@ def accuracy_by(x_label: str, series: dict[str, list[tuple[float, float]]], path
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def budget_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], ceilings: dict[str, float], title: str,
+                  path: str) -> None:
+    """Test accuracy and agreement with the mentor against the pool images asked, a line per selection strategy,
+    the unbudgeted student's as a dashed level."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (metric, lines) in zip(axes, curves.items()):
+        for name, points in lines.items():
+            xs, ys = zip(*sorted(points))
+            ax.plot(xs, ys, marker="o", label=name, linestyle="-" if name != "random" else ":")
+        if metric in ceilings:
+            ax.axhline(ceilings[metric], color="black", linestyle="--", linewidth=1, label="every pool image")
+        ax.set_xlabel("pool images asked (queries)")
+        ax.set_ylabel("test accuracy" if metric == "test_accuracy" else "agreement with the mentor")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(title)
     fig.tight_layout()
     _save(fig, path)
 

@@ -24,6 +24,8 @@ from .errors import UserError
 SWEEP_FILE = "sweep.json"
 SEARCH_FILE = "search.json"
 POOL_WORTH = "accuracy_vs_labelled_fraction.png"
+BUDGET_CURVE = "accuracy_vs_queries.png"
+WITHIN = 0.01  # how close to the unbudgeted student a budget must bring one: its queries are what it took
 
 
 def load_records(sweep_dir: str) -> tuple[SweepSummary, list[TrialRecord]]:
@@ -63,6 +65,8 @@ def results_rows(records: list[TrialRecord]) -> list[dict[str, Any]]:
         rows.append({**r.grid, "seed": r.seed, "split_ratio": r.split_ratio, "removal_bound": r.removal_bound,
                      "ood_ratio": r.ood_ratio, "mentor": m.name, "mentor_architecture": m.architecture,
                      "mentor_queries": m.queries.images if m.queries else None,
+                     "selection": m.budget.selection if m.budget else None,
+                     "pool_queries": m.budget.asked if m.budget else None,
                      "student": s.name, "architecture": s.architecture, "mentor_accuracy": m.test_accuracy,
                      "student_accuracy": s.test_accuracy, "relative_accuracy": s.relative_accuracy,
                      "agreement": s.agreement, "student_params": s.params, "mentor_params": m.params,
@@ -181,6 +185,68 @@ def _references(records: list[TrialRecord], reference: str) -> str:
     header = ["model", "fraction", "seeds", "accuracy %", f"− {reference}, points", "95% interval"]
     return (f"## Against the generation-0 mentor ({reference}): paired bootstrap intervals, seeds pooled\n\n"
             + _table(header, body) + "\n")
+
+
+def _budgets(records: list[TrialRecord], sweep_dir: str) -> str:
+    """What a query budget buys (beyond the paper): per black box and student, accuracy and agreement with the
+    mentor against the pool images asked, a line per strategy, the unbudgeted student (every image asked) as the
+    ceiling; each strategy's difference from random at the same budget, a paired bootstrap 95% interval over the
+    test images with each seed paired with random's, seeds pooled; and the queries each needs to come within
+    `WITHIN` of the ceiling."""
+    parts = []
+    for (mentor, student), rs in _grouped(records, lambda r: (r.mentor.name, r.student.name)).items():
+        ceiling = [r.student for r in rs if r.mentor.budget is None or r.mentor.budget.asked == r.mentor.budget.pool]
+        cells = _grouped([r for r in rs if r.mentor.budget and r.mentor.budget.asked < r.mentor.budget.pool],
+                         lambda r: (r.mentor.budget.selection, r.mentor.budget.asked))  # type: ignore[union-attr]
+        if not cells:
+            continue
+        random_at = {(r.mentor.budget.asked, r.seed): r.student for r in rs  # type: ignore[union-attr]
+                     if r.mentor.budget and r.mentor.budget.selection == "random"}
+        body = []
+        for (selection, asked), cell in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0] != "random")):
+            pairs = [(random_at[(asked, r.seed)].correct(), r.student.correct()) for r in cell
+                     if (asked, r.seed) in random_at and selection != "random"]
+            pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+            gap = interval = "–"
+            if pairs:
+                ref, own = (np.concatenate(x) for x in zip(*pairs))
+                low, high = paired_bootstrap(ref, own)
+                gap, interval = f"{100 * (own.mean() - ref.mean()):+.2f}", f"[{100 * low:+.2f}, {100 * high:+.2f}]"
+            body.append([selection, asked, len(cell), _mean_sd([r.student.test_accuracy for r in cell]),
+                         _mean_sd([r.student.agreement for r in cell]), gap, interval])
+        if ceiling:
+            body.append(["every pool image (ceiling)", rs[0].mentor.budget.pool if rs[0].mentor.budget else "all",
+                         len(ceiling), _mean_sd([s.test_accuracy for s in ceiling]),
+                         _mean_sd([s.agreement for s in ceiling]), "–", "–"])
+        curves = {metric: {sel: [(asked, mean(getattr(r.student, metric) for r in cell))
+                                 for (s, asked), cell in cells.items() if s == sel]
+                           for sel in dict.fromkeys(s for s, _ in cells)} for metric in ("test_accuracy", "agreement")}
+        levels = {m: mean(getattr(s, m) for s in ceiling) for m in curves} if ceiling else {}
+        path = BUDGET_CURVE if not parts else BUDGET_CURVE.replace(".png", f"_{len(parts)}.png")
+        plots.budget_curves(curves, levels, f"{student} ← {mentor}", os.path.join(sweep_dir, path))
+        needed = ""
+        if ceiling:
+            reach = {sel: min((q for q, acc in line if acc >= levels["test_accuracy"] - WITHIN), default=None)
+                     for sel, line in curves["test_accuracy"].items()}
+            needed = "\n\nQueries to come within 1 point of the ceiling (mean accuracy): " + ", ".join(
+                f"{sel} {q if q is not None else 'not within the budgets swept'}"
+                + (f" ({q / reach['random']:.2f}× random's)" if q and reach.get("random") and sel != "random" else "")
+                for sel, q in reach.items())
+        header = ["selection", "pool images asked", "seeds", "student accuracy %", "agreement %",
+                  "− random, points", "95% interval"]
+        parts.append(f"### {student} ← {mentor}\n\n![accuracy and agreement against queries]({path})\n\n"
+                     + _table(header, body) + needed)
+    if not parts:
+        return ""
+    return "## What a query budget buys: the student against the pool images asked (beyond the paper)\n\n" + \
+        "\n\n".join(parts) + "\n"
+
+
+def _grouped(records: list[TrialRecord], key: Callable[[TrialRecord], Any]) -> dict[Any, list[TrialRecord]]:
+    groups: dict[Any, list[TrialRecord]] = defaultdict(list)
+    for r in records:
+        groups[key(r)].append(r)
+    return groups
 
 
 def _methods(records: list[TrialRecord]) -> str:
@@ -363,11 +429,15 @@ def _write(sweep_dir: str, sweep: SweepSummary, records: list[TrialRecord]) -> l
         parts.append("![accuracy vs split](accuracy_vs_split.png)\n")
     if axes & {"method", "temperature"}:
         parts.append(_methods(records))
+    budgeted = any(r.mentor.budget for r in records)
+    if budgeted:
+        parts.append(_budgets(records, sweep_dir))
     if "mentor" in axes:
         parts.append(_mentors(records))
         if "split.mentor_ratio" not in axes:
             parts.append(_references(records, _reference(sweep, records)))
-    elif not axes & {"variant.removal_bound", "variant.ood_ratio", "split.mentor_ratio", "method", "temperature"}:
+    elif not budgeted and not axes & {"variant.removal_bound", "variant.ood_ratio", "split.mentor_ratio", "method",
+                                      "temperature"}:
         parts.append(_architectures(records, paper.ARCHITECTURE_TABLES.get(key),
                                     "Accuracy per architecture (Tables 1, 2, 5)"))
     if artifacts.exists(os.path.join(sweep_dir, SEARCH_FILE)):
@@ -391,4 +461,5 @@ def _write(sweep_dir: str, sweep: SweepSummary, records: list[TrialRecord]) -> l
     artifacts.write_bytes(text.encode(), os.path.join(sweep_dir, "report.md"))
     names = ("results.csv", "report.md", "learning_curves.png", "confusion_matrices.png", "accuracy_vs_split.png",
              POOL_WORTH, "frontier.csv", "frontier.png")
-    return [os.path.join(sweep_dir, n) for n in names if os.path.exists(os.path.join(sweep_dir, n))]
+    curves = sorted(n for n in os.listdir(sweep_dir) if n.startswith(BUDGET_CURVE.removesuffix(".png")))
+    return [os.path.join(sweep_dir, n) for n in (*names, *curves) if os.path.exists(os.path.join(sweep_dir, n))]

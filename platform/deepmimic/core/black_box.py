@@ -40,14 +40,17 @@ class BlackBoxError(UserError):
 
 @dataclass
 class Queries:
-    """What a black box was asked: requests (calls, one per batch), images, and retried requests."""
+    """What a black box was asked: requests (calls, one per batch), images, and retried requests; and the images
+    whose answers came from the answer cache instead (`core/answer_cache.py`: asked before, not paid again)."""
 
     requests: int = 0
     images: int = 0
     retries: int = 0
+    cached: int = 0
 
     def __add__(self, other: Queries) -> Queries:
-        return Queries(self.requests + other.requests, self.images + other.images, self.retries + other.retries)
+        return Queries(self.requests + other.requests, self.images + other.images, self.retries + other.retries,
+                       self.cached + other.cached)
 
 
 class BlackBox(ABC):

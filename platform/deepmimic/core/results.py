@@ -104,9 +104,23 @@ class ModelResult(RunSummary):
         return cls(**{f.name: getattr(summary, f.name) for f in dataclasses.fields(RunSummary)}, **fields)
 
 
+@dataclass(frozen=True)
+class BudgetUse:
+    """What a mentor's query budget bought: pool images chosen by `selection` in rounds of these sizes, the first
+    at random, the rest by what the `selector` network saw."""
+
+    selection: str
+    budget: int                               # images it could ask about
+    asked: int                                # pool images answered (the students' pool)
+    pool: int                                 # pool images it chose from
+    rounds: tuple[int, ...]
+    selector: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class MentorResult(ModelResult):
     queries: Queries | None = None            # a black box's, or its ensemble members' together
+    budget: BudgetUse | None = None           # a budgeted black box's spending (None: every pool image asked)
     sees_pool_labels: bool = False            # learnt from the pool's true labels: a reference (the ceiling)
     stage_times_s: dict[str, float] = field(default_factory=dict)
 

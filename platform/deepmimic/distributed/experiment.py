@@ -9,7 +9,7 @@ from ..core import artifacts, tables
 from ..core.images import Dataset
 from ..core.results import ExperimentResult, Sizes
 from ..core.splits import Split
-from .keys import mentor_key
+from .keys import mentor_key, student_key
 from .mentor_folder import MentorFolder
 from .mentor_stage import train_mentor
 from .student_stage import prepare_pool, student_set, train_student
@@ -32,7 +32,10 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str, dataset: Dataset | None 
     students = []
     for model in cfg.students:
         with watch(f"student:{model.name}"):
-            students.append(train_student(cfg, model, mentor, data, f"{out_dir}/students/{model.name}"))
+            # Keyed by what determines it: a changed experiment in the same folder trains afresh (under the name
+            # alone, its student resumed the last experiment's finished run), a rerun of the same one resumes.
+            folder = f"{out_dir}/students/{model.name}/{student_key(cfg, model)}"
+            students.append(train_student(cfg, model, mentor, data, folder))
     pool = mentor.pool.rows if mentor.pool else data.pool
     sizes = Sizes(tables.read(mentor.files.mentor_table, ["id"]).num_rows, pool, mentor.test.rows, data.unreadable)
     result = ExperimentResult(cfg.name, cfg.dataset.name, cfg.split.mentor_ratio, cfg.seed, sizes, mentor.result,

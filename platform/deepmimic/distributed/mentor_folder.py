@@ -27,6 +27,11 @@ class MentorFolder:
         """`mentor.json`, written last: the finished mentor stage."""
         return f"{self.path}/mentor.json"
 
+    def answers(self, key: str) -> str:
+        """The answer cache of the black box whose answers are `key`'s (`core/answer_cache.py`): one for the
+        whole cache, shared by every mentor asking it."""
+        return f"{self.cache}/answers/{key}"
+
     @property
     def rebuilds(self) -> str:
         """Records of its cached artifacts found damaged and made again, `MS.json` each (ms since the epoch): one

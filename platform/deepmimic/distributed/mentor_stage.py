@@ -18,11 +18,12 @@ from ..core.datasets import load_dataset
 from ..core.evaluation import probability_metrics
 from ..core.fixmatch import FixMatch
 from ..core.images import Dataset, hold_out_classes, select_classes
-from ..core.results import Json, MentorResult, pack_correct
+from ..core.results import BudgetUse, Json, MentorResult, pack_correct
 from ..core.splits import Split, stratified_split
 from ..errors import UserError
-from ..mentors import Made, Mentor
+from ..mentors import BlackBoxConfig, Made, Mentor
 from ..schema import ModelConfig
+from . import query_rounds
 from .data import SplitTables, TableInfo, write_image_table, write_split
 from .keys import mentor_key, with_mentor
 from .mentor_folder import MentorFolder
@@ -192,10 +193,11 @@ class _Job:
         return self.files.test_probabilities
 
     def train(self, model: ModelConfig, table: TableInfo | None = None, fixmatch: FixMatch | None = None,
-              target: str = "soft_label") -> Trained:
+              target: str = "soft_label", tracked: bool = True) -> Trained:
+        """`MentorJob.train`; `tracked` False: a helper network (a budget's selector), not told to the tracker."""
         semi = (self.written.pool, fixmatch) if fixmatch is not None and self.written.pool is not None else None
         spec = run_spec(self.cfg, "mentor", model, table or self.written.mentor, self.written.test,
-                        self.num_classes, self.files.path, self.in_trial, self.progress,
+                        self.num_classes, self.files.path, self.in_trial, self.progress if tracked else None,
                         target="label" if table is None else target, semi=semi)
         with self.watch("train_mentor"):
             return fit(spec)
@@ -208,12 +210,20 @@ class _Job:
         with self.watch("soft_labels"):
             return label_images(answerer, jobs, resources, self.in_trial and resources.num_workers == 1, self.key)
 
+    def within_budget(self, answerer: Answerer, box: BlackBoxConfig) -> tuple[dict[str, float], Queries,
+                                                                              BudgetUse]:
+        return query_rounds.spend(self, answerer, box)
+
+    def answers(self, key: str) -> str:
+        return self.files.answers(key)
+
     def needed(self, mentor: Mentor) -> MentorOutcome:
         cfg = with_mentor(self.cfg, mentor)
         with self.watch("needed mentors"):
             return train_mentor(cfg, self.files.sibling(mentor_key(cfg)), *self.preloaded, self.in_trial)
 
-    def scored(self, name: str, description: str, seconds: float, queries: Queries | None) -> Made:
+    def scored(self, name: str, description: str, seconds: float, queries: Queries | None,
+               budget: BudgetUse | None = None) -> Made:
         answers = tables.read(self.test_probabilities).sort_by("id")
         probs = tables.decode_soft_labels(answers.column("soft_label"))
         test = tables.read(self.written.test.uri, ["id", "label"])
@@ -221,6 +231,7 @@ class _Job:
         # predictions for sorted ids, reordered to the rows of the test table (how test predictions are kept)
         preds = probs.argmax(1)[np.searchsorted(answers.column("id").to_numpy(), test.column("id").to_numpy())]
         result = MentorResult(name=name, architecture=description, params=None, inference_time_s=seconds,
-                              queries=queries, test_correct=pack_correct(preds, test.column("label").to_numpy()),
+                              queries=queries, budget=budget,
+                              test_correct=pack_correct(preds, test.column("label").to_numpy()),
                               **probability_metrics(probs, labels, self.num_classes))
         return Made(result, preds)

@@ -97,6 +97,7 @@ class Scorer:
         self.model = Probabilities(checkpoints.load_model(checkpoint)).eval()
         self.shape = tuple(checkpoints.model_meta(checkpoint)["shape"])
         self.limits = limits
+        self.answered = {"requests": 0, "images": 0}  # what this replica was paid for, as a paid API bills
 
     @app.post("/invocations")
     async def invocations(self, request: Request) -> Response:
@@ -108,8 +109,15 @@ class Scorer:
         except ValueError as e:
             return _error(400, str(e))
         probabilities = await self.predict(images)
+        self.answered["requests"] += 1
+        self.answered["images"] += len(images)
         return Response(json.dumps({"predictions": probabilities.tolist()}, allow_nan=False),
                         media_type="application/json")
+
+    @app.get("/stats")
+    async def stats(self) -> dict:
+        """Requests and images this replica answered since it started (one replica's: each counts its own)."""
+        return dict(self.answered)
 
     @app.get("/ping")
     @app.get("/health")

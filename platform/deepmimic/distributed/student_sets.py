@@ -100,12 +100,13 @@ def _write_here(sources: list[TableInfo], keep: list[np.ndarray], target: pa.Tab
 
 def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str | None, soft_uris: list[str],
                       variant: VariantConfig | None, seed: int, folder: str, method: Method = PAPERS,
-                      on_ray: bool | None = None, unreadable: int = 0) -> StudentSet:
+                      on_ray: bool | None = None, unreadable: int = 0, answered_only: bool = False) -> StudentSet:
     """Write (or find) the student set of one variant under `folder`.
 
     Ray Data writes into a fresh sub-folder; its manifest and then `set.json`
     naming it come last, so a set interrupted half-way is never mistaken for a
-    finished one. A set smaller than `IN_DRIVER_BYTES` (`on_ray` None) is made
+    finished one. `answered_only`: the mentor answered part of the pool (a query budget), and the set keeps
+    those images (the variant's draw among them). A set smaller than `IN_DRIVER_BYTES` (`on_ray` None) is made
     by the same steps in this process: Ray Data's start-up cost a quickstart
     sweep more than its thousand 8×8 images did (benchmarks/RESULTS.md).
     """
@@ -114,7 +115,7 @@ def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: s
         return found
     with artifacts.exclusive(f"{folder}.lock", "a student set"):  # sweeps sharing the cache build it once
         return _finished(f"{folder}/set.json") or _build(pool, ood, pool_labels_uri, soft_uris, variant, seed,
-                                                         folder, method, on_ray, unreadable)
+                                                         folder, method, on_ray, unreadable, answered_only)
 
 
 def _finished(pointer: str) -> StudentSet | None:
@@ -130,7 +131,7 @@ def _finished(pointer: str) -> StudentSet | None:
 
 def _build(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str | None, soft_uris: list[str],
            variant: VariantConfig | None, seed: int, folder: str, method: Method, on_ray: bool | None,
-           unreadable: int) -> StudentSet:
+           unreadable: int, answered_only: bool) -> StudentSet:
     # A separate pool has no labels: its ids come from its own table, whose label column never existed.
     labels = tables.read(pool_labels_uri) if pool_labels_uri else tables.read(pool.uri, ["id"])
     pool_ids, ood_ids = choose_ids(labels.column("id").to_numpy(),
@@ -140,6 +141,8 @@ def _build(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str | None, 
     uri = f"{folder}/{uuid.uuid4().hex}"
     soft = pa.concat_tables([tables.read(u) for u in soft_uris])
     target = targets(method, soft, labels)
+    if answered_only:
+        pool_ids = pool_ids[np.isin(pool_ids, target.column("id").to_numpy())]
     size = sum(info.rows * int(np.prod(info.shape)) for info in sources)
     if on_ray if on_ray is not None else size > IN_DRIVER_BYTES:
         student_dataset(sources, [pool_ids, ood_ids], target).write_parquet(uri)

@@ -45,7 +45,8 @@ def student_set(cfg: ExperimentConfig, mentor: MentorOutcome, on_ray: bool | Non
         labels = artifacts.read_manifest(mentor.files.soft_labels)["sha256"]
     # New soft labels, new sets (their manifest was checked with the mentor).
     return build_student_set(pool, mentor.ood, pool_labels, soft, cfg.variant, cfg.seed,
-                             mentor.files.student_set(set_key(cfg, labels)), cfg.method, on_ray, unreadable)
+                             mentor.files.student_set(set_key(cfg, labels)), cfg.method, on_ray, unreadable,
+                             answered_only=mentor.result.budget is not None)
 
 
 def prepare_pool(cfg: ExperimentConfig, root: str) -> Pool:
@@ -92,6 +93,9 @@ class _PoolJob:
         seconds = label(answerer, self.pool, self.uri, self.cfg.resources, actors, self.key)
         print(f"mentor {self.outcome.result.name}: labelled {self.pool.rows} pool images in {seconds:.1f} s "
               f"({actors} Ray Data actor(s))", flush=True)
+
+    def answers(self, key: str) -> str:
+        return self.outcome.files.answers(key)
 
     def of(self, mentor: Mentor) -> str:
         cfg = with_mentor(self.cfg, mentor)

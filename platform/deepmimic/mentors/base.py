@@ -17,7 +17,7 @@ import numpy as np
 from ..core.answers import Answerer
 from ..core.black_box import Queries
 from ..core.fixmatch import FixMatch
-from ..core.results import MentorResult
+from ..core.results import BudgetUse, MentorResult
 from ..schema import ModelConfig, Name, Strict
 
 if TYPE_CHECKING:
@@ -55,10 +55,19 @@ class MentorJob(Protocol):
         """Its answers for the pool and the test set written to the tables above: the seconds each took, and the
         queries a black box answered."""
 
+    def within_budget(self, answerer: Answerer, box: BlackBoxConfig) -> tuple[dict[str, float], Queries,
+                                                                              BudgetUse]:
+        """As `answer`, for the pool images `box`'s budget pays for, chosen in its rounds by its strategy
+        (`distributed/query_rounds.py`); what was spent."""
+
+    def answers(self, key: str) -> str:
+        """The answer cache's folder for a black box's answers (`core/answer_cache.py`), shared by the cache."""
+
     def needed(self, mentor: Mentor) -> MentorOutcome:
         """A mentor this one needs (`Mentor.needs`), made now or found made."""
 
-    def scored(self, name: str, description: str, seconds: float, queries: Queries | None) -> Made:
+    def scored(self, name: str, description: str, seconds: float, queries: Queries | None,
+               budget: BudgetUse | None = None) -> Made:
         """The mentor whose test probabilities are written, scored on the test set's true labels."""
 
 
@@ -75,6 +84,9 @@ class PoolJob(Protocol):
     def of(self, mentor: Mentor) -> str:
         """A needed mentor's soft labels of the same pool, made if missing."""
 
+    def answers(self, key: str) -> str:
+        """As `MentorJob.answers`."""
+
 
 class Mentor(Strict):
     """A mentor's section of the experiment file; each subclass is a kind (the registry in `__init__.py`)."""
@@ -88,10 +100,20 @@ class Mentor(Strict):
     sees_pool_labels: ClassVar[bool] = False  # learns from the pool's true labels: a reference (the ceiling)
 
     @classmethod
+    def with_students(cls, raw: dict[str, Any], students: list[Any]) -> dict[str, Any]:
+        """Its raw section with what it takes from the experiment's raw `students` where it names none."""
+        return raw
+
+    @classmethod
     def inherit(cls, raw: dict[str, Any], merged: Any) -> dict[str, Any]:
         """Its raw section with the experiment's `training:` defaults given to the networks it trains (`merged`
         does it for one model's mapping)."""
         return raw
+
+    @property
+    def budgeted(self) -> bool:
+        """Whether it answers only the pool images a query budget pays for (the students learn from those)."""
+        return False
 
     def identity(self) -> Any:
         """What of it determines its cache key (with the data, split, seed and out-of-domain source)."""

@@ -37,6 +37,10 @@ class EnsembleMentor(Mentor):
     @field_validator("members")
     @classmethod
     def _distinct(cls, members: list[Any]) -> list[Any]:
+        budgeted = [i for i, m in enumerate(members) if m.budgeted]
+        if budgeted:
+            raise ValueError(f"members.{budgeted[0]}: a budgeted black box answers part of the pool; an ensemble "
+                             "combines answers for all of it")
         if len({m.model_dump_json() for m in members}) < len(members):
             raise ValueError("ensemble members must differ (architecture, seed or black box)")
         names = [m.name for m in members]

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+from pydantic import field_validator
 
 from ..core import tables
 from ..core.architectures import count_parameters
@@ -41,6 +42,14 @@ class GenerationMentor(TrainedMentor):
         teacher = raw.get("teacher")
         own = merged(raw)
         return {**own, "teacher": kind_of(teacher).inherit(teacher, merged) if isinstance(teacher, dict) else teacher}
+
+    @field_validator("teacher")
+    @classmethod
+    def _whole_pool(cls, teacher: Any) -> Any:
+        if teacher.budgeted:
+            raise ValueError("a budgeted black box answers part of the pool; a generation learns from its answers "
+                             "for all of it")
+        return teacher
 
     @property
     def generation(self) -> int:
