@@ -224,6 +224,52 @@ def scoring_endpoint(model) -> Iterator[str]:
         server.shutdown()
 
 
+SERVE_TIMEOUT_S = 10  # a crowd of 200 queues for seconds on 2 busy cores: the timeout is end to end
+SHAPE = (1, 8, 8)
+
+
+def small_checkpoint(folder: Path, digits: Any = None) -> torch.nn.Module:
+    """A checkpoint of a small model written to `folder` (trained a few seconds on `digits` where given, else
+    untrained); the model."""
+    from deepmimic.core import checkpoints
+    from deepmimic.core.architectures import ModelSpec, channel_stats
+    from deepmimic.core.optimizer import SGD
+    from deepmimic.core.training import Training, train
+
+    torch.manual_seed(0)
+    stats = channel_stats(digits.train.images) if digits is not None else ([80.0], [60.0])
+    net = ModelSpec("c-mp-fc", width=4).build(SHAPE, 10, *stats)
+    if digits is not None:
+        train(net, torch.from_numpy(digits.train.images), torch.from_numpy(digits.train.labels), Training(epochs=20))
+    meta = {"spec": {"architecture": "c-mp-fc", "width": 4}, "shape": list(SHAPE), "num_classes": 10,
+            "mean": list(stats[0]), "std": list(stats[1])}
+    folder.mkdir()
+    checkpoints.save(str(folder), net, SGD(net.parameters(), lr=0.1), 1, [], meta)
+    return net
+
+
+@pytest.fixture(scope="session")
+def model_server(tmp_path_factory, digits) -> Iterator[tuple[str, int, torch.nn.Module]]:
+    """`deepmimic serve` of a small model trained on digits (a mentor known only by its endpoint), on a free
+    loopback port, its own local Ray; stopped with Ctrl-C afterwards. Its URL, port and model (as served).
+    The modules using it (`test_served_budget`, `test_serving`) sort next to each other: it lives between them."""
+    from deepmimic.core.serving import Probabilities
+
+    tmp = tmp_path_factory.mktemp("serve")
+    net = small_checkpoint(tmp / "checkpoint", digits)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    log = open(tmp / "serve.log", "w")
+    args = ["serve", str(tmp / "checkpoint"), "--port", str(port), "--timeout", str(SERVE_TIMEOUT_S),
+            "--max-images", "64"]
+    proc = subprocess.Popen([*DEEPMIMIC, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for(lambda: "serving on" in (tmp / "serve.log").read_text() or proc.poll() is not None, "the server", 180)
+    assert proc.poll() is None, (tmp / "serve.log").read_text()[-3000:]
+    yield f"http://127.0.0.1:{port}", port, Probabilities(net.eval())
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0 and "stopped" in (tmp / "serve.log").read_text()
+
+
 def image_folder(root: Path, per_class: int = 4, classes: int = 3, side: int = 8, suffix: str = ".png",
                  test: int = 2, pool: int = 0, mode: str = "L") -> Path:
     """A user's ImageFolder layout of real image files (Pillow-written PNG or JPEG): root/train/<class>/,

@@ -1,13 +1,10 @@
-"""`deepmimic serve` as a real process (Ray Serve, its own local Ray) under the requests a public
-endpoint meets: valid ones, malformed ones, oversized, slow and unframed bodies, and a crowd."""
+"""`deepmimic serve` as a real process (Ray Serve, its own local Ray; `conftest.model_server`) under the requests a
+public endpoint meets: valid ones, malformed ones, oversized, slow and unframed bodies, and a crowd."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -17,43 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from deepmimic.core import checkpoints
-from deepmimic.core.architectures import ModelSpec
-from deepmimic.core.optimizer import SGD
-from deepmimic.core.serving import Probabilities
-
-from .conftest import DEEPMIMIC, free_port, wait_for
-
-TIMEOUT_S = 10  # a crowd of 200 queues for seconds on 2 busy cores: the timeout is end to end
-SHAPE = (1, 8, 8)
+from .conftest import SERVE_TIMEOUT_S as TIMEOUT_S
+from .conftest import SHAPE, small_checkpoint
 
 
-def small_checkpoint(folder) -> torch.nn.Module:
-    """A checkpoint of a small untrained model written to `folder`; the model."""
-    torch.manual_seed(0)
-    net = ModelSpec("c-mp-fc", width=4).build(SHAPE, 10, [80.0], [60.0])
-    meta = {"spec": {"architecture": "c-mp-fc", "width": 4}, "shape": list(SHAPE), "num_classes": 10,
-            "mean": [80.0], "std": [60.0]}
-    folder.mkdir()
-    checkpoints.save(str(folder), net, SGD(net.parameters(), lr=0.1), 1, [], meta)
-    return net
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A checkpoint of a small model, served on a free loopback port; stopped with Ctrl-C afterwards."""
-    tmp = tmp_path_factory.mktemp("serve")
-    net = small_checkpoint(tmp / "checkpoint")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    log = open(tmp / "serve.log", "w")
-    args = ["serve", str(tmp / "checkpoint"), "--port", str(port), "--timeout", str(TIMEOUT_S), "--max-images", "64"]
-    proc = subprocess.Popen([*DEEPMIMIC, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    wait_for(lambda: "serving on" in (tmp / "serve.log").read_text() or proc.poll() is not None, "the server", 180)
-    assert proc.poll() is None, (tmp / "serve.log").read_text()[-3000:]
-    yield f"http://127.0.0.1:{port}", port, Probabilities(net.eval())
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 0 and "stopped" in (tmp / "serve.log").read_text()
+@pytest.fixture
+def server(model_server):
+    return model_server
 
 
 def post(url: str, body: bytes, path: str = "/invocations") -> tuple[int, dict]:

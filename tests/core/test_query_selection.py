@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from deepmimic.core.architectures import ModelSpec
-from deepmimic.core.query_selection import STRATEGIES, SHORTLIST, View, k_center, round_sizes, view_of
+from deepmimic.core.query_selection import SHORTLIST, STRATEGIES, View, k_center, round_sizes, view_of
 
 
 @pytest.mark.parametrize("budget, rounds, seed, sizes", [

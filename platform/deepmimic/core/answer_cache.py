@@ -28,14 +28,14 @@ def image_keys(images: np.ndarray) -> np.ndarray:
                                     signed=True) for image in images], dtype=np.int64)
 
 
-def read_answers(folder: str) -> tuple[dict[int, np.ndarray], int]:
-    """Every intact part's answers by image key, and the number of parts left out as damaged or cut off."""
+def read_answers(folder: str, seen: set[str]) -> tuple[dict[int, np.ndarray], int]:
+    """The answers of every intact part not in `seen` (their names added to it) by image key, and the number of
+    parts left out as damaged or cut off."""
     fs, path = artifacts.filesystem(folder)
-    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     known: dict[int, np.ndarray] = {}
     damaged = 0
-    for info in infos:
-        if not info.base_name.endswith(".parquet"):
+    for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+        if not info.base_name.endswith(".parquet") or info.base_name in seen:
             continue
         uri = f"{folder}/{info.base_name}"
         try:
@@ -43,6 +43,7 @@ def read_answers(folder: str) -> tuple[dict[int, np.ndarray], int]:
         except artifacts.TornArtifact:
             damaged += 1
             continue
+        seen.add(info.base_name)
         part = tables.read(uri)
         known.update(zip(part.column("id").to_numpy().tolist(), tables.decode_soft_labels(part.column("soft_label"))))
     return known, damaged
@@ -62,7 +63,8 @@ class CachedAnswers:
 class _Cached:
     def __init__(self, inner: Answering, folder: str) -> None:
         self.inner, self.folder = inner, folder
-        self.known, self.damaged = read_answers(folder)
+        self.seen: set[str] = set()
+        self.known, self.damaged = read_answers(folder, self.seen)
         self.reused = 0
         self.batch = getattr(inner, "batch_size", 256)
 
@@ -73,13 +75,18 @@ class _Cached:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         keys = image_keys(images)
-        missing = [i for i, k in enumerate(keys.tolist()) if k not in self.known]
+        # One asker at a time (mentors made side by side ask about the same test images): each first reads what
+        # the others were answered meanwhile, so none pays for an image another has just bought.
+        with artifacts.exclusive(f"{self.folder}.lock", "a black box's answers", quiet=True):
+            self.known.update(read_answers(self.folder, self.seen)[0])
+            missing = [i for i, k in enumerate(keys.tolist()) if k not in self.known]
+            for start in range(0, len(missing), self.batch):  # kept a request at a time: a failure loses one
+                at = np.asarray(missing[start : start + self.batch])
+                answers = self.inner.probabilities(images[at])
+                name = f"{uuid.uuid4().hex}.parquet"
+                tables.write_table(tables.soft_label_table(keys[at], answers), f"{self.folder}/{name}")
+                self.seen.add(name)
+                self.known.update(zip(keys[at].tolist(), answers))
         self.reused += len(keys) - len(missing)
-        for start in range(0, len(missing), self.batch):  # kept a request at a time: a failure loses one
-            at = np.asarray(missing[start : start + self.batch])
-            answers = self.inner.probabilities(images[at])
-            tables.write_table(tables.soft_label_table(keys[at], answers),
-                               f"{self.folder}/{uuid.uuid4().hex}.parquet")
-            self.known.update(zip(keys[at].tolist(), answers))
         return np.stack([self.known[k] for k in keys.tolist()]).astype(np.float32) if len(keys) else \
             np.zeros((0, 0), np.float32)

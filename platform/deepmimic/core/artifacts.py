@@ -87,7 +87,7 @@ def check_writable_folder(uri: str, what: str) -> None:
 
 
 @contextlib.contextmanager
-def exclusive(lock: str, what: str) -> Iterator[None]:
+def exclusive(lock: str, what: str, quiet: bool = False) -> Iterator[None]:
     """Hold `lock` (a file beside the artifact) while making `what`; processes on other machines sharing
     the folder over NFS wait too. filelock takes a kernel lock (flock, which Linux maps to POSIX locks
     on NFS), so a killed holder's lock is released with its process, never left held. Object stores
@@ -100,8 +100,9 @@ def exclusive(lock: str, what: str) -> Iterator[None]:
     try:
         held.acquire(timeout=0)
     except filelock.Timeout:
-        print(f"waiting for {what}: another process is making it ({lock})", flush=True)
-        held.acquire(poll_interval=0.5)
+        if not quiet:
+            print(f"waiting for {what}: another process is making it ({lock})", flush=True)
+        held.acquire(poll_interval=0.05 if quiet else 0.5)
     try:
         yield
     finally:
