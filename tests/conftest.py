@@ -195,16 +195,25 @@ def cifar_batch(n: int, label_key: str, classes: int, row: int = 3072, seed: int
 
 
 @contextlib.contextmanager
-def scoring_endpoint(model) -> Iterator[str]:
+def scoring_endpoint(model, paid: dict | None = None) -> Iterator[str]:
     """A user's own model endpoint speaking MLflow's scoring protocol, in a thread: a stand-in for a
-    black-box mentor's server (`deepmimic serve` itself is tested through a real process)."""
+    black-box mentor's server (`deepmimic serve` itself is tested through a real process). `paid`: it counts the
+    images it answers in `paid["images"]` and answers 503 to a request that would take it past `paid["limit"]`
+    (None: no limit), as a paid API whose credit ran out."""
     from deepmimic.core.serving import Probabilities
 
     wrapped = Probabilities(model.cpu()).eval()
+    paid = paid if paid is not None else {}
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
             images = np.asarray(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["inputs"])
+            if paid.get("limit") is not None and paid.get("images", 0) + len(images) > paid["limit"]:
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            paid["images"] = paid.get("images", 0) + len(images)
             with torch.inference_mode():
                 probs = wrapped(torch.from_numpy(images.astype(np.float32))).numpy()
             data = json.dumps({"predictions": probs.tolist()}).encode()

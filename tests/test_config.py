@@ -124,7 +124,7 @@ PLANNED = {"cifar10_deeper": (1, 3), "cifar10_fig1_split": (9, 18), "cifar10_tab
            "fashion_mnist_student_search": (1, 0), "fashion_mnist_table1": (3, 6), "fashion_mnist_table3": (3, 24),
            "fashion_mnist_table4": (3, 24), "mnist_table1": (3, 6), "own_images_pretrained": (3, 6),
            "quickstart": (6, 12), "tiny_imagenet_table5": (1, 3), "digits_pool_worth": (72, 72),
-           "fashion_mnist_pool_worth": (72, 72)}
+           "fashion_mnist_pool_worth": (72, 72), "digits_budget": (63, 63), "fashion_mnist_budget": (63, 63)}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
@@ -210,3 +210,66 @@ def test_a_grid_over_generations_is_a_point_per_generation_sharing_generation_0(
 def test_generations_fixmatch_and_ceilings_that_cannot_be_are_refused(change, message):
     with pytest.raises((UserError, ValueError), match=message):
         parse_experiment({**BASE, **change})
+
+
+BOX = {"kind": "http", "location": "http://127.0.0.1:1/invocations"}
+
+
+@pytest.mark.parametrize("box, message", [
+    ({"selection": "entropy"}, "selection: chooses pool images within a budget: set budget"),
+    ({"budget": 0}, "budget 0: a number of images"),
+    ({"budget": 1.5}, "budget 1.5: a number of images"),
+    ({"budget": True}, "budget True"),
+    ({"budget": 10, "selection": "smart"}, "selection"),
+    ({"budget": 10, "rounds": 0}, "rounds"),
+])
+def test_a_budget_that_cannot_be_is_refused_in_one_line(box, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        parse_experiment({**BASE, "mentor": {"name": "B", "black_box": {**BOX, **box}}}, "x")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"ood": {"source": "held_out", "classes": ["9"]}}, "ood: a query budget asks about pool images only"),
+    ({"dataset": {"name": "image_folder", "root": "x", "unlabeled": "y"}}, "a query budget chooses from the paper"),
+])
+def test_a_budget_beside_what_it_cannot_serve_is_refused(change, message):
+    with pytest.raises(UserError, match=message):
+        parse_experiment({**BASE, "mentor": {"name": "B", "black_box": {**BOX, "budget": 10}}, **change}, "x")
+
+
+@pytest.mark.parametrize("mentor, message", [
+    ({"name": "E", "members": [{"name": "B", "black_box": {**BOX, "budget": 10}}, BASE["mentor"]]}, "members.0: a "
+     "budgeted black box answers part of the pool"),
+    ({"name": "G", "architecture": "c-fc", "teacher": {"name": "B", "black_box": {**BOX, "budget": 10}}},
+     "a generation learns from its answers for all of it"),
+])
+def test_a_budgeted_black_box_cannot_teach_what_needs_the_whole_pool(mentor, message):
+    with pytest.raises(UserError, match=message):
+        parse_experiment({**BASE, "mentor": mentor}, "x")
+
+
+def test_a_budgets_selector_is_the_spaces_first_student_at_every_point_of_a_student_axis(tmp_path):
+    from deepmimic.distributed.keys import mentor_key
+
+    path = tmp_path / "b.yaml"
+    students = [{"name": "A", "architecture": "c-fc"}, {"name": "B", "architecture": "c-mp-fc2"}]
+    path.write_text(yaml.safe_dump({**BASE, "students": students, "grid": {"student": ["A", "B"]},
+                                    "mentor": {"name": "M", "black_box": {**BOX, "budget": 10}}}))
+    points = load_sweep(path)[1]
+    assert [p.mentor.black_box.selector.name for _, p in points] == ["A", "A"]
+    assert points[0][1].mentor.black_box.selector.training.epochs == 7  # the shared training defaults
+    assert mentor_key(points[0][1]) == mentor_key(points[1][1])  # one budget spent for both students
+
+
+def test_every_way_of_asking_the_whole_pool_is_one_mentor_and_an_unbudgeted_key_is_unchanged():
+    from deepmimic.distributed.keys import mentor_key
+
+    def key(**box):
+        return mentor_key(parse_experiment({**BASE, "mentor": {"name": "B", "black_box": {**BOX, **box}}}))
+
+    assert key(budget=1.0, selection="entropy") == key(budget=1.0, selection="kcenter") == key()
+    assert key(budget=10, selection="entropy") != key(budget=10, selection="kcenter") != key(budget=20)
+    unbudgeted = parse_experiment({**BASE, "mentor": {"name": "B", "black_box": BOX}}).mentor
+    assert unbudgeted.identity() == unbudgeted.model_dump(exclude={"black_box": {"budget", "rounds", "selection",
+                                                                                 "seed_fraction", "selector",
+                                                                                 "version"}})

@@ -1,6 +1,6 @@
 """Faults met for real: a sweep driver killed with SIGKILL and run again, a cached
 soft-label file truncated, a training process (a single-worker run trains in its
-Tune trial's process) killed mid-training.
+Tune trial's process) killed mid-training, a black-box mentor that stops answering.
 
 The tests share one cache: the first sweep trains the mentor (the killed
 driver's, or a primer when a later test runs alone), the next sweep meets
@@ -154,3 +154,37 @@ def test_a_killed_training_process_restarts_from_its_checkpoint(damaged):
     assert student["resumed_from_epoch"] >= 2  # not from scratch
     assert [h["epoch"] for h in student["history"]] == list(range(1, 21))
     assert [r["student"] for r in results(tmp / "damaged")] == ["E"]
+
+
+def test_a_black_box_that_stops_answering_keeps_every_answer_and_is_asked_only_the_rest(shared, tmp_path):
+    """A paid endpoint whose credit runs out after 700 images (503 from then on): the run stops with one line
+    naming it, the 640 images answered (five requests of 128) are kept; with credit again, the same command asks
+    for the other 888 of the pool's 1078 and the test set's 450, and no image twice."""
+    from deepmimic.core.architectures import ModelSpec
+
+    from .conftest import scoring_endpoint
+
+    _, env = shared
+    model = ModelSpec("c-mp-fc", width=4).build((1, 8, 8), 10, [80.0], [60.0]).eval()
+    paid = {"limit": 700}
+    with scoring_endpoint(model, paid) as url:
+        box = {"kind": "http", "location": url, "batch_size": 128, "retries": 1, "timeout_s": 5}
+        path = tmp_path / "paid.yaml"
+        path.write_text(yaml.safe_dump({"name": "paid", "dataset": {"name": "digits"}, "training": {"epochs": 1},
+                                        "mentor": {"name": "Paid", "black_box": box},
+                                        "students": [{"name": "S", "architecture": "c-fc", "width": 4}]}))
+        args = [*DEEPMIMIC, "run", str(path), "--out", str(tmp_path / "out")]
+        stopped = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+        assert stopped.returncode == 2 and stopped.stderr.strip().splitlines()[-1] == (
+            f"deepmimic: error: black box {url}: no answer after 2 tries (last: HTTP 503)"), stderr_tail(stopped)
+        assert paid["images"] == 640 and not (tmp_path / "out" / "result.json").exists()
+        paid["limit"] = None
+        again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, stderr_tail(again)
+    assert paid["images"] == 1078 + 450
+    queries = json.loads((tmp_path / "out" / "result.json").read_text())["mentor"]["queries"]
+    assert (queries["images"], queries["cached"]) == (1078 + 450 - 640, 640)
+
+
+def stderr_tail(proc: subprocess.CompletedProcess) -> str:
+    return proc.stdout[-1500:] + proc.stderr[-2500:]

@@ -11,7 +11,9 @@ class UserError(Exception):
     def line(self) -> str:
         """The message as one printable line: a newline or other control character a user's file put in a key
         or value is shown escaped, as Python writes it in a string."""
-        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(self))
+        cause = getattr(self, "cause", None)  # raised in a Ray task: Ray's copy of it holds the traceback
+        text = str(cause if isinstance(cause, UserError) else self)
+        return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class Interrupted(BaseException):

@@ -12,7 +12,7 @@ import os
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..core.answer_cache import CachedAnswers
 from ..core.black_box import BlackBox, open_black_box
@@ -51,6 +51,13 @@ class BlackBoxConfig(Strict):
                                                                   else f"expected a {self.kind} file path"))
         return self
 
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _a_number(cls, budget: Any) -> Any:
+        if isinstance(budget, bool) or not isinstance(budget, (int, float, type(None))):
+            raise ValueError(f"budget {budget!r}: a number of images (≥ 1) or a fraction of the pool (0 < f ≤ 1.0)")
+        return budget
+
     @model_validator(mode="after")
     def _budget_fits(self) -> "BlackBoxConfig":
         b = self.budget
@@ -59,7 +66,7 @@ class BlackBoxConfig(Strict):
             if given:
                 raise ValueError(f"{given[0]}: chooses pool images within a budget: set budget (images, or a "
                                  "fraction of the pool)")
-        elif isinstance(b, bool) or (isinstance(b, float) and not 0.0 < b <= 1.0) or (isinstance(b, int) and b < 1):
+        elif (isinstance(b, float) and not 0.0 < b <= 1.0) or (isinstance(b, int) and b < 1):
             raise ValueError(f"budget {b!r}: a number of images (≥ 1) or a fraction of the pool (0 < f ≤ 1.0)")
         return self
 
