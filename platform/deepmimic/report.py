@@ -461,5 +461,6 @@ def _write(sweep_dir: str, sweep: SweepSummary, records: list[TrialRecord]) -> l
     artifacts.write_bytes(text.encode(), os.path.join(sweep_dir, "report.md"))
     names = ("results.csv", "report.md", "learning_curves.png", "confusion_matrices.png", "accuracy_vs_split.png",
              POOL_WORTH, "frontier.csv", "frontier.png")
-    curves = sorted(n for n in os.listdir(sweep_dir) if n.startswith(BUDGET_CURVE.removesuffix(".png")))
+    curves = sorted(n for n in os.listdir(sweep_dir) if n.startswith(BUDGET_CURVE.removesuffix(".png"))
+                    and n.endswith(".png"))
     return [os.path.join(sweep_dir, n) for n in (*names, *curves) if os.path.exists(os.path.join(sweep_dir, n))]

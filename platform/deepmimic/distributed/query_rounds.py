@@ -12,6 +12,7 @@ twice.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING
 
@@ -75,6 +76,8 @@ def spend(job: _Job, answerer: Answerer, box: BlackBoxConfig) -> tuple[dict[str,
 def _selector(job: _Job, selector: ModelConfig, round_: int, answered: pa.Table) -> torch.nn.Module:
     """The selector trained on the answers so far (a run of its own per round, kept in the mentor's folder)."""
     data = write_rows(answered, f"{job.files.path}/rounds/answered-{round_}.parquet", job.written.mentor, job.key)
-    trained = job.train(selector.model_copy(update={"name": f"{selector.name}-round{round_}"}), data,
-                        tracked=False)
+    # Scored on the test set once, at its end: nobody reads a selector's learning curve
+    training = dataclasses.replace(selector.training, eval_every=selector.training.epochs)
+    trained = job.train(selector.model_copy(update={"name": f"{selector.name}-round{round_}", "training": training}),
+                        data, tracked=False)
     return checkpoints.load_model_at(trained.uri, device())
