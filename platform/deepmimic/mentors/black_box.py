@@ -62,7 +62,8 @@ class BlackBoxConfig(Strict):
     def _budget_fits(self) -> "BlackBoxConfig":
         b = self.budget
         if b is None:
-            given = [k for k in BUDGET_KEYS[1:] if k in self.model_fields_set and k != "selector"]
+            # Set away from its default (a dump of a section, which writes the defaults, validates again)
+            given = [k for k in BUDGET_KEYS[1:] if getattr(self, k) != type(self).model_fields[k].default]
             if given:
                 raise ValueError(f"{given[0]}: chooses pool images within a budget: set budget (images, or a "
                                  "fraction of the pool)")
