@@ -188,3 +188,41 @@ def test_a_black_box_that_stops_answering_keeps_every_answer_and_is_asked_only_t
 
 def stderr_tail(proc: subprocess.CompletedProcess) -> str:
     return proc.stdout[-1500:] + proc.stderr[-2500:]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (root only: where it cannot be mounted the test is skipped, saying why); unmounted after."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True,
+                          text=True)
+    if made.returncode != 0:
+        pytest.skip(f"a small file system needs mount (root): {made.stderr.strip()[:200]}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_under_the_cache_ends_in_one_line_and_the_same_command_resumes(shared, small_disk):
+    """Two seeds' mentors and students with the cache on 1 MiB: the sweep stops at the first write that does not
+    fit with one line naming it, no traceback from any process; with space again (the same file system grown,
+    its files kept), the same command finishes what was left, making nothing twice."""
+    tmp, env = shared
+    spec = {**space("full", ["S"], epochs=2), "grid": {"seed": [0, 1]}}
+    path = tmp / "full.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    args = [*DEEPMIMIC, "sweep", str(path), "--out", str(tmp / "full"), "--cache", str(small_disk / "cache")]
+    full = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    errors = [line for line in full.stderr.splitlines() if line.startswith("deepmimic: error: ")]
+    assert full.returncode == 2 and len(errors) == 1, stderr_tail(full)
+    last = errors[0]
+    assert last.startswith(f"deepmimic: error: {small_disk}/cache/"), last
+    assert last.endswith("no space left on its device while writing it; free some and run the same command again "
+                         "(what was finished is kept)")
+    assert "Traceback" not in full.stdout + full.stderr
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, stderr_tail(again)
+    assert len(results(tmp / "full")) == 2
+    counts = json.loads((tmp / "full" / "sweep.json").read_text())["counts"]
+    assert counts["mentors_reused"] + counts["trials_reused"] >= 1, counts  # what finished before, not made again

@@ -13,6 +13,7 @@ missing or does not match its content is torn, and is never read as finished.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -234,12 +235,40 @@ def load_json(uri: str) -> Any:
         raise UserError(f"{uri}: unreadable JSON ({e})") from None
 
 
+class DiskFull(UserError):
+    """A write that met a full disk (or a quota): the path, in one line."""
+
+
+def is_full(error: BaseException) -> bool:
+    """Whether `error` is a full disk's or an exhausted quota's (pyarrow's carry the errno too)."""
+    return isinstance(error, OSError) and (error.errno in (errno.ENOSPC, errno.EDQUOT)
+                                           or "No space left on device" in str(error))
+
+
+@contextlib.contextmanager
+def writing(uri: str) -> Iterator[None]:
+    """Where `uri` is written: a full disk met there becomes one line naming it (a DiskFull)."""
+    try:
+        yield
+    except OSError as e:
+        if is_full(e):
+            raise DiskFull(f"{uri}: no space left on its device while writing it; free some and run the same "
+                           "command again (what was finished is kept)") from None
+        raise
+
+
 def _write_atomic(write: Callable[[pafs.FileSystem, str], None], uri: str) -> None:
     fs, path = filesystem(uri)
-    fs.create_dir(os.path.dirname(path), recursive=True)
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    write(fs, tmp)
-    fs.move(tmp, path)
+    with writing(uri):
+        fs.create_dir(os.path.dirname(path), recursive=True)
+        try:
+            write(fs, tmp)
+            fs.move(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):  # the space a half-written file took, freed
+                fs.delete_file(tmp)
+            raise
 
 
 def _put(fs: pafs.FileSystem, path: str, data: bytes) -> None:

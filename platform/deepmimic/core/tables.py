@@ -27,8 +27,9 @@ def write_table(table: pa.Table, uri: str, producer: str = "") -> None:
 def write_folder(table: pa.Table, uri: str) -> None:
     """`table` as the one file of a table folder, laid out as Ray Data writes one (sealed by the caller)."""
     fs, path = artifacts.filesystem(uri)
-    fs.create_dir(path, recursive=True)
-    pq.write_table(table, f"{path}/part-00000.parquet", filesystem=fs)
+    with artifacts.writing(uri):
+        fs.create_dir(path, recursive=True)
+        pq.write_table(table, f"{path}/part-00000.parquet", filesystem=fs)
 
 
 def read(uri: str, columns: list[str] | None = None) -> pa.Table:

@@ -214,8 +214,13 @@ class _OwnProcess:
         fs, root = artifacts.filesystem(self.run)
         dest = f"{root}/checkpoint_epoch-{epoch:06d}"
         fs.delete_dir_contents(dest, missing_dir_ok=True)  # a restarted run reaching the same epoch again
-        fs.create_dir(dest, recursive=True)
-        pafs.copy_files(folder, dest, pafs.LocalFileSystem(), fs)
+        with artifacts.writing(dest):
+            try:
+                fs.create_dir(dest, recursive=True)
+                pafs.copy_files(folder, dest, pafs.LocalFileSystem(), fs)
+            except OSError:  # half a checkpoint is never taken for one (its manifest would not match): freed
+                fs.delete_dir(dest)
+                raise
         kept = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(root))
                       if i.base_name.startswith("checkpoint_epoch-"))
         for old in kept[:-2]:

@@ -31,6 +31,7 @@ from ray import tune
 from ..config import SweepConfig
 from ..core import artifacts
 from ..core.results import Counts, TrialRecord
+from ..errors import UserError
 from .cluster import concurrency, raise_failures, run_config, trial_resources
 from .keys import mentor_key, pool_key, with_mentor
 from .mentor_folder import MentorFolder
@@ -73,7 +74,11 @@ class Experiment:
 def _trial(config: dict[str, str], experiment: Experiment) -> None:
     """Tune's trainable: the job `config["job"]` names, `mentor:KEY` or `student:KEY`."""
     role, key = config["job"].split(":", 1)
-    tune.report(_mentor_job(key, experiment) if role == "mentor" else _student_job(key, experiment))
+    try:
+        tune.report(_mentor_job(key, experiment) if role == "mentor" else _student_job(key, experiment))
+    except UserError as e:  # a full disk, a black box gone: reported, not raised, which Tune would retry and
+        # print with its traceback; the driver ends the sweep with its one line (`_tune`)
+        tune.report({"job": config["job"], "made": [], "user_error": e.line()})
 
 
 def _mentor_job(key: str, experiment: Experiment) -> dict[str, Any]:
@@ -155,6 +160,9 @@ def _tune(name: str, jobs: list[str], base: SweepConfig, storage: str, experimen
     grid = tuner.fit()
     raise_failures(grid, name)
     reported = [r.metrics for r in grid]
+    mistakes = [r["user_error"] for r in reported if r.get("user_error")]
+    if mistakes:
+        raise UserError(mistakes[0])
     artifacts.write_json(reported, f"{storage}/{name}.json")
     return reported
 
