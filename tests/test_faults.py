@@ -104,16 +104,21 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating(shared):
         assert run.info.status == "FINISHED"
 
 
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
 def trial_pids() -> list[int]:
-    """The processes running a Tune function trial (Ray titles them `ray::ImplicitFunc...`)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and b"ImplicitFunc" in (proc / "cmdline").read_bytes():
-                pids.append(int(proc.name))
-        except OSError:
-            pass
-    return pids
+    """The processes running a Tune function trial on this session's Ray (Ray titles them `ray::ImplicitFunc`;
+    another Ray's on the same machine are not ours to kill)."""
+    import ray
+    from ray.util.state import list_actors
+
+    alive = list_actors(address=ray.get_runtime_context().gcs_address,
+                        filters=[("class_name", "=", "ImplicitFunc"), ("state", "=", "ALIVE")])
+    return [a.pid for a in alive]
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +133,8 @@ def damaged(shared):
         f.truncate(soft.stat().st_size // 2)
     with pytest.raises(artifacts.TornArtifact):
         artifacts.verify(str(soft))
+    (part,) = (tmp / "cache").glob("mentors/*/student_sets/*/*/part-*.parquet")  # the next sweep's set too
+    flip_a_byte(part)
     proc = start(shared, space("damaged", ["E"], epochs=20, checkpoint_every=2))
     # Killed once the run has stored a whole checkpoint (its manifest comes last).
     wait_for(lambda: list((tmp / "damaged").glob("trials/*/ray/student-*/checkpoint_epoch-*/_manifest.json")))
@@ -143,8 +150,18 @@ def test_a_truncated_soft_label_file_is_rebuilt_not_trained_on(damaged):
     artifacts.verify(str(soft))  # whole again
     mentor = json.loads((soft.parent / "mentor.json").read_text())["result"]
     assert mentor["resumed_from_epoch"] == 4  # labelled again from its final checkpoint, not trained again
-    assert json.loads((tmp / "damaged" / "sweep.json").read_text())["counts"]["rebuilt"] == 1  # and counted
     assert len(list((tmp / "cache").glob("mentors/*/ray/mentor-*"))) == 1
+
+
+def test_a_student_set_with_a_flipped_byte_is_built_again_and_both_rebuilds_are_counted(damaged):
+    tmp, _ = damaged
+    (built,) = (tmp / "cache").glob("mentors/*/student_sets/*/set.json")
+    artifacts.verify(json.loads(built.read_text())["table"]["uri"])  # the set a student learnt from: whole
+    assert json.loads((tmp / "damaged" / "sweep.json").read_text())["counts"]["rebuilt"] == 2  # soft labels, set
+    records = sorted(json.loads(p.read_text())["rebuilt"] for p in (tmp / "cache").glob("mentors/*/rebuilt/*.json")
+                     if not p.name.endswith(".manifest.json"))
+    assert len(records) == 2 and records[0].endswith("/soft_labels.parquet"), records
+    assert records[1].startswith(str(built.parent) + "/"), records  # the damaged set's folder, named
 
 
 def test_a_killed_training_process_restarts_from_its_checkpoint(damaged):
@@ -226,3 +243,27 @@ def test_a_full_disk_under_the_cache_ends_in_one_line_and_the_same_command_resum
     assert len(results(tmp / "full")) == 2
     counts = json.loads((tmp / "full" / "sweep.json").read_text())["counts"]
     assert counts["mentors_reused"] + counts["trials_reused"] >= 1, counts  # what finished before, not made again
+
+
+def test_a_mentor_whose_weights_have_a_flipped_byte_is_trained_again_and_counted(shared, tmp_path):
+    """A cached mentor's checkpoint damaged between two sweeps: found before anything reads it, the mentor trained
+    again (no intact checkpoint to go on from), its tables made anew, the rebuild counted."""
+    _, env = shared
+
+    def swept(name: str, student: str) -> dict:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(space(name, [student], epochs=2)))
+        args = [*DEEPMIMIC, "sweep", str(path), "--out", str(tmp_path / name), "--cache", str(tmp_path / "cache")]
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, stderr_tail(done)
+        return json.loads((tmp_path / name / "sweep.json").read_text())["counts"]
+
+    swept("before", "A")
+    (weights,) = (tmp_path / "cache").glob("mentors/*/ray/mentor-*/checkpoint_epoch-*/model.pt")
+    flip_a_byte(weights)
+    counts = swept("after", "B")
+    assert counts["rebuilt"] == 1 and counts["mentors_trained"] == 1, counts
+    (done,) = (tmp_path / "cache").glob("mentors/*/mentor.json")
+    mentor = json.loads(done.read_text())["result"]
+    assert not mentor["resumed_from_epoch"] and [h["epoch"] for h in mentor["history"]] == [1, 2, 3, 4]  # anew
+    artifacts.verify(mentor["checkpoint"])

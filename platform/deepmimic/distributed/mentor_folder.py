@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 
@@ -38,8 +39,11 @@ class MentorFolder:
         file an event, so that a sweep counts those of its own time (`trials.run_stages`), on any storage."""
         return f"{self.path}/rebuilt"
 
-    def rebuilt(self, ms: int) -> str:
-        return f"{self.rebuilds}/{ms}.json"
+    def record_rebuild(self, artifact: str) -> None:
+        """Record that `artifact` (one of its own, or a student set's beside it) was found damaged, made again."""
+        from ..core import artifacts  # written in the processes that rebuild; the folder's names need none
+
+        artifacts.write_json({"rebuilt": artifact}, f"{self.rebuilds}/{time.time_ns() // 1_000_000}.json")
 
     @property
     def lock(self) -> str:

@@ -4,7 +4,6 @@ answers for the pool and the test set, cached by the hash of what determines it 
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,12 +96,13 @@ def train_mentor(cfg: ExperimentConfig, folder: MentorFolder, dataset: Dataset |
             return cached
         outcome = _make(cfg, folder, key, dataset, split, in_trial, progress)
         if damaged:
-            artifacts.write_json({"rebuilt": damaged}, folder.rebuilt(int(time.time() * 1000)))
+            folder.record_rebuild(damaged)
         return outcome
 
 
 def _cached(folder: MentorFolder, key: str) -> tuple[MentorOutcome | None, str]:
-    """The finished mentor stage recorded in `folder`, if every table it wrote still matches its manifest; else
+    """The finished mentor stage recorded in `folder`, if every table it wrote and its checkpoint still match their
+    manifests; else
     none, and the artifact of a finished stage that no longer matches ("" where the stage never finished)."""
     try:
         outcome = dataclasses.replace(MentorOutcome.from_json(artifacts.read_json(folder.done)), made_now=False)
@@ -111,8 +111,11 @@ def _cached(folder: MentorFolder, key: str) -> tuple[MentorOutcome | None, str]:
     try:
         for uri in outcome.artifacts():
             artifacts.verify(uri, key)
+        uri = outcome.result.checkpoint or ""
+        if uri:  # its weights (a separate pool is labelled with them, a registry serves them): its run made them
+            artifacts.verify(uri)
     except artifacts.TornArtifact as e:
-        # Redo the stage: Ray Train finds the final checkpoint, so the mentor is not trained again.
+        # Redo the stage: its run finds its final checkpoint where intact, so the mentor is not trained again.
         print(f"mentor {key}: rebuilding its data and soft labels ({e})", flush=True)
         return None, uri
     return outcome, ""

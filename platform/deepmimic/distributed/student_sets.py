@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -100,33 +101,44 @@ def _write_here(sources: list[TableInfo], keep: list[np.ndarray], target: pa.Tab
 
 def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str | None, soft_uris: list[str],
                       variant: VariantConfig | None, seed: int, folder: str, method: Method = PAPERS,
-                      on_ray: bool | None = None, unreadable: int = 0, answered_only: bool = False) -> StudentSet:
+                      on_ray: bool | None = None, unreadable: int = 0, answered_only: bool = False,
+                      rebuilt: Callable[[str], None] | None = None) -> StudentSet:
     """Write (or find) the student set of one variant under `folder`.
 
     Ray Data writes into a fresh sub-folder; its manifest and then `set.json`
     naming it come last, so a set interrupted half-way is never mistaken for a
     finished one. `answered_only`: the mentor answered part of the pool (a query budget), and the set keeps
-    those images (the variant's draw among them). A set smaller than `IN_DRIVER_BYTES` (`on_ray` None) is made
+    those images (the variant's draw among them). `rebuilt(uri)` is told of a finished set found damaged (a bad
+    byte, cut off) and made again. A set smaller than `IN_DRIVER_BYTES` (`on_ray` None) is made
     by the same steps in this process: Ray Data's start-up cost a quickstart
     sweep more than its thousand 8×8 images did (benchmarks/RESULTS.md).
     """
-    found = _finished(f"{folder}/set.json")
+    found, _ = _finished(f"{folder}/set.json")
     if found:
         return found
     with artifacts.exclusive(f"{folder}.lock", "a student set"):  # sweeps sharing the cache build it once
-        return _finished(f"{folder}/set.json") or _build(pool, ood, pool_labels_uri, soft_uris, variant, seed,
-                                                         folder, method, on_ray, unreadable, answered_only)
+        found, damaged = _finished(f"{folder}/set.json")
+        if found:
+            return found
+        built = _build(pool, ood, pool_labels_uri, soft_uris, variant, seed, folder, method, on_ray, unreadable,
+                       answered_only)
+        if damaged and rebuilt is not None:
+            rebuilt(damaged)
+        return built
 
 
-def _finished(pointer: str) -> StudentSet | None:
+def _finished(pointer: str) -> tuple[StudentSet | None, str]:
+    """The set `pointer` names if it still matches its manifests; else none, and what no longer matches where a
+    set was finished there ("" where none was)."""
     try:
         found = StudentSet.from_json(artifacts.read_json(pointer))
         artifacts.verify(found.table.uri)
-        return found
+        return found, ""
     except artifacts.TornArtifact as e:
-        if artifacts.exists(pointer):
-            print(f"rebuilding a student set: {e}")
-        return None
+        if not artifacts.exists(pointer):
+            return None, ""
+        print(f"rebuilding a student set: {e}", flush=True)
+        return None, str(e).split(": ", 1)[0]
 
 
 def _build(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str | None, soft_uris: list[str],

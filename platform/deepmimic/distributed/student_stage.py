@@ -46,7 +46,7 @@ def student_set(cfg: ExperimentConfig, mentor: MentorOutcome, on_ray: bool | Non
     # New soft labels, new sets (their manifest was checked with the mentor).
     return build_student_set(pool, mentor.ood, pool_labels, soft, cfg.variant, cfg.seed,
                              mentor.files.student_set(set_key(cfg, labels)), cfg.method, on_ray, unreadable,
-                             answered_only=mentor.result.budget is not None)
+                             answered_only=mentor.result.budget is not None, rebuilt=mentor.files.record_rebuild)
 
 
 def prepare_pool(cfg: ExperimentConfig, root: str) -> Pool:
