@@ -76,7 +76,7 @@ def test_the_sweep_counts_the_queries_it_made(mentors_sweep):
     assert rows["B-http"]["mentor_queries"] == rows["B-onnx"]["mentor_queries"] == str(1078 + 450)
     mentor = json.loads(next(p for p in (tmp / "cache" / "mentors").glob("*/mentor.json")
                              if json.loads(p.read_text())["result"]["name"] == "B-http").read_text())["result"]
-    assert mentor["queries"] == {"requests": 9 + 4, "images": 1528, "retries": 0}  # batches of 128
+    assert mentor["queries"] == {"requests": 9 + 4, "images": 1528, "retries": 0, "cached": 0}  # batches of 128
     assert mentor["architecture"] == "black box (http)" and mentor["params"] is None
 
 
