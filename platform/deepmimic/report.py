@@ -174,12 +174,8 @@ def _references(records: list[TrialRecord], reference: str) -> str:
     body = []
     for (name, fraction), by in models.items():
         pairs = [(point[w[:4]].correct(), m.correct()) for w, m in by.items() if w[:4] in point]
-        pairs = [(a, b) for a, b in pairs if a is not None and b is not None and len(a) == len(b)]
-        gap = interval = "–"
-        if pairs and any(m is not point.get(w[:4]) for w, m in by.items()):  # not the reference itself
-            ref, own = (np.concatenate(x) for x in zip(*pairs))
-            low, high = paired_bootstrap(ref, own)
-            gap, interval = f"{100 * (own.mean() - ref.mean()):+.2f}", f"[{100 * low:+.2f}, {100 * high:+.2f}]"
+        itself = not any(m is not point.get(w[:4]) for w, m in by.items())
+        gap, interval = _paired_gap([] if itself else pairs)
         body.append([name, f"{fraction:g}", len(by), _mean_sd([m.test_accuracy for m in by.values()]), gap, interval])
     body.sort(key=lambda row: (float(row[1]), row[0] != reference))
     header = ["model", "fraction", "seeds", "accuracy %", f"− {reference}, points", "95% interval"]
@@ -204,14 +200,8 @@ def _budgets(records: list[TrialRecord], sweep_dir: str) -> str:
                      if r.mentor.budget and r.mentor.budget.selection == "random"}
         body = []
         for (selection, asked), cell in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0] != "random")):
-            pairs = [(random_at[(asked, r.seed)].correct(), r.student.correct()) for r in cell
-                     if (asked, r.seed) in random_at and selection != "random"]
-            pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
-            gap = interval = "–"
-            if pairs:
-                ref, own = (np.concatenate(x) for x in zip(*pairs))
-                low, high = paired_bootstrap(ref, own)
-                gap, interval = f"{100 * (own.mean() - ref.mean()):+.2f}", f"[{100 * low:+.2f}, {100 * high:+.2f}]"
+            gap, interval = _paired_gap([(random_at[(asked, r.seed)].correct(), r.student.correct()) for r in cell
+                                         if (asked, r.seed) in random_at and selection != "random"])
             body.append([selection, asked, len(cell), _mean_sd([r.student.test_accuracy for r in cell]),
                          _mean_sd([r.student.agreement for r in cell]), gap, interval])
         if ceiling:
@@ -224,14 +214,7 @@ def _budgets(records: list[TrialRecord], sweep_dir: str) -> str:
         levels = {m: mean(getattr(s, m) for s in ceiling) for m in curves} if ceiling else {}
         path = BUDGET_CURVE if not parts else BUDGET_CURVE.replace(".png", f"_{len(parts)}.png")
         plots.budget_curves(curves, levels, f"{student} ← {mentor}", os.path.join(sweep_dir, path))
-        needed = ""
-        if ceiling:
-            reach = {sel: min((q for q, acc in line if acc >= levels["test_accuracy"] - WITHIN), default=None)
-                     for sel, line in curves["test_accuracy"].items()}
-            needed = "\n\nQueries to come within 1 point of the ceiling (mean accuracy): " + ", ".join(
-                f"{sel} {q if q is not None else 'not within the budgets swept'}"
-                + (f" ({q / reach['random']:.2f}× random's)" if q and reach.get("random") and sel != "random" else "")
-                for sel, q in reach.items())
+        needed = _queries_to_reach(curves["test_accuracy"], levels["test_accuracy"]) if ceiling else ""
         header = ["selection", "pool images asked", "seeds", "student accuracy %", "agreement %",
                   "− random, points", "95% interval"]
         parts.append(f"### {student} ← {mentor}\n\n![accuracy and agreement against queries]({path})\n\n"
@@ -242,11 +225,32 @@ def _budgets(records: list[TrialRecord], sweep_dir: str) -> str:
         "\n\n".join(parts) + "\n"
 
 
+def _queries_to_reach(lines: dict[str, list[tuple[int, float]]], ceiling: float) -> str:
+    """The fewest queries with which each strategy's mean accuracy comes within `WITHIN` of the `ceiling`, and
+    that as a share of random's."""
+    reach = {sel: min((q for q, acc in line if acc >= ceiling - WITHIN), default=None) for sel, line in lines.items()}
+    return f"\n\nQueries to come within {100 * WITHIN:g} point of the ceiling (mean accuracy): " + ", ".join(
+        f"{sel} {q if q is not None else 'not within the budgets swept'}"
+        + (f" ({q / reach['random']:.2f}× random's)" if q and reach.get("random") and sel != "random" else "")
+        for sel, q in reach.items())
+
+
 def _grouped(records: list[TrialRecord], key: Callable[[TrialRecord], Any]) -> dict[Any, list[TrialRecord]]:
     groups: dict[Any, list[TrialRecord]] = defaultdict(list)
     for r in records:
         groups[key(r)].append(r)
     return groups
+
+
+def _paired_gap(pairs: list[tuple[np.ndarray | None, np.ndarray | None]]) -> tuple[str, str]:
+    """A model's accuracy minus a reference's, in points, and its paired bootstrap 95% interval, over the test
+    images of every (reference's, model's) pair of right-or-wrong answers given, pooled; "–" without any."""
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None and len(a) == len(b)]
+    if not pairs:
+        return "–", "–"
+    ref, own = (np.concatenate(x) for x in zip(*pairs))
+    low, high = paired_bootstrap(ref, own)
+    return f"{100 * (own.mean() - ref.mean()):+.2f}", f"[{100 * low:+.2f}, {100 * high:+.2f}]"
 
 
 def _methods(records: list[TrialRecord]) -> str:
