@@ -18,7 +18,7 @@ import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 import pytest
@@ -257,11 +257,18 @@ def small_checkpoint(folder: Path, digits: Any = None) -> torch.nn.Module:
     return net
 
 
+class Served(NamedTuple):
+    url: str
+    port: int
+    model: torch.nn.Module   # as served: probabilities for [0, 1] images
+    pid: int                 # the server's process, leader of a session its Ray's processes share
+
+
 @pytest.fixture(scope="session")
-def model_server(tmp_path_factory, digits) -> Iterator[tuple[str, int, torch.nn.Module]]:
-    """`deepmimic serve` of a small model trained on digits (a mentor known only by its endpoint), on a free
-    loopback port, its own local Ray; stopped with Ctrl-C afterwards. Its URL, port and model (as served).
-    The modules using it (`test_served_budget`, `test_serving`) sort next to each other: it lives between them."""
+def model_server(tmp_path_factory, digits) -> Iterator[Served]:
+    """`deepmimic serve` of a small model trained on digits (a mentor known only by its endpoint), two replicas,
+    on a free loopback port, its own local Ray; stopped with Ctrl-C afterwards. The modules using it
+    (`test_served_budget`, `test_serving`) sort next to each other: it lives between them."""
     from deepmimic.core.serving import Probabilities
 
     tmp = tmp_path_factory.mktemp("serve")
@@ -270,11 +277,11 @@ def model_server(tmp_path_factory, digits) -> Iterator[tuple[str, int, torch.nn.
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     log = open(tmp / "serve.log", "w")
     args = ["serve", str(tmp / "checkpoint"), "--port", str(port), "--timeout", str(SERVE_TIMEOUT_S),
-            "--max-images", "64"]
+            "--max-images", "64", "--replicas", "2"]
     proc = subprocess.Popen([*DEEPMIMIC, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     wait_for(lambda: "serving on" in (tmp / "serve.log").read_text() or proc.poll() is not None, "the server", 180)
     assert proc.poll() is None, (tmp / "serve.log").read_text()[-3000:]
-    yield f"http://127.0.0.1:{port}", port, Probabilities(net.eval())
+    yield Served(f"http://127.0.0.1:{port}", port, Probabilities(net.eval()), proc.pid)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 0 and "stopped" in (tmp / "serve.log").read_text()
 

@@ -4,18 +4,21 @@ public endpoint meets: valid ones, malformed ones, oversized, slow and unframed 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from .conftest import SERVE_TIMEOUT_S as TIMEOUT_S
-from .conftest import SHAPE, small_checkpoint
+from .conftest import SHAPE, small_checkpoint, wait_for
 
 
 @pytest.fixture
@@ -51,7 +54,7 @@ def images(n: int = 3, shape=SHAPE) -> list:
 
 
 def test_it_answers_the_models_probabilities(server):
-    url, _, model = server
+    url, _, model, _ = server
     code, answer = post(url, json.dumps({"inputs": images()}).encode())
     with torch.inference_mode():
         want = model(torch.tensor(images(), dtype=torch.float32)).numpy()
@@ -75,13 +78,13 @@ def test_bad_requests_get_400_naming_what_is_wrong(server, body, fragment):
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_sent(server):
-    _, port, _ = server
+    _, port, _, _ = server
     seconds, status = raw(port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n")
     assert status == b"HTTP/1.1 413 Request Entity Too Large" and seconds < 2
 
 
 def test_a_body_without_a_length_gets_411(server):
-    _, port, _ = server
+    _, port, _, _ = server
     _, status = raw(port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
                     b"2\r\n{}\r\n0\r\n\r\n")
     assert status == b"HTTP/1.1 411 Length Required"
@@ -90,7 +93,7 @@ def test_a_body_without_a_length_gets_411(server):
 def test_slow_requests_time_out_and_hold_nothing(server):
     """Fifty clients announce 1000 bytes and send 2 (one asks to lift the timeout): each gets 408 after the
     timeout, and a proper request sent meanwhile is answered at once."""
-    url, port, _ = server
+    url, port, _, _ = server
     head = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nx-request-timeout-seconds: 0\r\n\r\n"
     with ThreadPoolExecutor(51) as pool:
         slow = [pool.submit(raw, port, head, b"{}") for _ in range(50)]
@@ -131,3 +134,49 @@ def test_a_checkpoint_with_a_flipped_byte_is_refused_in_one_line(tmp_path, monke
     code, stderr = in_process([command[0], str(folder), *command[1:]], {}, monkeypatch)
     assert one_error_line(code, stderr, f"{folder}: content does not match its manifest"), stderr
     assert not (tmp_path / "m.onnx").exists()
+
+
+def replicas(server) -> list[int]:
+    """The server's replica processes (Ray titles them `ray::ServeReplica:…`), told apart from any other server's
+    on the machine by the session its processes share."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"ServeReplica:deepmimic" in (proc / "cmdline").read_bytes() \
+                    and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[3]) == server.pid:
+                found.append(int(proc.name))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def test_a_replica_killed_under_load_is_replaced_and_every_client_answered_or_told_to_retry(server):
+    """Four clients asking back to back; one of the two replicas SIGKILLed: each request gets its answer or a 503
+    with Retry-After (never a reset, a hang or a 500), and Serve starts a replica in its place."""
+    body = json.dumps({"inputs": images()}).encode()
+    first = replicas(server)
+    assert len(first) == 2
+    until = time.monotonic() + 8
+
+    def client() -> list[tuple[int, str | None]]:
+        got = []
+        while time.monotonic() < until:
+            request = urllib.request.Request(server.url + "/invocations", data=body,
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    got.append((response.status, None))
+            except urllib.error.HTTPError as e:
+                got.append((e.code, e.headers.get("Retry-After")))
+        return got
+
+    with ThreadPoolExecutor(4) as pool:
+        clients = [pool.submit(client) for _ in range(4)]
+        time.sleep(2)
+        os.kill(first[0], signal.SIGKILL)
+        answers = [a for c in clients for a in c.result()]  # a reset or a timeout would raise here
+    assert {status for status, _ in answers} <= {200, 503}, answers
+    assert all(after == "1" for status, after in answers if status == 503)
+    assert sum(status == 200 for status, _ in answers) > 10
+    wait_for(lambda: len(replicas(server)) == 2 and first[0] not in replicas(server), "a replica in its place", 120)
+    assert post(server.url, body)[0] == 200

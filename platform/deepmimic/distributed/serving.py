@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+import ray
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -34,6 +35,7 @@ BODY_LIMIT_ENV = "DEEPMIMIC_SERVE_MAX_BODY_BYTES"
 # Ray Serve lets a client set its own request timeout (0 disables it) and keep a request alive after it
 # disconnects: neither is a client's to decide on a public endpoint.
 _CLIENT_OVERRIDES = {b"x-request-timeout-seconds", b"x-request-disconnect-disabled"}
+RETRY_AFTER = b"1"  # seconds: a busy or restarting server is worth asking again soon
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,16 @@ class _Guard:
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 (ASGI's own signature)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+
+        async def retry_later(message: dict) -> None:
+            # Serve's proxy answers 500 for a request whose replica died under it and 503 when its queues are
+            # full, both without Retry-After: both are the server's passing state, so a client is told when to
+            # come back (the replicas raise nothing of their own: every bad request is a 4xx).
+            if message["type"] == "http.response.start" and message["status"] in (500, 503):
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"retry-after"]
+                message = {**message, "status": 503, "headers": [*headers, (b"retry-after", RETRY_AFTER)]}
+            await send(message)
+
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _CLIENT_OVERRIDES]
         scope = {**scope, "headers": headers}
         if scope["method"] == "POST":
@@ -74,7 +86,7 @@ class _Guard:
             if int(length) > self.max_body:
                 return await _error(413, f"body of {int(length)} bytes, at most {self.max_body}")(
                     scope, receive, send)
-        return await self.app(scope, receive, send)
+        return await self.app(scope, receive, retry_later)
 
 
 def proxy_guard() -> list:
@@ -87,6 +99,21 @@ def proxy_guard() -> list:
 app = FastAPI()
 
 
+@ray.remote(num_cpus=0)
+class _Meter:
+    """What every replica answered, together: as a paid API bills (one per server; outlives a dead replica)."""
+
+    def __init__(self) -> None:
+        self.answered = {"requests": 0, "images": 0}
+
+    def add(self, images: int) -> None:
+        self.answered["requests"] += 1
+        self.answered["images"] += images
+
+    def read(self) -> dict:
+        return dict(self.answered)
+
+
 @serve.deployment(health_check_period_s=10, health_check_timeout_s=30)
 @serve.ingress(app)
 class Scorer:
@@ -97,7 +124,7 @@ class Scorer:
         self.model = Probabilities(checkpoints.load_model(checkpoint)).eval()
         self.shape = tuple(checkpoints.model_meta(checkpoint)["shape"])
         self.limits = limits
-        self.answered = {"requests": 0, "images": 0}  # what this replica was paid for, as a paid API bills
+        self.meter = _Meter.options(name="deepmimic-meter", get_if_exists=True, lifetime="detached").remote()
 
     @app.post("/invocations")
     async def invocations(self, request: Request) -> Response:
@@ -109,15 +136,14 @@ class Scorer:
         except ValueError as e:
             return _error(400, str(e))
         probabilities = await self.predict(images)
-        self.answered["requests"] += 1
-        self.answered["images"] += len(images)
+        await self.meter.add.remote(len(images))  # counted before the answer leaves: /stats never lags it
         return Response(json.dumps({"predictions": probabilities.tolist()}, allow_nan=False),
                         media_type="application/json")
 
     @app.get("/stats")
     async def stats(self) -> dict:
-        """Requests and images this replica answered since it started (one replica's: each counts its own)."""
-        return dict(self.answered)
+        """Requests and images the server answered since it started, every replica's together."""
+        return await self.meter.read.remote()
 
     @app.get("/ping")
     @app.get("/health")
