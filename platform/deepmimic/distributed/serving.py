@@ -54,8 +54,8 @@ class Limits:
         return self.max_body_bytes or self.max_images * int(np.prod(shape)) * 24 + 4096
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error_code": status, "message": message}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error_code": status, "message": message}, status_code=status, headers=headers)
 
 
 class _Guard:
@@ -68,13 +68,19 @@ class _Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
+        started = False
+
         async def retry_later(message: dict) -> None:
-            # Serve's proxy answers 500 for a request whose replica died under it and 503 when its queues are
-            # full, both without Retry-After: both are the server's passing state, so a client is told when to
-            # come back (the replicas raise nothing of their own: every bad request is a 4xx).
-            if message["type"] == "http.response.start" and message["status"] in (500, 503):
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"retry-after"]
-                message = {**message, "status": 503, "headers": [*headers, (b"retry-after", RETRY_AFTER)]}
+            # Serve's proxy answers 503 without Retry-After when its queues are full, and nothing at all for a
+            # request whose replica died under it (uvicorn then answers a bare 500: seen under load with a replica
+            # killed): both the server's passing state, so a client is told when to come back. The replicas
+            # raise nothing of their own (every bad request is a 4xx), so their rare 500 is treated alike.
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if message["status"] in (500, 503):
+                    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"retry-after"]
+                    message = {**message, "status": 503, "headers": [*headers, (b"retry-after", RETRY_AFTER)]}
             await send(message)
 
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _CLIENT_OVERRIDES]
@@ -86,7 +92,10 @@ class _Guard:
             if int(length) > self.max_body:
                 return await _error(413, f"body of {int(length)} bytes, at most {self.max_body}")(
                     scope, receive, send)
-        return await self.app(scope, receive, retry_later)
+        await self.app(scope, receive, retry_later)
+        if not started:  # the proxy gave up on a request whose replica died under it, answering nothing
+            await _error(503, "the server lost the replica answering this request; ask again",
+                         {"Retry-After": RETRY_AFTER.decode()})(scope, receive, send)
 
 
 def proxy_guard() -> list:
