@@ -26,8 +26,9 @@ import yaml
 from common import machine
 
 SPACE = {
-    "name": "outage", "dataset": {"name": "digits"}, "training": {"epochs": 60, "batch_size": 32},
-    "mentor": {"name": "Mentor", "architecture": "c-mp-c-mp-fc2"},
+    # students long enough (about a minute each here) that the outage falls inside their training
+    "name": "outage", "dataset": {"name": "digits"}, "training": {"epochs": 1500, "batch_size": 32},
+    "mentor": {"name": "Mentor", "architecture": "c-mp-c-mp-fc2", "training": {"epochs": 60}},
     "students": [{"name": "Student-A", "architecture": "c-mp-c-mp-fc2"},
                  {"name": "Student-B", "architecture": "c-mp-fc2"}],
     "resources": {"cpus_per_worker": 1, "threads_per_worker": 1}, "fault_tolerance": {"checkpoint_every": 0},
@@ -60,8 +61,8 @@ def server(folder: Path, port: int) -> subprocess.Popen:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--down", type=float, default=30.0, help="seconds the server is down")
-    parser.add_argument("--after", type=float, default=20.0, help="seconds into the sweep it is killed")
+    parser.add_argument("--down", type=float, default=30.0, help="seconds the server is down (< 0: for good)")
+    parser.add_argument("--after", type=float, default=30.0, help="seconds into the sweep it is killed")
     args = parser.parse_args()
     print(machine(torch.device("cpu")))
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,11 +74,22 @@ def main() -> None:
                "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
         begun = time.time()
         sweep = subprocess.Popen([sys.executable, "-m", "deepmimic.cli", "sweep", str(space), "--out",
-                                  str(folder / "out")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  str(folder / "out"), "--cache", str(folder / "cache")], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  text=True)
         time.sleep(args.after)
         os.killpg(mlflow.pid, signal.SIGKILL)
         down_at = time.time()
+        if args.down < 0:  # never back: what the sweep says, and how long it takes to say it
+            out, _ = sweep.communicate(timeout=1800)
+            errors = [line for line in out.splitlines() if line.startswith("deepmimic: error")]
+            frames = sum(line.lstrip().startswith('File "') for line in out.splitlines())
+            print(f"server killed {down_at - begun:.0f} s in, never back: sweep exit {sweep.returncode} after "
+                  f"{time.time() - begun:.0f} s, {out.count('Traceback')} tracebacks and {frames} stack frames in "
+                  "its output; its error line:\n" + "\n".join(errors))
+            print(f"trials finished: {len(list((folder / 'out' / 'trials').glob('*/trial.json')))}, results.csv "
+                  f"{'written' if (folder / 'out' / 'results.csv').exists() else 'missing'}")
+            return
         time.sleep(args.down)
         mlflow = server(folder, port)
         up_at = time.time()
@@ -100,14 +112,18 @@ def main() -> None:
                   f"{sorted(steps) == list(range(1, len(steps) + 1))} |")
         os.killpg(mlflow.pid, signal.SIGTERM)
         inside, outside = [], []
-        for trial in (folder / "out" / "trials").glob("*/trial.json"):
-            history = json.loads(trial.read_text())["student"]["history"]
+        runs = [json.loads(t.read_text()) for t in (folder / "out" / "trials").glob("*/trial.json")]
+        histories = [r["student"]["history"] for r in runs] + [runs[0]["mentor"]["history"]] if runs else []
+        spans = [(h[0]["ended_ms"] / 1000 - begun, h[-1]["ended_ms"] / 1000 - begun) for h in histories if h]
+        print("training runs' epochs ended between (s into the sweep): "
+              + ", ".join(f"{a:.0f}-{b:.0f}" for a, b in spans))
+        for history in histories:
             for before, after in zip(history, history[1:]):
                 seconds = (after["ended_ms"] - before["ended_ms"]) / 1000
                 (inside if down_at <= after["ended_ms"] / 1000 <= up_at else outside).append(seconds)
         if inside and outside:
             a, b = statistics.median(inside), statistics.median(outside)
-            print(f"students' median epoch: {a:.3f} s while the server was down ({len(inside)} epochs), "
+            print(f"median epoch: {a:.3f} s while the server was down ({len(inside)} epochs), "
                   f"{b:.3f} s otherwise ({len(outside)}): {a / b:.2f}×")
 
 

@@ -13,6 +13,12 @@ there.
 
 A run is found by its key tag, so a resumed sweep (or a retried trial) continues its runs: epochs are
 logged once (the steps already in the store are skipped), final scores, figures and models once.
+
+A tracking server that stops answering: each of MLflow's calls retries for about a minute (`RETRIES`: an outage
+shorter than that costs the calls waiting, queued in the actor, nothing); past it the tracker counts the server
+down and answers every call at once with `TrackingDown`, trying it again every `PROBE_EVERY_S`. Training never
+waits for it, and nothing is lost: the driver logs every run again from the sweep's files at the end, and a
+server still down then is one line (`distributed/sweep.py`) saying how to send them later.
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ from .core.artifacts import is_uri
 from .core.results import Counts, Epoch, MentorResult, ModelResult, TrialRecord
 from .errors import UserError
 from .run_names import RunLabel
+
+# MLflow's own default, 7 retries with back-off, waited about 4 minutes a call on a server gone for good; 5 wait
+# about one (a user's MLFLOW_HTTP_REQUEST_MAX_RETRIES wins).
+RETRIES = "5"
+PROBE_EVERY_S = 10.0
 
 KEY_TAG = "deepmimic.key"
 ROLE_TAG = "deepmimic.role"
@@ -141,6 +152,51 @@ def new_store(path: str) -> None:
         return
 
 
+class TrackingDown(Exception):
+    """The tracking server did not answer a call, after MLflow's retries or while counted down."""
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether `error` is a server not answering (refused, reset, timed out, retries exhausted), not a bad call."""
+    import requests
+
+    text = str(error)
+    return isinstance(error, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)) or any(
+        sign in text for sign in ("Max retries exceeded", "Connection refused", "Failed to establish",
+                                  "Connection aborted", "Read timed out"))
+
+
+def _while_up(live: bool = False) -> Any:
+    """A tracker call that fails at once while the server is counted down (tried again every `PROBE_EVERY_S`), and
+    counts it down when the call finds it unreachable. `live`: a training's progress, sent fire-and-forget and
+    logged again at the end: dropped rather than failed (Ray would print every dropped call's error)."""
+    import functools
+
+    def wrap(method: Any) -> Any:
+        @functools.wraps(method)
+        def call(self: Tracker, *args: Any, **kwargs: Any) -> Any:
+            try:
+                if self.down_at is not None and time.monotonic() - self.down_at < PROBE_EVERY_S:
+                    raise TrackingDown(f"{self.uri}: not answering")
+                try:
+                    answer = method(self, *args, **kwargs)
+                except Exception as e:
+                    if not _unreachable(e):
+                        raise
+                    self.down_at = time.monotonic()
+                    raise TrackingDown(f"{self.uri}: not answering ({type(e).__name__})") from None
+            except TrackingDown:
+                if live:
+                    return None
+                raise
+            self.down_at = None
+            return answer
+
+        return call
+
+    return wrap
+
+
 def _ms() -> int:
     return int(time.time() * 1000)
 
@@ -165,8 +221,10 @@ class Tracker:
     tracker's actor (each trial's) imports the module of its class, and would pay MLflow's imports."""
 
     def __init__(self, uri: str, experiment: str, sweep_dir: str, artifact_root: str | None = None) -> None:
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", RETRIES)  # read by MLflow at each request
         from mlflow.tracking import MlflowClient
 
+        self.down_at: float | None = None     # when a call last found the server unreachable
         # MLflow warns of pickle on every TorchScript model it saves (torch.jit.save, which runs no pickled code).
         logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
         if uri.startswith("sqlite:///"):
@@ -243,6 +301,7 @@ class Tracker:
         self.runs[key] = run
         return run
 
+    @_while_up(live=True)
     def started(self, label: RunLabel, start_ms: int, history: list[Epoch] = ()) -> None:
         """A training run began (`history`: the epochs a restored checkpoint brings)."""
         known = label.key in self.runs or label.key in self.stored
@@ -251,6 +310,7 @@ class Tracker:
             self.client.update_run(run, "RUNNING")
         self.epochs(label.key, history)
 
+    @_while_up(live=True)
     def epochs(self, key: str, history: list[Epoch]) -> None:
         """Epochs' metrics, each once and stamped with its epoch's end (now, for files written before epochs
         kept it): those at or before the store's last step are skipped (and all of them for a run whose start
@@ -267,6 +327,7 @@ class Tracker:
             self.client.log_batch(run, metrics=metrics)
             self.last_step[key] = new[-1].epoch
 
+    @_while_up(live=True)
     def ended(self, key: str, end_ms: int) -> None:
         """The training run finished: its MLflow run's duration is the training's."""
         self.client.set_terminated(self._open(key), "FINISHED", end_ms)
@@ -335,10 +396,12 @@ class Tracker:
         self.client.set_terminated(run, "FINISHED", end_ms)
         self.client.set_tag(run, MODEL_TAG, logged.model_uri)
 
+    @_while_up()
     def log_mentor(self, label: RunLabel, result: MentorResult, full: bool = True) -> str:
         """A mentor's run (`full`: with its figures and model)."""
         return self._log_model_run(label, result, {}, [result], None, full)
 
+    @_while_up()
     def log_student(self, label: RunLabel, record: TrialRecord, full: bool = True) -> str:
         """A student trial's run, beside its mentor's figures (`full`: with its figures and model)."""
         s, m = record.student, record.mentor
@@ -348,6 +411,7 @@ class Tracker:
                  "accuracy_gap_low": s.accuracy_gap_low, "accuracy_gap_high": s.accuracy_gap_high}
         return self._log_model_run(label, s, extra, [m, s], s.galleries, full)
 
+    @_while_up()
     def register(self, name: str, key: str, tags: dict[str, str]) -> int | None:
         """Register `key`'s model as a version of `name` (once per run), tagged; its version number."""
         from mlflow.exceptions import MlflowException
@@ -370,6 +434,7 @@ class Tracker:
                                                        model_id=source.removeprefix("models:/"))
         return int(version.version)
 
+    @_while_up()
     def finish(self, params: dict[str, Any], counts: Counts, files: list[str], description: str,
                relative: dict[str, list[float]]) -> None:
         """Attach the sweep's params, description, per-student summary metrics (best and mean ± sd relative
@@ -392,6 +457,7 @@ class Tracker:
             self.client.log_artifact(self.parent, f)
         self.client.set_terminated(self.parent, "FINISHED")
 
+    @_while_up()
     def interrupted(self) -> None:
         """The sweep was stopped: its runs still open are marked killed (a rerun continues them)."""
         for run in self.runs.values():

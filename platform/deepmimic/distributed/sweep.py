@@ -82,6 +82,12 @@ def run_sweep(base: SweepConfig, points: list[tuple[dict[str, Any], SweepConfig]
     except Exception as e:  # MLflow's and its stores' many errors: the results are written, say so
         if user_error(e):
             raise user_error(e) from None
+        if type(getattr(e, "cause", None)).__name__ == "TrackingDown":  # the class's module imports MLflow's
+            runs = [label.name for label in planned.labels.values()]
+            raise UserError(f"MLflow tracking server {os.environ.get('MLFLOW_TRACKING_URI', '')} not answering: "
+                            f"the sweep's run and its {len(runs)} runs not tracked ({', '.join(runs[:3])}"
+                            f"{', …' if len(runs) > 3 else ''}); {out}/results.csv and report.md are written: run "
+                            "the same command once it answers, which sends them and trains nothing again") from None
         why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
         raise UserError(f"MLflow logging failed ({why}); {out}/results.csv and report.md are written: "
                         "rerun the same command to log the rest") from None
