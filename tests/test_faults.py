@@ -111,14 +111,20 @@ def flip_a_byte(path: Path) -> None:
 
 
 def trial_pids() -> list[int]:
-    """The processes running a Tune function trial on this session's Ray (Ray titles them `ray::ImplicitFunc`;
-    another Ray's on the same machine are not ours to kill)."""
+    """The processes running a Tune function trial (Ray titles them `ray::ImplicitFunc…`) on this session's Ray:
+    children of its raylet (another Ray's on the machine are not ours to kill)."""
     import ray
-    from ray.util.state import list_actors
 
-    alive = list_actors(address=ray.get_runtime_context().gcs_address,
-                        filters=[("class_name", "=", "ImplicitFunc"), ("state", "=", "ALIVE")])
-    return [a.pid for a in alive]
+    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"ImplicitFunc" in (proc / "cmdline").read_bytes() \
+                    and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == raylet:
+                pids.append(int(proc.name))
+        except (OSError, ValueError):
+            pass
+    return pids
 
 
 @pytest.fixture(scope="module")
