@@ -130,15 +130,17 @@ def build_student_set(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: s
 def _finished(pointer: str) -> tuple[StudentSet | None, str]:
     """The set `pointer` names if it still matches its manifests; else none, and what no longer matches where a
     set was finished there ("" where none was)."""
+    checked = pointer
     try:
         found = StudentSet.from_json(artifacts.read_json(pointer))
-        artifacts.verify(found.table.uri)
+        checked = found.table.uri
+        artifacts.verify(checked)
         return found, ""
     except artifacts.TornArtifact as e:
         if not artifacts.exists(pointer):
             return None, ""
         print(f"rebuilding a student set: {e}", flush=True)
-        return None, str(e).split(": ", 1)[0]
+        return None, checked
 
 
 def _build(pool: TableInfo, ood: TableInfo | None, pool_labels_uri: str | None, soft_uris: list[str],
