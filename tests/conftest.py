@@ -77,15 +77,16 @@ def wait_for(check: Callable[[], Any], what: str = "a condition", timeout: float
 
 
 @contextlib.contextmanager
-def mlflow_process(args: list[str], ready: str, env: dict | None = None) -> Iterator[str]:
-    """`python -m mlflow ARGS` (`server`, `models serve`) as a real process on a free loopback port, in a process
-    group of its own; its base URL once `ready` answers 200 (its own error output if it exits first); the whole
-    group stopped afterwards. Without the tracking server's job runner: its huey consumers (seven processes)
-    outlive a terminated server."""
+def mlflow_process(args: list[str], ready: str, env: dict | None = None, port: int | None = None,
+                   stop: int = signal.SIGTERM) -> Iterator[str]:
+    """`python -m mlflow ARGS` (`server`, `models serve`) as a real process on loopback (`port`, else a free one),
+    in a process group of its own; its base URL once `ready` answers 200 (its own error output if it exits
+    first); the whole group sent `stop` afterwards. Without the tracking server's job runner: its huey consumers
+    (seven processes) outlive a terminated server."""
     import tempfile
     import urllib.request
 
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
     with tempfile.TemporaryFile() as log:  # not a pipe: a server's request log would fill it and block it
         proc = subprocess.Popen([sys.executable, "-m", "mlflow", *args, "--host", "127.0.0.1", "--port", str(port)],
@@ -104,7 +105,7 @@ def mlflow_process(args: list[str], ready: str, env: dict | None = None) -> Iter
             yield url
         finally:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, stop)
             proc.wait(timeout=30)
 
 

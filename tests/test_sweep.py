@@ -197,6 +197,19 @@ def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, six, tmp
     assert (tmp_path / "out" / "results.csv").exists() and (tmp_path / "out" / "report.md").exists()
 
 
+def test_the_tracker_actor_has_the_drivers_mlflow_variables(ray_local, tmp_path, monkeypatch):
+    """Credentials and retries set in the shell that runs `deepmimic sweep` reach the tracker on a running
+    cluster, whose actors otherwise start with the cluster's environment."""
+    from deepmimic.distributed.sweep import start_tracker
+    from deepmimic.tracking import default_uri
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "from-the-shell")
+    tracked = start_tracker(default_uri(str(tmp_path)), "env", str(tmp_path), None)
+    seen = ray_local.get(tracked.tracker.__ray_call__.remote(lambda _: os.environ.get("MLFLOW_TRACKING_TOKEN")))
+    ray_local.kill(tracked.tracker)
+    assert seen == "from-the-shell"
+
+
 def test_a_registered_student_served_by_mlflow_is_a_black_box_mentor(six, digits):
     """`mlflow models serve` (a real process) answers the black-box protocol: asked as a mentor is (the same
     client, batches and checks), the served student scores on the test set what the registry recorded.

@@ -264,6 +264,11 @@ class Tracker:
         if default.lifecycle_stage == "active" and not self.client.search_runs(["0"], max_results=1):
             self.client.delete_experiment("0")
 
+    def try_again(self) -> None:
+        """Forget that the server was counted down: the sweep's last calls, its runs' completion, try it once
+        more rather than fail at once (it may be back within `PROBE_EVERY_S`)."""
+        self.down_at = None
+
     def where(self) -> tuple[str, str]:
         """The tracking URI and the experiment's id."""
         return self.uri, self.experiment_id

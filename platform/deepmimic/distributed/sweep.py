@@ -115,7 +115,7 @@ def _track(tracker: Any, base: SweepConfig, planned: Plan, out: str, cache: str,
     """Complete every run (final scores and checkpoints; figures and models where `tracking.models` says),
     register each student's best trial as `<sweep>-<student>`, and close the parent; the tracking URI and the
     experiment's id."""
-    calls, tracking = [], base.tracking
+    calls, tracking = [tracker.try_again.remote()], base.tracking
     for key in planned.mentors:
         outcome = MentorOutcome.from_json(artifacts.read_json(MentorFolder.at(cache, key).done))
         calls.append(tracker.log_mentor.remote(planned.labels[f"mentor:{key}"], outcome.result,
@@ -140,17 +140,34 @@ def _track(tracker: Any, base: SweepConfig, planned: Plan, out: str, cache: str,
               "mentors": len(planned.mentors)}
     calls.append(tracker.finish.remote(params, counts, files, description, relative))
     calls.append(tracker.where.remote())
-    return ray.get(calls)[-1]  # one actor: the calls run in this order
+    return _every(calls)[-1]  # one actor: the calls run in this order
+
+
+def _every(calls: list[Any]) -> list[Any]:
+    """Each call's answer, or the first call's error once every call has ended: Ray prints the error of a
+    result never fetched, its stack and all, when the reference is freed (after the sweep's one line)."""
+    answers, first = [], None
+    for call in calls:
+        try:
+            answers.append(ray.get(call))
+        except Exception as e:
+            first = first or e
+    if first is not None:
+        raise first
+    return answers
 
 
 def start_tracker(uri: str, experiment: str, out: str, artifact_root: str | None) -> Tracked:
     """The sweep's `Tracker` as a Ray actor on this (the driver's) node, where a local store's file is. It starts
     (a process, MLflow's imports, the store's set-up) beside the first trials, which tell it their epochs
-    without waiting for it."""
+    without waiting for it. It gets the driver's MLFLOW_* variables (credentials, retries, timeouts): an actor
+    of a running cluster has the cluster's environment, not the shell's that ran `deepmimic sweep`."""
     from ..tracking import Tracker
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    tracker = ray.remote(Tracker).options(num_cpus=0, scheduling_strategy=here).remote(
+    mlflow_env = {name: value for name, value in os.environ.items() if name.startswith("MLFLOW_")}
+    tracker = ray.remote(Tracker).options(num_cpus=0, scheduling_strategy=here,
+                                          runtime_env={"env_vars": mlflow_env}).remote(
         uri, experiment, out, artifact_root)
     return Tracked(tracker, (tracker.where.remote(),))
 

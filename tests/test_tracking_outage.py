@@ -1,0 +1,133 @@
+"""A tracking server (a real `mlflow server` over HTTP) killed with SIGKILL mid-sweep: started again on its port
+and store while the student trains, every epoch reaches it once; never back, the sweep's own results are complete,
+one line says which runs are untracked, and the same command once it answers sends them without training.
+
+Each sweep runs with MLFLOW_HTTP_REQUEST_MAX_RETRIES=0, so a call finds the server gone at once: the tracker's
+handling is the same as after MLflow's retries, which would make the test wait about a minute a call
+(benchmarks/tracking_outage.py measures the default against a 30 s outage)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from .conftest import DEEPMIMIC, free_port, mlflow_process, wait_for
+
+# The student trains long enough that a server killed after its 10th epoch is back (5 s, then its start) while
+# it still trains; gone for good, a few seconds more suffice.
+EPOCHS = {"back": 600, "gone": 200}
+
+
+def space(name: str) -> dict:
+    return {"name": name, "dataset": {"name": "digits"}, "training": {"epochs": EPOCHS[name], "batch_size": 64},
+            "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8, "training": {"epochs": 3}},
+            "students": [{"name": "S", "architecture": "c-fc", "width": 4}],
+            "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
+            "fault_tolerance": {"checkpoint_every": 0}}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A store, a port, and the arguments of an `mlflow server` over them (one worker: what the store holds is
+    what one process wrote)."""
+    tmp = tmp_path_factory.mktemp("outage")
+    args = ["server", "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp / 'store.db'}",
+            "--artifacts-destination", str(tmp / "artifacts")]
+    return tmp, args, free_port()
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    import ray
+
+    from deepmimic.distributed.cluster import connect
+
+    connect()
+    return ray.get_runtime_context().gcs_address
+
+
+def start(server, ray_address: str, name: str) -> tuple[subprocess.Popen, str]:
+    tmp, _, port = server
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(space(name)))
+    uri = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "RAY_ADDRESS": ray_address, "MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    with open(tmp / f"{name}.out", "a") as out, open(tmp / f"{name}.err", "a") as err:  # a rerun appends
+        proc = subprocess.Popen([*DEEPMIMIC, "sweep", str(path), "--out", str(tmp / name), "--cache",
+                                 str(tmp / "cache")], env=env, stdout=out, stderr=err)
+    return proc, uri
+
+
+def student_epochs(proc: subprocess.Popen, uri: str, experiment: str) -> int:
+    """Epochs the server holds of the sweep's student run (0 before it exists); the sweep must still run."""
+    assert proc.poll() is None, f"the sweep ended (exit {proc.returncode}) before the server was killed"
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], "tags.`deepmimic.role` = 'student'") if found else []
+    return len(client.get_metric_history(runs[0].info.run_id, "epoch_train_loss")) if runs else 0
+
+
+def every_epoch_once(uri: str, experiment: str) -> dict[str, list[int]]:
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    return {r.info.run_name: [m.step for m in client.get_metric_history(r.info.run_id, "epoch_train_loss")]
+            for r in runs}
+
+
+@pytest.fixture(scope="module")
+def back(server, ray_address):
+    """A sweep whose server is killed once its student has logged epochs, and started again 5 s later: the URI,
+    each run's logged epochs, when the server went down and when it was back."""
+    tmp, args, port = server
+    with mlflow_process(args, "/health", port=port, stop=signal.SIGKILL):
+        proc, uri = start(server, ray_address, "back")
+        wait_for(lambda: student_epochs(proc, uri, "back") >= 10, "the student's epochs", 300)
+    down = time.time()
+    time.sleep(5)
+    with mlflow_process(args, "/health", port=port):  # stopped before the next test starts one on its port
+        up = time.time()
+        assert proc.wait(timeout=300) == 0, (tmp / "back.err").read_text()[-3000:]
+        return uri, every_epoch_once(uri, "back"), down, up
+
+
+def test_a_server_back_mid_sweep_holds_every_epoch_once(back):
+    _, epochs, _, _ = back
+    assert epochs == {"back": [], "Mentor": [1, 2, 3], "S": list(range(1, EPOCHS["back"] + 1))}
+
+
+def test_training_went_on_while_the_server_was_down(back, server):
+    tmp = server[0]
+    _, _, down, up = back
+    (trial,) = (tmp / "back" / "trials").glob("*/trial.json")
+    ended = [e["ended_ms"] / 1000 for e in json.loads(trial.read_text())["student"]["history"]]
+    assert any(down < t < up for t in ended), (down, up, ended[0], ended[-1])
+
+
+def test_a_server_gone_for_good_ends_in_one_line_and_the_same_command_sends_the_runs(server, ray_address):
+    tmp, args, port = server
+    with mlflow_process(args, "/health", port=port, stop=signal.SIGKILL):
+        proc, uri = start(server, ray_address, "gone")
+        wait_for(lambda: student_epochs(proc, uri, "gone") >= 10, "the student's epochs", 300)
+    assert proc.wait(timeout=300) == 2
+    err = (tmp / "gone.err").read_text()
+    assert "Traceback" not in err, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    assert "not answering" in line and "(Mentor, S)" in line and "run the same command" in line, line
+    with open(tmp / "gone" / "results.csv") as f:
+        assert [r["student"] for r in csv.DictReader(f)] == ["S"]  # the sweep's own results: complete
+
+    with mlflow_process(args, "/health", port=port):
+        again, _ = start(server, ray_address, "gone")
+        assert again.wait(timeout=300) == 0, (tmp / "gone.err").read_text()[-3000:]
+        counts = json.loads((tmp / "gone" / "sweep.json").read_text())["counts"]
+        assert counts["trials_run"] == 0 and counts["mentors_trained"] == 0  # sent, not trained again
+        every = list(range(1, EPOCHS["gone"] + 1))
+        assert every_epoch_once(uri, "gone") == {"gone": [], "Mentor": [1, 2, 3], "S": every}
