@@ -124,3 +124,11 @@ def test_each_model_is_compared_with_the_generation_0_mentor_image_by_image_over
     assert 0 < low < 15 < high  # the three images it alone gets right in each seed, resampled in pairs
     assert row(references, "Mentor")[4:] == ["–", "–"]
     assert row(references, "A ← FixMatch")[4:] == ["–", "–"]  # its trials kept no test answers (older files)
+
+
+def test_a_grid_over_whole_mentors_names_each_mentor_in_the_gap_table(tmp_path):
+    records = [dataclasses.replace(r, grid={**r.grid, "mentor": {"name": m, "architecture": "c-mp-fc2"}})
+               for m in ("Mentor", "FixMatch") for r in [by_mentor("A", m, 0.9, 0.8, 0, 0.1)]]
+    text, _ = write_report(sweep_folder(tmp_path, records, ("student", "mentor")))
+    gaps = text[text.index("## Student − mentor accuracy"):]
+    assert row(gaps, "A")[1] == "Mentor" and "FixMatch" in gaps and "architecture" not in gaps
