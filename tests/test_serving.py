@@ -109,6 +109,9 @@ def test_slow_requests_time_out_and_hold_nothing(server):
 def test_other_paths_get_404_and_health_answers(server):
     url = server[0]
     assert post(url, b"{}", path="/predict")[0] == 404
+    for path in ("/docs", "/openapi.json"):  # no schema published to whoever asks
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(url + path, timeout=10)
     with urllib.request.urlopen(url + "/health", timeout=10) as response:
         assert response.status == 200
 

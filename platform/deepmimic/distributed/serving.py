@@ -105,7 +105,8 @@ def proxy_guard() -> list:
     return [Middleware(_Guard, max_body=int(os.environ[BODY_LIMIT_ENV]))]
 
 
-app = FastAPI()
+# The server answers /invocations and /health only: FastAPI's schema and docs pages would describe it to anyone.
+app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 
 @ray.remote(num_cpus=0)
