@@ -20,6 +20,7 @@ from .core.evaluation import paired_bootstrap
 from .core.results import MentorResult, ModelResult, SweepSummary, TrialRecord
 from .core.student_search import SearchSummary, pareto_front
 from .errors import UserError
+from .run_names import value_text
 
 SWEEP_FILE = "sweep.json"
 SEARCH_FILE = "search.json"
@@ -266,12 +267,6 @@ def _methods(records: list[TrialRecord]) -> str:
     return "## Methods: DeepMimic and the alternatives (beyond the paper)\n\n" + _table(header, body) + "\n"
 
 
-def _axis_cell(value: Any) -> Any:
-    """A grid value as a table cell: an axis over whole entries (mentors) shows each entry's name, not its
-    mapping."""
-    return value.get("name", value) if isinstance(value, dict) else value
-
-
 def _gaps(records: list[TrialRecord], axes: tuple[str, ...]) -> str:
     """Each trial's student minus mentor accuracy with its paired bootstrap 95% interval (same test images)."""
     shown = [a for a in axes if a != "student"]
@@ -281,7 +276,7 @@ def _gaps(records: list[TrialRecord], axes: tuple[str, ...]) -> str:
         gap = s.test_accuracy - r.mentor.test_accuracy
         interval = (f"[{100 * s.accuracy_gap_low:+.2f}, {100 * s.accuracy_gap_high:+.2f}]"
                     if s.accuracy_gap_low is not None else "–")
-        body.append([s.name, *(_axis_cell(r.grid.get(a, "")) for a in shown), f"{100 * gap:+.2f}", interval])
+        body.append([s.name, *(value_text(r.grid.get(a, "")) for a in shown), f"{100 * gap:+.2f}", interval])
     return ("## Student − mentor accuracy, points, with paired bootstrap 95% intervals\n\n"
             + _table(["student", *shown, "difference", "95% interval"], body) + "\n")
 
