@@ -111,6 +111,29 @@ def test_training_went_on_while_the_server_was_down(back, server):
     assert any(down < t < up for t in ended), (down, up, ended[0], ended[-1])
 
 
+def test_epochs_sent_while_the_server_was_down_reach_it_once_it_is_back(server, monkeypatch):
+    """A run still training when its server returns: the epochs of the calls the server missed are logged with the
+    next call, not left as a gap that the final logging (which skips steps at or before the store's last) keeps."""
+    from deepmimic.core.results import Epoch
+    from deepmimic.run_names import RunLabel
+    from deepmimic.tracking import Tracker
+
+    tmp, args, port = server
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    label = RunLabel("student:S", "student", "S", {}, {})
+    with mlflow_process(args, "/health", port=port, stop=signal.SIGKILL) as uri:
+        tracker = Tracker(uri, "gap", str(tmp / "gap"))
+        tracker.started(label, 1_000_000)
+        tracker.epochs(label.key, [Epoch(1, 1.0, ended_ms=1_001_000)])
+    tracker.epochs(label.key, [Epoch(e, 1.0, ended_ms=1_000_000 + 1000 * e) for e in (2, 3)])
+    assert tracker.down_at is not None  # the call found the server gone
+    with mlflow_process(args, "/health", port=port):
+        tracker.try_again()
+        tracker.epochs(label.key, [Epoch(4, 1.0, ended_ms=1_004_000)])
+        run = tracker.runs[label.key]
+        assert [m.step for m in MlflowClient(uri).get_metric_history(run, "epoch_train_loss")] == [1, 2, 3, 4]
+
+
 def test_a_server_gone_for_good_ends_in_one_line_and_the_same_command_sends_the_runs(server, ray_address):
     tmp, args, port = server
     with mlflow_process(args, "/health", port=port, stop=signal.SIGKILL):

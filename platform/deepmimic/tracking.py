@@ -245,6 +245,7 @@ class Tracker:
         self.labels: dict[str, RunLabel] = {}
         self.runs: dict[str, str] = {}        # key → run id, once opened or found
         self.last_step: dict[str, int] = {}   # key → the last epoch in the store
+        self.unlogged: dict[str, dict[int, Epoch]] = {}  # key → epochs not in the store yet, by number
         self.stored = self._stored_runs()     # key → run id of the runs the store held when this tracker began
         # A URI as it is: made absolute, it would take the cwd of whichever process runs the tracker.
         where = f"sweep:{sweep_dir if is_uri(sweep_dir) else os.path.abspath(sweep_dir)}"
@@ -315,22 +316,29 @@ class Tracker:
             self.client.update_run(run, "RUNNING")
         self.epochs(label.key, history)
 
-    @_while_up(live=True)
     def epochs(self, key: str, history: list[Epoch]) -> None:
         """Epochs' metrics, each once and stamped with its epoch's end (now, for files written before epochs
         kept it): those at or before the store's last step are skipped (and all of them for a run whose start
-        never arrived: the final logging brings them)."""
+        never arrived: the final logging brings them). Epochs a call brought while the server was down wait
+        here for the next call: else a run still training once the server is back would leave a gap that its
+        final logging, which skips what is at or before the store's last step, never fills."""
         if key not in self.labels and key not in self.runs:
             return
+        self.unlogged.setdefault(key, {}).update((e.epoch, e) for e in history)
+        self._log_epochs(key)
+
+    @_while_up(live=True)
+    def _log_epochs(self, key: str) -> None:
         from mlflow.entities import Metric
 
         run, now = self._open(key), _ms()
-        new = [e for e in history if e.epoch > self.last_step[key]]
+        new = [e for n, e in sorted(self.unlogged[key].items()) if n > self.last_step[key]]
         metrics = [Metric(f"epoch_{name}", float(v), e.ended_ms or now, e.epoch) for e in new
                    for name, v in _epoch_metrics(e)]
         if metrics:
             self.client.log_batch(run, metrics=metrics)
             self.last_step[key] = new[-1].epoch
+        del self.unlogged[key]
 
     @_while_up(live=True)
     def ended(self, key: str, end_ms: int) -> None:
