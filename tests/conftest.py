@@ -82,10 +82,15 @@ def mlflow_process(args: list[str], ready: str, env: dict | None = None, port: i
     """`python -m mlflow ARGS` (`server`, `models serve`) as a real process on loopback (`port`, else a free one),
     in a process group of its own; its base URL once `ready` answers 200 (its own error output if it exits
     first); the whole group sent `stop` afterwards. Without the tracking server's job runner: its huey consumers
-    (seven processes) outlive a terminated server."""
+    (seven processes) outlive a terminated server. A new SQLite store starts as the sweeps' do, a copy of an empty
+    one migrated once (`tracking.new_store`): MLflow's migrations would cost each new server seconds."""
     import tempfile
     import urllib.request
 
+    from deepmimic.tracking import new_store
+
+    if "--backend-store-uri" in args and args[args.index("--backend-store-uri") + 1].startswith("sqlite:///"):
+        new_store(args[args.index("--backend-store-uri") + 1].removeprefix("sqlite:///"))  # not migrated again
     port = port or free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
     with tempfile.TemporaryFile() as log:  # not a pipe: a server's request log would fill it and block it

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -30,7 +31,8 @@ def space(name: str) -> dict:
     return {"name": name, "dataset": {"name": "digits"}, "training": {"epochs": EPOCHS[name], "batch_size": 64},
             "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8, "training": {"epochs": 3}},
             "students": [{"name": "S", "architecture": "c-fc", "width": 4}],
-            "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
+            # the whole node a trial: one trial process, not a second one starting only to wait for the mentor
+            "resources": {"cpus_per_worker": 2, "threads_per_worker": 1},
             "fault_tolerance": {"checkpoint_every": 0}}
 
 
@@ -82,56 +84,61 @@ def every_epoch_once(uri: str, experiment: str) -> dict[str, list[int]]:
             for r in runs}
 
 
+class Back(NamedTuple):
+    uri: str
+    epochs: dict[str, list[int]]  # each run's logged epochs
+    down: float                    # when the server went down
+    up: float                      # when it was back
+    direct: list[int]              # the epochs this process's own tracker logged across the outage
+
+
 @pytest.fixture(scope="module")
 def back(server, ray_address):
-    """A sweep whose server is killed once its student has logged epochs, and started again 5 s later: the URI,
-    each run's logged epochs, when the server went down and when it was back."""
-    tmp, args, port = server
-    with mlflow_process(args, "/health", port=port, stop=signal.SIGKILL):
-        proc, uri = start(server, ray_address, "back")
-        wait_for(lambda: student_epochs(proc, uri, "back") >= 10, "the student's epochs", 300)
-    down = time.time()
-    time.sleep(5)
-    with mlflow_process(args, "/health", port=port):  # stopped before the next test starts one on its port
-        up = time.time()
-        assert proc.wait(timeout=300) == 0, (tmp / "back.err").read_text()[-3000:]
-        return uri, every_epoch_once(uri, "back"), down, up
-
-
-def test_a_server_back_mid_sweep_holds_every_epoch_once(back):
-    _, epochs, _, _ = back
-    assert epochs == {"back": [], "Mentor": [1, 2, 3], "S": list(range(1, EPOCHS["back"] + 1))}
-
-
-def test_training_went_on_while_the_server_was_down(back, server):
-    tmp = server[0]
-    _, _, down, up = back
-    (trial,) = (tmp / "back" / "trials").glob("*/trial.json")
-    ended = [e["ended_ms"] / 1000 for e in json.loads(trial.read_text())["student"]["history"]]
-    assert any(down < t < up for t in ended), (down, up, ended[0], ended[-1])
-
-
-def test_epochs_sent_while_the_server_was_down_reach_it_once_it_is_back(server, monkeypatch):
-    """A run still training when its server returns: the epochs of the calls the server missed are logged with the
-    next call, not left as a gap that the final logging (which skips steps at or before the store's last) keeps."""
+    """A sweep whose server is killed once its student has logged epochs, and started again 5 s later; beside it,
+    a tracker in this process sends an epoch before the outage, two during it and one after."""
     from deepmimic.core.results import Epoch
     from deepmimic.run_names import RunLabel
     from deepmimic.tracking import Tracker
 
     tmp, args, port = server
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     label = RunLabel("student:S", "student", "S", {}, {})
-    with mlflow_process(args, "/health", port=port, stop=signal.SIGKILL) as uri:
-        tracker = Tracker(uri, "gap", str(tmp / "gap"))
-        tracker.started(label, 1_000_000)
-        tracker.epochs(label.key, [Epoch(1, 1.0, ended_ms=1_001_000)])
-    tracker.epochs(label.key, [Epoch(e, 1.0, ended_ms=1_000_000 + 1000 * e) for e in (2, 3)])
-    assert tracker.down_at is not None  # the call found the server gone
-    with mlflow_process(args, "/health", port=port):
-        tracker.try_again()
-        tracker.epochs(label.key, [Epoch(4, 1.0, ended_ms=1_004_000)])
-        run = tracker.runs[label.key]
-        assert [m.step for m in MlflowClient(uri).get_metric_history(run, "epoch_train_loss")] == [1, 2, 3, 4]
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # this process's tracker as the sweep's
+        with mlflow_process(args, "/health", port=port, stop=signal.SIGKILL):
+            proc, uri = start(server, ray_address, "back")
+            direct = Tracker(uri, "direct", str(tmp / "direct"))
+            direct.started(label, 1_000_000)
+            direct.epochs(label.key, [Epoch(1, 1.0, ended_ms=1_001_000)])
+            wait_for(lambda: student_epochs(proc, uri, "back") >= 10, "the student's epochs", 300)
+        down = time.time()
+        direct.epochs(label.key, [Epoch(e, 1.0, ended_ms=1_000_000 + 1000 * e) for e in (2, 3)])
+        assert direct.down_at is not None  # the call found the server gone
+        time.sleep(5)
+        with mlflow_process(args, "/health", port=port):  # stopped before the next test starts one on its port
+            up = time.time()
+            direct.try_again()
+            direct.epochs(label.key, [Epoch(4, 1.0, ended_ms=1_004_000)])
+            run = direct.runs[label.key]
+            logged = [m.step for m in MlflowClient(uri).get_metric_history(run, "epoch_train_loss")]
+            assert proc.wait(timeout=300) == 0, (tmp / "back.err").read_text()[-3000:]
+            return Back(uri, every_epoch_once(uri, "back"), down, up, logged)
+
+
+def test_a_server_back_mid_sweep_holds_every_epoch_once(back):
+    assert back.epochs == {"back": [], "Mentor": [1, 2, 3], "S": list(range(1, EPOCHS["back"] + 1))}
+
+
+def test_epochs_sent_while_the_server_was_down_reach_it_once_it_is_back(back):
+    """A run still training when its server returns: the epochs of the calls the server missed are logged with the
+    next call, not left as a gap that the final logging (which skips steps at or before the store's last) keeps."""
+    assert back.direct == [1, 2, 3, 4]
+
+
+def test_training_went_on_while_the_server_was_down(back, server):
+    tmp = server[0]
+    (trial,) = (tmp / "back" / "trials").glob("*/trial.json")
+    ended = [e["ended_ms"] / 1000 for e in json.loads(trial.read_text())["student"]["history"]]
+    assert any(back.down < t < back.up for t in ended), (back.down, back.up, ended[0], ended[-1])
 
 
 def test_a_server_gone_for_good_ends_in_one_line_and_the_same_command_sends_the_runs(server, ray_address):
