@@ -44,7 +44,7 @@ def budget_sweep(tmp_path_factory, model_server):
     tmp = tmp_path_factory.mktemp("budget")
     box = {"kind": "http", "location": url + "/invocations", "batch_size": 64, "timeout_s": 10, "rounds": 3,
            "budget": BUDGET}
-    space = {"name": "budget", "dataset": {"name": "digits"}, "training": {"epochs": 15},
+    space = {"name": "budget", "dataset": {"name": "digits"}, "training": {"epochs": 4},
              "mentor": {"name": "Served", "black_box": box},
              "students": [{"name": "S", "architecture": "c-mp-fc2", "width": 8}],
              "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},

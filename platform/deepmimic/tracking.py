@@ -17,8 +17,9 @@ logged once (the steps already in the store are skipped), final scores, figures 
 A tracking server that stops answering: each of MLflow's calls retries for about a minute (`RETRIES`: an outage
 shorter than that costs the calls waiting, queued in the actor, nothing); past it the tracker counts the server
 down and answers every call at once with `TrackingDown`, trying it again every `PROBE_EVERY_S`. Training never
-waits for it, and nothing is lost: the driver logs every run again from the sweep's files at the end, and a
-server still down then is one line (`distributed/sweep.py`) saying how to send them later.
+waits for it, and nothing is lost: the epochs of live calls it missed wait in the actor for the next call, the
+driver logs every run again from the sweep's files at the end, and a server still down then is one line
+(`distributed/sweep.py`) saying how to send them later.
 """
 
 from __future__ import annotations
