@@ -132,3 +132,11 @@ def test_a_grid_over_whole_mentors_names_each_mentor_in_the_gap_table(tmp_path):
     text, _ = write_report(sweep_folder(tmp_path, records, ("student", "mentor")))
     gaps = text[text.index("## Student − mentor accuracy"):]
     assert row(gaps, "A")[1] == "Mentor" and "FixMatch" in gaps and "architecture" not in gaps
+
+
+def test_table_6_names_each_mentor_of_a_mentor_axis_once(tmp_path):
+    records = [by_mentor("A", m, 0.9, 0.8, 0, 0.1) for m in ("Mentor", "Mentor-g1")]
+    text, _ = write_report(sweep_folder(tmp_path, records, ("student", "mentor")))
+    table = text[text.index("## Inference time on the whole test set (Table 6)"):]
+    assert row(table, "Mentor (mentor)")[1:3] == ["0.0200", "1.00"] and row(table, "Mentor-g1 (mentor)")
+    assert "Mentor Mentor" not in table

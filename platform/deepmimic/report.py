@@ -310,7 +310,7 @@ def _inference(records: list[TrialRecord], dataset: str) -> str:
     if len(mentors) == 1:
         body = [["Mentor", f"{mentor_t:.4f}", "1.00", _paper6(timed_on, "Mentor")]]
     else:  # a mentor axis: each mentor, and ratios to their mean
-        body = [[f"Mentor {m}", f"{t:.4f}", f"{t / mentor_t:.2f}", "–"]
+        body = [[f"{m} (mentor)", f"{t:.4f}", f"{t / mentor_t:.2f}", "–"]
                 for m in mentors for t in [mean(r.mentor.inference_time_s for r in records if r.mentor.name == m)]]
     for name in dict.fromkeys(r.student.name for r in records):
         t = mean(r.student.inference_time_s for r in records if r.student.name == name)
