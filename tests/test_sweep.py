@@ -197,6 +197,32 @@ def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, six, tmp
     assert (tmp_path / "out" / "results.csv").exists() and (tmp_path / "out" / "report.md").exists()
 
 
+def test_a_mentor_gone_from_the_cache_is_logged_from_its_students_records(ray_local, six, tmp_path, capsys):
+    """A finished sweep whose runs never reached MLflow, its mentor's cache folder since removed (space freed):
+    the same command logs the mentor's run from its students' records, where it failed every time it was run."""
+    import shutil
+
+    from deepmimic.config import load_sweep
+    from deepmimic.distributed.sweep import run_sweep, start_tracker
+    from deepmimic.tracking import default_uri
+
+    tmp, _ = six
+    out = tmp_path / "a"
+    shutil.copytree(tmp / "a" / "trials", out / "trials")  # every trial finished, nothing tracked, no cache
+    # no figures or models: the runs' scores are the claim (the tracking key is not one of a trial's)
+    (tmp_path / "six.yaml").write_text(yaml.safe_dump({**SIX_STUDENTS, "tracking": {"models": "none"}}))
+    base, points = load_sweep(tmp_path / "six.yaml")
+    tracked = start_tracker(default_uri(str(out)), base.name, str(out), None)
+    outcome = run_sweep(base, points, str(out), str(tmp_path / "cache"), tracked)
+    assert outcome.counts.trials_run == 0 and "its MLflow run is logged from its students' records" in \
+        capsys.readouterr().err
+    client = MlflowClient(tracking_uri=default_uri(str(out)))
+    (mentor,) = client.search_runs([client.get_experiment_by_name("six").experiment_id],
+                                   "tags.`deepmimic.role` = 'mentor'")
+    (trial, *_) = out.glob("trials/*/trial.json")
+    assert mentor.data.metrics["test_accuracy"] == json.loads(trial.read_text())["mentor"]["test_accuracy"]
+
+
 def test_the_tracker_actor_has_the_drivers_mlflow_variables(ray_local, tmp_path, monkeypatch):
     """Credentials and retries set in the shell that runs `deepmimic sweep` reach the tracker on a running
     cluster, whose actors otherwise start with the cluster's environment."""

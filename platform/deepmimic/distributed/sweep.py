@@ -116,11 +116,20 @@ def _track(tracker: Any, base: SweepConfig, planned: Plan, out: str, cache: str,
     register each student's best trial as `<sweep>-<student>`, and close the parent; the tracking URI and the
     experiment's id."""
     calls, tracking = [tracker.try_again.remote()], base.tracking
-    for key in planned.mentors:
-        outcome = MentorOutcome.from_json(artifacts.read_json(MentorFolder.at(cache, key).done))
-        calls.append(tracker.log_mentor.remote(planned.labels[f"mentor:{key}"], outcome.result,
-                                               tracking.full("mentor")))
     records = {k: TrialRecord.from_json(artifacts.read_json(trial_file(out, k))) for k in planned.trials}
+    for key in planned.mentors:
+        done = MentorFolder.at(cache, key).done
+        if artifacts.intact(done):
+            result = MentorOutcome.from_json(artifacts.read_json(done)).result
+        else:  # its cache folder removed since its trials finished (nothing then needs it made): their records
+            # hold its scores; a mentor no record holds (a generation's teacher) keeps the run it has, if any
+            result = next((r.mentor for r in records.values() if r.mentor_key == key), None)
+            print(f"deepmimic: mentor {key}: not in the cache {cache} any more: its MLflow run is "
+                  + ("logged from its students' records, without its checkpoint" if result else "not logged again"),
+                  file=sys.stderr, flush=True)
+            if result is None:
+                continue
+        calls.append(tracker.log_mentor.remote(planned.labels[f"mentor:{key}"], result, tracking.full("mentor")))
     by_student: dict[str, list[TrialRecord]] = {}
     for r in records.values():
         by_student.setdefault(r.student.name, []).append(r)
