@@ -124,7 +124,7 @@ def _track(tracker: Any, base: SweepConfig, planned: Plan, out: str, cache: str,
         else:  # its cache folder removed since its trials finished (nothing then needs it made): their records
             # hold its scores; a mentor no record holds (a generation's teacher) keeps the run it has, if any
             result = next((r.mentor for r in records.values() if r.mentor_key == key), None)
-            print(f"deepmimic: mentor {key}: not in the cache {cache} any more: its MLflow run is "
+            print(f"deepmimic: warning: mentor {key} is not in the cache {cache} any more: its MLflow run is "
                   + ("logged from its students' records, without its checkpoint" if result else "not logged again"),
                   file=sys.stderr, flush=True)
             if result is None:
