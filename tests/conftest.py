@@ -89,8 +89,9 @@ def mlflow_process(args: list[str], ready: str, env: dict | None = None, port: i
 
     from deepmimic.tracking import new_store
 
-    if "--backend-store-uri" in args and args[args.index("--backend-store-uri") + 1].startswith("sqlite:///"):
-        new_store(args[args.index("--backend-store-uri") + 1].removeprefix("sqlite:///"))  # not migrated again
+    store = args[args.index("--backend-store-uri") + 1] if "--backend-store-uri" in args else ""
+    if store.startswith("sqlite:///"):
+        new_store(store.removeprefix("sqlite:///"))  # not migrated again
     port = port or free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
     with tempfile.TemporaryFile() as log:  # not a pipe: a server's request log would fill it and block it

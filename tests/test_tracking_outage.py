@@ -85,7 +85,6 @@ def every_epoch_once(uri: str, experiment: str) -> dict[str, list[int]]:
 
 
 class Back(NamedTuple):
-    uri: str
     epochs: dict[str, list[int]]  # each run's logged epochs
     down: float                    # when the server went down
     up: float                      # when it was back
@@ -121,7 +120,7 @@ def back(server, ray_address):
             run = direct.runs[label.key]
             logged = [m.step for m in MlflowClient(uri).get_metric_history(run, "epoch_train_loss")]
             assert proc.wait(timeout=300) == 0, (tmp / "back.err").read_text()[-3000:]
-            return Back(uri, every_epoch_once(uri, "back"), down, up, logged)
+            return Back(every_epoch_once(uri, "back"), down, up, logged)
 
 
 def test_a_server_back_mid_sweep_holds_every_epoch_once(back):

@@ -118,11 +118,11 @@ def _track(tracker: Any, base: SweepConfig, planned: Plan, out: str, cache: str,
     calls, tracking = [tracker.try_again.remote()], base.tracking
     records = {k: TrialRecord.from_json(artifacts.read_json(trial_file(out, k))) for k in planned.trials}
     for key in planned.mentors:
-        done = MentorFolder.at(cache, key).done
-        if artifacts.intact(done):
-            result = MentorOutcome.from_json(artifacts.read_json(done)).result
-        else:  # its cache folder removed since its trials finished (nothing then needs it made): their records
-            # hold its scores; a mentor no record holds (a generation's teacher) keeps the run it has, if any
+        try:
+            result = MentorOutcome.from_json(artifacts.read_json(MentorFolder.at(cache, key).done)).result
+        except artifacts.TornArtifact:
+            # Its cache folder removed since its trials finished (nothing then needs it made): their records hold
+            # its scores; a mentor no record holds (a generation's teacher) keeps the run it has, if any.
             result = next((r.mentor for r in records.values() if r.mentor_key == key), None)
             print(f"deepmimic: warning: mentor {key} is not in the cache {cache} any more: its MLflow run is "
                   + ("logged from its students' records, without its checkpoint" if result else "not logged again"),
