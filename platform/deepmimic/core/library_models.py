@@ -71,15 +71,44 @@ def build(architecture: str, shape: tuple[int, int, int], num_classes: int, stem
             raise UserError(f"weights {weights}: no tensor of it fits {architecture}")
     model = LibraryNet(net)
     try:
-        with torch.no_grad():
-            model.eval()(torch.empty((1, *shape), device=next(net.parameters()).device))
+        seen = _conv_inputs(model, shape)
     except Exception as e:  # noqa: BLE001 (the library's own message, whatever its type: a ViT's size check, …)
         why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         if any(shrunk in why for shrunk in SHRUNK):
             why = f"its downsampling shrinks them below a kernel: it needs larger images; {why}"
         raise ArchitectureError(f"architecture {architecture!r}: does not build for {'×'.join(map(str, shape))} "
                                 f"images ({why})") from None
+    _unstride_single_pixels(seen)
     return model.train()
+
+
+def _conv_inputs(model: nn.Module, shape: tuple[int, int, int]) -> list[tuple[nn.Conv2d, tuple[int, ...]]]:
+    """Each convolution of `model` with the size of its input for one C×H×W image (a forward pass in eval
+    mode, which also raises where the network does not fit such images)."""
+    seen: list[tuple[nn.Conv2d, tuple[int, ...]]] = []
+    hooks = [m.register_forward_hook(lambda m, args, _: seen.append((m, tuple(args[0].shape[2:]))))
+             for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros((1, *shape), device=next(model.parameters()).device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def _unstride_single_pixels(seen: list[tuple[nn.Conv2d, tuple[int, ...]]]) -> None:
+    """Stride 1 for each convolution whose input is one pixel along a side and padded by half its kernel there:
+    its output is that one pixel at any stride, so nothing it computes changes. Why: the bfloat16 channels-last
+    kernel PyTorch's CPU build takes for such a convolution at stride 2 reads memory it never wrote when it
+    computes the weights' gradient, so off-centre taps get whatever was there, NaN included (a MobileNet's
+    `features.9` at 8×8 images; `tests/core/test_library_models.py` shows it)."""
+    for conv, size in seen:
+        if isinstance(conv.padding, str):
+            continue
+        stride = tuple(1 if n == 1 and 2 * p == d * (k - 1) else s for n, s, p, d, k in
+                       zip(size, conv.stride, conv.padding, conv.dilation, conv.kernel_size))
+        conv.stride = stride
 
 
 def check_weights(architecture: str, weights: str) -> None:
