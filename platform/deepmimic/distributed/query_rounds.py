@@ -8,6 +8,11 @@ generalises worse than one trained afresh on the grown set (Ash & Adams, "On War
 Training", 2020), and ActiveThief retrains its substitute each iteration too. A resumed mentor finds each round's
 final checkpoint (the same weights, so the same choices) and each answer in the answer cache: it asks nothing
 twice.
+
+The selector scores the pool in this trial, on its own device, not as Ray Data batch inference: an actor pool
+inside a trial needs a bundle reserved beside the trial's (as `streaming.py`'s `data_task_options` reserves for
+students), which on a GPU node holds a second GPU idle through the training between rounds and on two CPUs
+halves how many trials run at once, for one forward pass over the pool a round.
 """
 
 from __future__ import annotations
