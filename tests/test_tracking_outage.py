@@ -17,18 +17,40 @@ import time
 from typing import NamedTuple
 
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
 from .conftest import DEEPMIMIC, free_port, mlflow_process, wait_for
 
-# The student trains long enough that a server killed after its 10th epoch is back (5 s, then its start) while
-# it still trains; gone for good, a few seconds more suffice.
-EPOCHS = {"back": 600, "gone": 200}
+# Seconds the student trains, at this CPU's pace: long enough that a server killed after its 10th epoch is back
+# (5 s, then its start) while it still trains; gone for good, a few seconds more suffice.
+SECONDS = {"back": 30.0, "gone": 12.0}
 
 
-def space(name: str) -> dict:
-    return {"name": name, "dataset": {"name": "digits"}, "training": {"epochs": EPOCHS[name], "batch_size": 64},
+@pytest.fixture(scope="module")
+def epochs(digits) -> dict[str, int]:
+    """The student's epochs for each sweep, from this CPU's pace at the sweep's student (its architecture, batch
+    and one thread) on digits: a fixed count finished before the server was back on a slower CPU."""
+    from deepmimic.core.architectures import ModelSpec, channel_stats
+    from deepmimic.core.training import Training, train
+
+    images, labels = torch.from_numpy(digits.train.images), torch.from_numpy(digits.train.labels)
+    net = ModelSpec("c-fc", width=4).build(tuple(images.shape[1:]), 10, *channel_stats(digits.train.images))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(net, images, labels, Training(epochs=2, batch_size=64))  # the first steps pay one-off costs
+        began = time.perf_counter()
+        train(net, images, labels, Training(epochs=20, batch_size=64))
+        per_epoch = (time.perf_counter() - began) / 20
+    finally:
+        torch.set_num_threads(threads)
+    return {name: min(10_000, max(50, round(s / per_epoch))) for name, s in SECONDS.items()}
+
+
+def space(name: str, epochs: int) -> dict:
+    return {"name": name, "dataset": {"name": "digits"}, "training": {"epochs": epochs, "batch_size": 64},
             "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8, "training": {"epochs": 3}},
             "students": [{"name": "S", "architecture": "c-fc", "width": 4}],
             # the whole node a trial: one trial process, not a second one starting only to wait for the mentor
@@ -56,10 +78,10 @@ def ray_address():
     return ray.get_runtime_context().gcs_address
 
 
-def start(server, ray_address: str, name: str) -> tuple[subprocess.Popen, str]:
+def start(server, ray_address: str, name: str, epochs: int) -> tuple[subprocess.Popen, str]:
     tmp, _, port = server
     path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(space(name)))
+    path.write_text(yaml.safe_dump(space(name, epochs)))
     uri = f"http://127.0.0.1:{port}"
     env = {**os.environ, "RAY_ADDRESS": ray_address, "MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     with open(tmp / f"{name}.out", "a") as out, open(tmp / f"{name}.err", "a") as err:  # a rerun appends
@@ -92,7 +114,7 @@ class Back(NamedTuple):
 
 
 @pytest.fixture(scope="module")
-def back(server, ray_address):
+def back(server, ray_address, epochs):
     """A sweep whose server is killed once its student has logged epochs, and started again 5 s later; beside it,
     a tracker in this process sends an epoch before the outage, two during it and one after."""
     from deepmimic.core.results import Epoch
@@ -104,7 +126,7 @@ def back(server, ray_address):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # this process's tracker as the sweep's
         with mlflow_process(args, "/health", port=port, stop=signal.SIGKILL):
-            proc, uri = start(server, ray_address, "back")
+            proc, uri = start(server, ray_address, "back", epochs["back"])
             direct = Tracker(uri, "direct", str(tmp / "direct"))
             direct.started(label, 1_000_000)
             direct.epochs(label.key, [Epoch(1, 1.0, ended_ms=1_001_000)])
@@ -123,8 +145,8 @@ def back(server, ray_address):
             return Back(every_epoch_once(uri, "back"), down, up, logged)
 
 
-def test_a_server_back_mid_sweep_holds_every_epoch_once(back):
-    assert back.epochs == {"back": [], "Mentor": [1, 2, 3], "S": list(range(1, EPOCHS["back"] + 1))}
+def test_a_server_back_mid_sweep_holds_every_epoch_once(back, epochs):
+    assert back.epochs == {"back": [], "Mentor": [1, 2, 3], "S": list(range(1, epochs["back"] + 1))}
 
 
 def test_epochs_sent_while_the_server_was_down_reach_it_once_it_is_back(back):
@@ -140,10 +162,10 @@ def test_training_went_on_while_the_server_was_down(back, server):
     assert any(back.down < t < back.up for t in ended), (back.down, back.up, ended[0], ended[-1])
 
 
-def test_a_server_gone_for_good_ends_in_one_line_and_the_same_command_sends_the_runs(server, ray_address):
+def test_a_server_gone_for_good_ends_in_one_line_and_the_same_command_sends_the_runs(server, ray_address, epochs):
     tmp, args, port = server
     with mlflow_process(args, "/health", port=port, stop=signal.SIGKILL):
-        proc, uri = start(server, ray_address, "gone")
+        proc, uri = start(server, ray_address, "gone", epochs["gone"])
         wait_for(lambda: student_epochs(proc, uri, "gone") >= 10, "the student's epochs", 300)
     assert proc.wait(timeout=300) == 2
     err = (tmp / "gone.err").read_text()
@@ -154,9 +176,9 @@ def test_a_server_gone_for_good_ends_in_one_line_and_the_same_command_sends_the_
         assert [r["student"] for r in csv.DictReader(f)] == ["S"]  # the sweep's own results: complete
 
     with mlflow_process(args, "/health", port=port):
-        again, _ = start(server, ray_address, "gone")
+        again, _ = start(server, ray_address, "gone", epochs["gone"])
         assert again.wait(timeout=300) == 0, (tmp / "gone.err").read_text()[-3000:]
         counts = json.loads((tmp / "gone" / "sweep.json").read_text())["counts"]
         assert counts["trials_run"] == 0 and counts["mentors_trained"] == 0  # sent, not trained again
-        every = list(range(1, EPOCHS["gone"] + 1))
+        every = list(range(1, epochs["gone"] + 1))
         assert every_epoch_once(uri, "gone") == {"gone": [], "Mentor": [1, 2, 3], "S": every}
