@@ -26,6 +26,7 @@ from .conftest import DEEPMIMIC, free_port, mlflow_process, wait_for
 # Seconds the student trains, at this CPU's pace: long enough that a server killed after its 10th epoch is back
 # (5 s, then its start) while it still trains; gone for good, a few seconds more suffice.
 SECONDS = {"back": 30.0, "gone": 12.0}
+STUDENT, BATCH = {"name": "S", "architecture": "c-fc", "width": 4}, 64  # the sweeps' and the pace's
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +37,14 @@ def epochs(digits) -> dict[str, int]:
     from deepmimic.core.training import Training, train
 
     images, labels = torch.from_numpy(digits.train.images), torch.from_numpy(digits.train.labels)
-    net = ModelSpec("c-fc", width=4).build(tuple(images.shape[1:]), 10, *channel_stats(digits.train.images))
+    net = ModelSpec(STUDENT["architecture"], width=STUDENT["width"]).build(
+        tuple(images.shape[1:]), 10, *channel_stats(digits.train.images))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train(net, images, labels, Training(epochs=2, batch_size=64))  # the first steps pay one-off costs
+        train(net, images, labels, Training(epochs=2, batch_size=BATCH))  # the first steps pay one-off costs
         began = time.perf_counter()
-        train(net, images, labels, Training(epochs=20, batch_size=64))
+        train(net, images, labels, Training(epochs=20, batch_size=BATCH))
         per_epoch = (time.perf_counter() - began) / 20
     finally:
         torch.set_num_threads(threads)
@@ -50,9 +52,9 @@ def epochs(digits) -> dict[str, int]:
 
 
 def space(name: str, epochs: int) -> dict:
-    return {"name": name, "dataset": {"name": "digits"}, "training": {"epochs": epochs, "batch_size": 64},
+    return {"name": name, "dataset": {"name": "digits"}, "training": {"epochs": epochs, "batch_size": BATCH},
             "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8, "training": {"epochs": 3}},
-            "students": [{"name": "S", "architecture": "c-fc", "width": 4}],
+            "students": [STUDENT],
             # the whole node a trial: one trial process, not a second one starting only to wait for the mentor
             "resources": {"cpus_per_worker": 2, "threads_per_worker": 1},
             "fault_tolerance": {"checkpoint_every": 0}}
