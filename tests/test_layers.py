@@ -33,6 +33,13 @@ def test_a_sweeps_trial_process_imports_neither_mlflow_nor_optuna():
     assert imported_by_fresh_python("import deepmimic.distributed.sweep, deepmimic.tracking", "mlflow", "optuna") == []
 
 
+def test_a_sweeps_trial_process_imports_no_plotting_library():
+    """Figures are drawn by the tracker, for the runs a user opens: a trial process, which loads the module of
+    `Tracker`'s class for its handle, never pays matplotlib's import."""
+    code = "import deepmimic.distributed.trials, deepmimic.tracking"
+    assert imported_by_fresh_python(code, "matplotlib", "deepmimic.plots") == []
+
+
 def test_a_sweep_of_the_paper_s_notation_never_imports_torchvision():
     """torchvision (seconds a process, with the torch._dynamo it imports), kornia and timm are imported where a
     library network or strong augmentation is built, not by the trial functions, the CLI or the config."""

@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 
-from . import plots
 from .core.artifacts import is_uri
 from .core.results import Counts, Epoch, MentorResult, ModelResult, TrialRecord
 from .errors import UserError
@@ -369,6 +368,8 @@ class Tracker:
                 self.client.log_artifacts(run, checkpoint, "checkpoint")
             self.client.log_batch(run, metrics=metrics, params=_params(known), tags=[RunTag(LOGGED_TAG, "1")])
         if full and FIGURES_TAG not in done:
+            from . import plots  # matplotlib: here, not in every trial that loads this module for its handle
+
             with tempfile.TemporaryDirectory() as d:
                 # Drawn where it trained by older versions; else here, for the runs a user opens.
                 figures = [f for f in result.figures if os.path.isfile(f)] or list(plots.run_figures(plots_of, d))

@@ -36,6 +36,19 @@ def test_an_exported_model_answers_its_probabilities_in_batches(model, tmp_path,
     assert (box.queries.requests, box.queries.images) == (3, 20)
 
 
+class ByBatchSize(torch.nn.Module):
+    """A model whose answer hangs on its batch's size, which a trace freezes at the size it was traced at."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :10] * (1.0 if x.shape[0] == 2 else -1.0)
+
+
+def test_a_trace_that_answers_otherwise_than_its_model_is_refused(tmp_path):
+    with pytest.raises(RuntimeError, match="answers otherwise"):
+        serving.export(ByBatchSize(), (1, 8, 8), "torchscript", str(tmp_path / "m.torchscript"))
+    assert list(tmp_path.iterdir()) == []
+
+
 def serve(server):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     host, port = server.server_address
