@@ -29,6 +29,36 @@ ROOT = Path(__file__).resolve().parents[1]
 DEEPMIMIC = [sys.executable, "-m", "deepmimic.cli"]
 
 
+# Session fixtures whose modules run in one pytest-xdist worker, so each is made once (`pytest_collection_modifyitems`).
+SHARED = ("served_sweep", "model_server")
+# The slowest groups (a module, or the modules sharing a fixture of SHARED), slowest first by their times in
+# benchmarks/RESULTS.md: each worker takes the next group as it finishes one, so none is left with a long
+# group at the end while the other has nothing to do.
+SLOWEST_FIRST = ("served_sweep", "test_faults", "test_tracking_outage", "test_interrupts", "model_server",
+                 "test_pipeline", "test_shared_cache", "test_job_submit", "test_multinode", "test_own_data",
+                 "test_streaming", "test_search", "test_pretrained", "test_train", "test_student_sets",
+                 "test_mentors")
+
+
+def _module(item: pytest.Item) -> str:
+    return item.path.relative_to(ROOT / "tests").with_suffix("").as_posix()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each module's tests in one xdist group (`make test` runs `-n 2 --dist loadgroup`): a module's fixtures
+    are made once, in one worker; the modules of a session fixture in `SHARED` share a group; and the groups
+    run slowest first. Without xdist, only the order changes (each module's tests stay together)."""
+    shared = {_module(item): f for item in items for f in SHARED if f in item.fixturenames}
+    rank = {group: n for n, group in enumerate(SLOWEST_FIRST)}
+
+    def group(item: pytest.Item) -> str:
+        return shared.get(_module(item), _module(item))
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    items.sort(key=lambda item: rank.get(group(item), len(rank)))  # stable: the rest as collected
+
+
 def imported_by_fresh_python(code: str, *modules: str) -> list[str]:
     """Which of `modules` a fresh Python has imported once it has run `code`."""
     check = f"\nimport sys; print(','.join(m for m in {list(modules)!r} if m in sys.modules))"
