@@ -44,6 +44,7 @@ def _module(item: pytest.Item) -> str:
     return item.path.relative_to(ROOT / "tests").with_suffix("").as_posix()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups into the tests' ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Each module's tests in one xdist group (`make test` runs `-n 2 --dist loadgroup`): a module's fixtures
     are made once, in one worker; the modules of a session fixture in `SHARED` share a group; and the groups
@@ -410,3 +411,11 @@ def parquet_images(path: Path, images: np.ndarray, labels: list | None = None, e
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
     return path
+
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under `--dist loadgroup` each test's id carries its group: a pytest whose ids drop it (pytest-xdist#1386)
+    would split modules between the workers, each making the module's fixtures, without a word."""
+    if getattr(session.config.option, "loadgroup", False) and any("@" not in i.nodeid for i in session.items):
+        raise pytest.UsageError("pytest-xdist lost the tests' groups (pytest-xdist#1386): pytest<9.2 keeps them")
