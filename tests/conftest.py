@@ -27,6 +27,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DEEPMIMIC = [sys.executable, "-m", "deepmimic.cli"]
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share two cores: PyTorch's thread a core in each would leave every operation of a test that
+    # trains here waiting on a thread the other worker's processes hold (a batch of one then took 12 ms).
+    torch.set_num_threads(1)
 
 
 # Session fixtures whose modules run in one pytest-xdist worker, so each is made once (`pytest_collection_modifyitems`).
