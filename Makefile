@@ -37,8 +37,8 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	$(APT) chromium
 
-# Two pytest-xdist workers: one alone leaves a third of two cores idle while its tests wait on servers and
-# sleeping processes (benchmarks/RESULTS.md); tests/conftest.py groups and orders the modules for them.
+# Two pytest-xdist workers: one alone leaves the cores idle while its tests wait on servers and sleeping
+# processes (benchmarks/RESULTS.md); tests/conftest.py groups and orders the modules for them.
 TEST_WORKERS ?= 2
 test: lint $(CHROMIUM)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25 tests

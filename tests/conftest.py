@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEEPMIMIC = [sys.executable, "-m", "deepmimic.cli"]
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers share two cores: PyTorch's thread a core in each would leave every operation of a test that
-    # trains here waiting on a thread the other worker's processes hold (a batch of one then took 12 ms).
+    # trains here waiting on a thread the other worker's processes hold (benchmarks/RESULTS.md).
     torch.set_num_threads(1)
 
 
@@ -62,6 +62,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         item.add_marker(pytest.mark.xdist_group(group(item)))
     items.sort(key=lambda item: rank.get(group(item), len(rank)))  # stable: the rest as collected
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under `--dist loadgroup` each test's id carries its group: a pytest whose ids drop it (pytest-xdist#1386)
+    would split modules between the workers, each making the module's fixtures, without a word."""
+    if getattr(session.config.option, "loadgroup", False) and any("@" not in i.nodeid for i in session.items):
+        raise pytest.UsageError("pytest-xdist lost the tests' groups (pytest-xdist#1386): pytest<9.2 keeps them")
 
 
 def imported_by_fresh_python(code: str, *modules: str) -> list[str]:
@@ -415,11 +422,3 @@ def parquet_images(path: Path, images: np.ndarray, labels: list | None = None, e
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
     return path
-
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Under `--dist loadgroup` each test's id carries its group: a pytest whose ids drop it (pytest-xdist#1386)
-    would split modules between the workers, each making the module's fixtures, without a word."""
-    if getattr(session.config.option, "loadgroup", False) and any("@" not in i.nodeid for i in session.items):
-        raise pytest.UsageError("pytest-xdist lost the tests' groups (pytest-xdist#1386): pytest<9.2 keeps them")

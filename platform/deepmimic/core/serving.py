@@ -41,7 +41,7 @@ def black_box(model: nn.Module, input_shape: tuple[int, int, int]) -> torch.jit.
     wrapped = _wrapped(model)
     with torch.no_grad():
         # torch's own check of a trace (`check_trace`) compares through torch.testing, whose first call imports
-        # torch.distributed: seconds of CPU in each process that logs a model (benchmarks/RESULTS.md). One
+        # torch.distributed: CPU time in each process that logs a model (benchmarks/RESULTS.md). One
         # comparison on images other than the trace's checks the same thing: that the trace is the model.
         traced = torch.jit.trace(wrapped, torch.rand(2, *input_shape), check_trace=False)
         probe = torch.rand(3, *input_shape)
