@@ -39,7 +39,7 @@ $(CHROMIUM):
 
 # Two pytest-xdist workers: one alone leaves the cores idle while its tests wait on servers and sleeping
 # processes (benchmarks/RESULTS.md); tests/conftest.py groups and orders the modules for them.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 2  # `make test TEST_WORKERS=0`: one process, serially
 test: lint $(CHROMIUM)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25 tests
 
