@@ -182,3 +182,29 @@ def test_a_new_store_is_a_copy_of_an_empty_one_made_once(tmp_path, monkeypatch):
     new_store(str(tmp_path / "a" / "mlflow.db"))
     assert os.path.getsize(tmp_path / "a" / "mlflow.db") == size  # its runs kept
     assert len(tracker(tmp_path / "a").client.search_runs([first.experiment_id])) == 2  # the sweep, the student
+
+
+def test_a_store_whose_writer_was_killed_mid_transaction_is_rolled_back_and_opened(tmp_path):
+    """A driver killed by SIGKILL may leave its store's hot journal, which a read-only check cannot roll back
+    (SQLite answers "attempt to write a readonly database"): the sweep that resumes it opens the store."""
+    import subprocess
+    import sys
+
+    from deepmimic.tracking import check_store
+
+    t = tracker(tmp_path)
+    t.log_student(label(), record("A", 0.88))
+    store = tmp_path / "mlflow.db"
+    subprocess.run([sys.executable, "-c", f"""
+import os, sqlite3
+db = sqlite3.connect({str(store)!r}, isolation_level=None)
+db.execute("PRAGMA cache_size=2")
+db.execute("BEGIN")
+db.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)",
+               [(f"k{{i}}", "v" * 1000, "x") for i in range(2000)])
+os._exit(0)  # killed mid-transaction, its pages already spilled into the store
+"""], check=True)
+    assert (tmp_path / "mlflow.db-journal").stat().st_size > 0
+    check_store(default_uri(str(tmp_path)))
+    assert not (tmp_path / "mlflow.db-journal").exists()
+    assert len(tracker(tmp_path).client.search_runs([t.experiment_id])) == 2  # the sweep, the student: kept

@@ -24,6 +24,7 @@ driver logs every run again from the sweep's files at the end, and a server stil
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -115,12 +116,24 @@ def check_store(uri: str) -> None:
         return
     advice = "move it aside (its runs are lost to the UI, the sweep's outputs are not) or set MLFLOW_TRACKING_URI"
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            found = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        found = _tables(path, read_only=True)
     except sqlite3.DatabaseError as e:
-        raise UserError(f"{path}: not a readable MLflow store ({e}): {advice}") from None
+        if getattr(e, "sqlite_errorname", "") != "SQLITE_READONLY_ROLLBACK":
+            raise UserError(f"{path}: not a readable MLflow store ({e}): {advice}") from None
+        # A writer killed mid-transaction (a driver or tracker ended by SIGKILL) left a hot journal, which only
+        # a read-write connection may roll back, as MLflow's own first read would: SQLite's recovery, not ours.
+        try:
+            found = _tables(path, read_only=False)
+        except sqlite3.DatabaseError as e:
+            raise UserError(f"{path}: not a readable MLflow store ({e}): {advice}") from None
     if "experiments" not in found or "runs" not in found:
         raise UserError(f"{path}: an SQLite database, but not an MLflow store: {advice}")
+
+
+def _tables(path: str, read_only: bool) -> set[str]:
+    """The names of the tables of the SQLite database at `path`, which exists."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode={'ro' if read_only else 'rw'}", uri=True)) as db:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
 def new_store(path: str) -> None:
