@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -52,9 +54,13 @@ def test_sweep_runs_under_ray_job_submit_on_a_cluster_without_the_project(tmp_pa
     runtime_env.write_text(yaml.safe_dump({k: v for k, v in yaml.safe_load(
         (ROOT / "clusters" / "runtime_env.yaml").read_text()).items() if k != "pip"}))
     gcs, dash = free_port(), free_port()
+    # A temp folder of its own: the job's driver is given the address in `<temp>/ray_current_cluster`, which in
+    # /tmp/ray names whichever cluster on the machine started last (the other pytest worker's, at times).
+    # Short, under /tmp: Ray's sockets live in it, and a socket's path may not pass 107 bytes.
+    ray_temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     head = subprocess.Popen(
         [python, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={gcs}",
-         "--node-ip-address=127.0.0.1",
+         "--node-ip-address=127.0.0.1", f"--temp-dir={ray_temp}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
          f"--ray-client-server-port={free_port()}", "--include-dashboard=true",
          # Own agent ports: the test session's local Ray already holds the default ones (52365, …).
@@ -112,3 +118,4 @@ def test_sweep_runs_under_ray_job_submit_on_a_cluster_without_the_project(tmp_pa
     finally:  # SIGKILL: a graceful stop of the head takes half a minute here
         os.killpg(head.pid, signal.SIGKILL)
         head.wait(timeout=60)
+        shutil.rmtree(ray_temp, ignore_errors=True)
