@@ -39,7 +39,8 @@ $(CHROMIUM):
 
 # Two pytest-xdist workers: one alone leaves the cores idle while its tests wait on servers and sleeping
 # processes (benchmarks/RESULTS.md); tests/conftest.py groups and orders the modules for them.
-TEST_WORKERS ?= 2  # `make test TEST_WORKERS=0`: one process, serially
+# `make test TEST_WORKERS=0`: one process, serially. (A comment after the value would leave its spaces in it.)
+TEST_WORKERS ?= 2
 test: lint $(CHROMIUM)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25 tests
 

@@ -116,24 +116,27 @@ def check_store(uri: str) -> None:
         return
     advice = "move it aside (its runs are lost to the UI, the sweep's outputs are not) or set MLFLOW_TRACKING_URI"
     try:
-        found = _tables(path, read_only=True)
+        found = _tables(path)
     except sqlite3.DatabaseError as e:
-        if getattr(e, "sqlite_errorname", "") != "SQLITE_READONLY_ROLLBACK":
-            raise UserError(f"{path}: not a readable MLflow store ({e}): {advice}") from None
-        # A writer killed mid-transaction (a driver or tracker ended by SIGKILL) left a hot journal, which only
-        # a read-write connection may roll back, as MLflow's own first read would: SQLite's recovery, not ours.
-        try:
-            found = _tables(path, read_only=False)
-        except sqlite3.DatabaseError as e:
-            raise UserError(f"{path}: not a readable MLflow store ({e}): {advice}") from None
+        raise UserError(f"{path}: not a readable MLflow store ({e}): {advice}") from None
     if "experiments" not in found or "runs" not in found:
         raise UserError(f"{path}: an SQLite database, but not an MLflow store: {advice}")
 
 
-def _tables(path: str, read_only: bool) -> set[str]:
-    """The names of the tables of the SQLite database at `path`, which exists."""
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode={'ro' if read_only else 'rw'}", uri=True)) as db:
-        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+def _tables(path: str) -> set[str]:
+    """The names of the tables of the SQLite database at `path`, which exists, read without writing to it; but a
+    writer killed mid-transaction (a driver or tracker ended by SIGKILL) leaves a hot journal, which only a
+    read-write connection may roll back, as MLflow's own first read would: SQLite's recovery, not ours."""
+    def read(mode: str) -> set[str]:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode={mode}", uri=True)) as db:
+            return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    try:
+        return read("ro")
+    except sqlite3.DatabaseError as e:
+        if getattr(e, "sqlite_errorname", "") != "SQLITE_READONLY_ROLLBACK":  # Python 3.11 names it
+            raise
+        return read("rw")
 
 
 def new_store(path: str) -> None:
