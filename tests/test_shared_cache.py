@@ -63,12 +63,34 @@ def counts(tmp: Path, name: str) -> dict:
     return json.loads((tmp / name / "sweep.json").read_text())["counts"]
 
 
-def test_two_sweeps_started_together_train_their_mentor_once(tmp_path, ray_address):
-    runs = [start(tmp_path, space(name, epochs=150), ray_address) for name in ("first", "second")]
+def hold(lock: Path) -> subprocess.Popen:
+    """A process holding `lock` as a sweep making its mentor would, until a line on its stdin (or killed)."""
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        from deepmimic.core import artifacts
+        with artifacts.exclusive({str(lock)!r}, "the test's mentor"):
+            print("held", flush=True)
+            sys.stdin.readline()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_two_sweeps_waiting_together_train_their_mentor_once(tmp_path, ray_address):
+    # Both reach the mentor's lock while the test holds it, then race for it: their overlap is made, not left to
+    # their start-up times (on a fast machine one made the mentor before the other asked for it). Half a CPU a
+    # trial: each sweep's student trial, waiting for the mentor, would otherwise hold a CPU the other's needs.
+    specs = [space(name, epochs=30) | {"resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1}}
+             for name in ("first", "second")]
+    key = mentor_key(parse_experiment(specs[0], "first", SweepConfig))
+    holder = hold(tmp_path / "cache" / "mentors" / f"{key}.lock")
+    try:
+        runs = [start(tmp_path, spec, ray_address) for spec in specs]
+        wait_for(lambda: all("waiting for mentor" in log.read_text() for _, log in runs), "both to wait", 300)
+    finally:
+        holder.communicate("\n", timeout=30)  # released, not killed
     for proc, log in runs:
         assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
-    waited = [log for _, log in runs if "waiting for mentor" in log.read_text()]
-    assert len(waited) == 1  # they overlapped: one held the mentor while the other waited
     assert len(list((tmp_path / "cache").glob("mentors/*/ray/mentor-*"))) == 1
     assert sorted(counts(tmp_path, n)["mentors_trained"] for n in ("first", "second")) == [0, 1]
     (built,) = (tmp_path / "cache").glob("mentors/*/student_sets/*/set.json")
@@ -79,14 +101,7 @@ def test_a_killed_holder_leaves_the_mentor_to_the_waiting_sweep(tmp_path, ray_ad
     spec = space("waiter", epochs=3)
     key = mentor_key(parse_experiment(spec, "waiter", SweepConfig))
     lock = tmp_path / "cache" / "mentors" / f"{key}.lock"
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import time
-        from deepmimic.core import artifacts
-        with artifacts.exclusive({str(lock)!r}, "the test's mentor"):
-            print("held", flush=True)
-            time.sleep(600)
-        """)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
+    holder = hold(lock)
     proc, log = start(tmp_path, spec, ray_address)
     wait_for(lambda: "waiting for mentor" in log.read_text(), "the sweep to wait for the held mentor", 300)
     holder.kill()  # SIGKILL: no clean release
