@@ -33,6 +33,7 @@ def space(name: str, students: list[str], epochs: int = 4, checkpoint_every: int
         # One run at a time (1 + 0.25 CPUs of 2), so the driver dies between trials.
         "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
         "fault_tolerance": {"checkpoint_every": checkpoint_every, "worker_restarts": 2, "trial_retries": 1},
+        "tracking": {"models": "none"},  # no claim here reads figures or models
         "grid": {"student": students},
     }
 

@@ -24,6 +24,7 @@ SPACE = {
     "students": [{"name": f"S{w}", "architecture": "c-fc", "width": w} for w in (2, 3, 4, 5)],
     "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
     "fault_tolerance": {"checkpoint_every": 0},
+    "tracking": {"models": "none"},  # no claim here reads figures or models
     "grid": {"student": ["S2", "S3", "S4", "S5"]},
 }
 
@@ -116,7 +117,8 @@ def test_the_rerun_finishes_without_retraining_what_finished(interrupted, ray_lo
 
 
 def test_sigterm_stops_a_run_with_exit_143(tmp_path):
-    space = {k: v for k, v in SPACE.items() if k != "grid"} | {"training": {"epochs": 200, "batch_size": 64}}
+    space = {k: v for k, v in SPACE.items() if k not in ("grid", "tracking")}  # a sweep's keys: `run` refuses them
+    space |= {"training": {"epochs": 200, "batch_size": 64}}
     proc, err = start(tmp_path, "run", space)
     wait_for(lambda: list((tmp_path / "out").glob("mentors/*/data/test.parquet")), "the mentor stage", 300)
     code, seconds = stopped(proc, [signal.SIGTERM])

@@ -54,6 +54,7 @@ def mentors_sweep(tmp_path_factory, mentor_b):
         space = {"name": "mentors", "dataset": {"name": "digits"}, "training": {"epochs": 12}, "mentor": trained,
                  "students": [STUDENT], "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
                  "fault_tolerance": {"checkpoint_every": 0},
+                 "tracking": {"models": "none"},  # no claim here reads figures or models
                  "grid": {"mentor": [http, onnx, trained, {"name": "A+B", "members": [trained, onnx]},
                                      {**trained, "name": "Ceiling", "ceiling": True},
                                      {**trained, "name": "A-g1", "teacher": trained, "training": {"shift": 1}}]}}

@@ -49,6 +49,7 @@ def budget_sweep(tmp_path_factory, model_server):
              "students": [{"name": "S", "architecture": "c-mp-fc2", "width": 8}],
              "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
              "fault_tolerance": {"checkpoint_every": 0},
+             "tracking": {"models": "none"},  # no claim here reads figures or models
              "grid": {"mentor.black_box.budget": [BUDGET, 1.0],
                       "mentor.black_box.selection": ["random", "entropy_kcenter"]}}
     before = served(url)

@@ -138,6 +138,7 @@ def test_two_streaming_trials_at_once_on_a_two_cpu_node(ray_local, tmp_path):
                                        "unlabeled": str(tmp_path / "pool.parquet")},
         "training": {"epochs": 3, "batch_size": 8}, "data": {"stream": "always", "data_cpus": 0.5},
         "resources": {"cpus_per_worker": 0.5},
+        "tracking": {"models": "none"},  # no claim here reads figures or models
         "mentor": {"name": "M", "architecture": "c-fc", "width": 4},
         "students": [{"name": "A", "architecture": "c-fc", "width": 4},
                      {"name": "B", "architecture": "c-fc", "width": 2}],

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import ExperimentConfig
-from .schema import ModelConfig
+if TYPE_CHECKING:  # the sweep's tracker imports this module, and needs PyTorch (which config imports) only for models
+    from .config import ExperimentConfig
+    from .schema import ModelConfig
 
 # Axis paths that read better as one word in a run's name; any other axis shows its last path component.
 AXIS_WORDS = {"split.mentor_ratio": "split", "variant.removal_bound": "removal", "variant.ood_ratio": "ood"}
