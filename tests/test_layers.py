@@ -33,6 +33,12 @@ def test_a_sweeps_trial_process_imports_neither_mlflow_nor_optuna():
     assert imported_by_fresh_python("import deepmimic.distributed.sweep, deepmimic.tracking", "mlflow", "optuna") == []
 
 
+def test_the_tracker_imports_no_pytorch_until_it_logs_a_model():
+    """The sweep's tracker actor loads `deepmimic.tracking` (and through it the run labels): PyTorch, which only
+    a logged MLflow model needs, is not imported with it (a sweep with `tracking.models: none` never pays it)."""
+    assert imported_by_fresh_python("import deepmimic.tracking", "torch") == []
+
+
 def test_a_sweeps_trial_process_imports_no_plotting_library():
     """Figures are drawn by the tracker, for the runs a user opens: a trial process, which loads the module of
     `Tracker`'s class for its handle, never pays matplotlib's import."""
