@@ -37,9 +37,9 @@ FAST_DEATH = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
 
 @pytest.fixture(scope="module")
 def lost(tmp_path_factory):
-    """The sweep, run as `deepmimic sweep` on a two-node cluster: a third node joins once its trials have begun
-    (idle: two trials at a time, the concurrency the sweep planned) and, once both students have stored a
-    checkpoint, the second node's processes are killed (SIGKILL, no graceful stop)."""
+    """The sweep, run as `deepmimic sweep` on a two-node cluster: once both students (one a node) have stored a
+    checkpoint, a third node joins (idle: two trials at a time, the concurrency the sweep planned) and the second
+    node's processes are killed (SIGKILL, no graceful stop)."""
     tmp = tmp_path_factory.mktemp("lost_node")
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"accel": 1},
                                                             "_system_config": FAST_DEATH})
@@ -54,10 +54,11 @@ def lost(tmp_path_factory):
                                      str(tmp / "shared" / "cache")], env=env, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         try:
-            wait_for(lambda: (out / "tune").exists(), "the sweep's trials", 120)
-            third = cluster.add_node(num_cpus=2, resources={"accel": 1})
             wait_for(lambda: len({p.parents[3] for p in out.glob(
                 "trials/*/ray/student-*/checkpoint_epoch-*/_manifest.json")}) == 2, "both students' checkpoints", 240)
+            # Joined only now: added before, it could take a trial the second node would have had, leaving
+            # nothing on the node killed.
+            third = cluster.add_node(num_cpus=2, resources={"accel": 1})
             assert proc.poll() is None
             killed_ms = time.time() * 1000
             cluster.remove_node(second, allow_graceful=False)
