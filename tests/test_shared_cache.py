@@ -15,6 +15,7 @@ import yaml
 
 from deepmimic.config import SweepConfig, parse_experiment
 from deepmimic.distributed.keys import mentor_key, student_key
+from deepmimic.distributed.mentor_folder import MentorFolder
 
 from .conftest import DEEPMIMIC, wait_for
 
@@ -64,12 +65,14 @@ def counts(tmp: Path, name: str) -> dict:
     return json.loads((tmp / name / "sweep.json").read_text())["counts"]
 
 
-def hold(lock: Path) -> subprocess.Popen:
-    """A process holding `lock` as a sweep making its mentor would, until a line on its stdin (or killed)."""
+def hold(tmp: Path, spec: dict) -> subprocess.Popen:
+    """A process holding the lock of `spec`'s mentor in `tmp`'s cache, as a sweep making it would, until a line on
+    its stdin (or killed)."""
+    lock = MentorFolder.at(str(tmp / "cache"), mentor_key(parse_experiment(spec, spec["name"], SweepConfig))).lock
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys
         from deepmimic.core import artifacts
-        with artifacts.exclusive({str(lock)!r}, "the test's mentor"):
+        with artifacts.exclusive({lock!r}, "the test's mentor"):
             print("held", flush=True)
             sys.stdin.readline()
         """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -83,8 +86,7 @@ def test_two_sweeps_waiting_together_train_their_mentor_once(tmp_path, ray_addre
     # trial: each sweep's student trial, waiting for the mentor, would otherwise hold a CPU the other's needs.
     specs = [space(name, epochs=30) | {"resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1}}
              for name in ("first", "second")]
-    key = mentor_key(parse_experiment(specs[0], "first", SweepConfig))
-    holder = hold(tmp_path / "cache" / "mentors" / f"{key}.lock")
+    holder = hold(tmp_path, specs[0])
     try:
         runs = [start(tmp_path, spec, ray_address) for spec in specs]
         wait_for(lambda: all("waiting for mentor" in log.read_text() for _, log in runs), "both to wait", 300)
@@ -100,9 +102,7 @@ def test_two_sweeps_waiting_together_train_their_mentor_once(tmp_path, ray_addre
 
 def test_a_killed_holder_leaves_the_mentor_to_the_waiting_sweep(tmp_path, ray_address):
     spec = space("waiter", epochs=3)
-    key = mentor_key(parse_experiment(spec, "waiter", SweepConfig))
-    lock = tmp_path / "cache" / "mentors" / f"{key}.lock"
-    holder = hold(lock)
+    holder = hold(tmp_path, spec)
     proc, log = start(tmp_path, spec, ray_address)
     wait_for(lambda: "waiting for mentor" in log.read_text(), "the sweep to wait for the held mentor", 300)
     holder.kill()  # SIGKILL: no clean release
