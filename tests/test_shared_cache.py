@@ -82,10 +82,8 @@ def hold(tmp: Path, spec: dict) -> subprocess.Popen:
 
 def test_two_sweeps_waiting_together_train_their_mentor_once(tmp_path, ray_address):
     # Both reach the mentor's lock while the test holds it, then race for it: their overlap is made, not left to
-    # their start-up times (on a fast machine one made the mentor before the other asked for it). Half a CPU a
-    # trial: each sweep's student trial, waiting for the mentor, would otherwise hold a CPU the other's needs.
-    specs = [space(name, epochs=30) | {"resources": {"cpus_per_worker": 0.5, "threads_per_worker": 1}}
-             for name in ("first", "second")]
+    # their start-up times (on a fast machine one made the mentor before the other asked for it).
+    specs = [space(name, epochs=30) for name in ("first", "second")]
     holder = hold(tmp_path, specs[0])
     try:
         runs = [start(tmp_path, spec, ray_address) for spec in specs]

@@ -60,8 +60,7 @@ def space(name: str, epochs: int) -> dict:
     return {"name": name, "dataset": {"name": "digits"}, "training": {"epochs": epochs, "batch_size": BATCH},
             "mentor": {"name": "Mentor", "architecture": "c-mp-fc2", "width": 8, "training": {"epochs": 3}},
             "students": [STUDENT],
-            # the whole node a trial: one trial process, not a second one starting only to wait for the mentor
-            "resources": {"cpus_per_worker": 2, "threads_per_worker": 1},
+            "resources": {"cpus_per_worker": 1, "threads_per_worker": 1},
             "fault_tolerance": {"checkpoint_every": 0}}
 
 

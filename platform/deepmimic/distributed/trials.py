@@ -140,15 +140,17 @@ def _driver_inputs(trials: list[Trial], cache: str) -> dict[str, Inputs]:
 
 
 def _tune(name: str, jobs: list[str], base: SweepConfig, storage: str, experiment: Experiment,
-          data_cpus: float) -> list[dict[str, Any]]:
+          data_cpus: float, width: int | None = None) -> list[dict[str, Any]]:
     """Run `jobs` (`mentor:KEY`, `student:KEY`) as one Tune experiment, each trial on the resources of its
     role, a student's placement group with a bundle of `data_cpus` beside it where its Ray Data reads run
-    (`streaming.py`); their last reports, also written to `STORAGE/NAME.json`."""
+    (`streaming.py`), at most `width` at once (default: as many as fit); their last reports, also written to
+    `STORAGE/NAME.json`."""
     roles = {job.split(":", 1)[0] for job in jobs}
     bundles = {role: [trial_resources(base, role)] + ([{"CPU": data_cpus}] if data_cpus and role == "student" else [])
                for role in roles}
     at_once = min(concurrency(base, ray.cluster_resources(), data_cpus if role == "student" else 0.0, role)
                   for role in roles)
+    at_once = min(at_once, width or at_once)
     # Reused trial processes have PyTorch imported already: a new one starts and imports it again.
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(_trial, experiment=experiment),
@@ -207,9 +209,12 @@ def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str, watch: St
                 _tune("students", [f"student:{k}" for k in pending], base, storage,
                       Experiment(planned, out, cache, tracked, inputs), base.data.data_cpus if streaming else 0.0)
     elif in_trials or pending:
+        # No more trial processes than trials that can train at once: a student waits on its mentor, so a
+        # mentor and its one student start one process, not a second that would only wait and then go idle.
+        width = max([len(pending)] + [len(wave) for wave in _waves(in_trials, mentors)])
         with watch("trials"):
             done = _tune("trials", [f"mentor:{k}" for k in in_trials] + [f"student:{k}" for k in pending], base,
-                         storage, Experiment(planned, out, cache, tracked, None), 0.0)
+                         storage, Experiment(planned, out, cache, tracked, None), 0.0, width)
         made |= {k for m in done for k in m["made"]}  # not those another sweep made while this one waited
     made_count = len(made) + len([k for k in to_make if not mentors[k].mentor.in_trial])
     return Counts(mentors=len(mentors), mentors_trained=made_count, mentors_reused=len(mentors) - made_count,
