@@ -83,23 +83,6 @@ def test_rerun_on_the_same_folder_runs_nothing(ray_local, six):
     assert mentor_trainings(tmp / "cache") == 1
 
 
-def test_a_mentor_and_its_one_student_start_one_trial_process(ray_local, tmp_path):
-    """The student waits on its mentor, so a second trial process would only start, wait and go unused (Tune
-    gives the student the first one once the mentor is done): one is started, which both trials use."""
-    from ray.util.state import list_actors
-
-    def trial_processes() -> set[str]:  # every Tune function trial's actor the cluster has seen, ended ones too
-        return {a.actor_id for a in list_actors(filters=[("class_name", "=", "ImplicitFunc")], limit=10_000)}
-
-    space = {**SIX_STUDENTS, "name": "pair", "training": {"epochs": 1}, "grid": {"student": ["S2"]},
-             "tracking": {"models": "none"}}  # no claim here reads figures or models
-    before = trial_processes()
-    sweep(ray_local, tmp_path, space, str(tmp_path / "out"), str(tmp_path / "cache"))
-    reported = json.loads((tmp_path / "out" / "tune" / "trials.json").read_text())
-    assert sorted(r["job"].split(":")[0] for r in reported) == ["mentor", "student"]
-    assert len(trial_processes() - before) == 1
-
-
 def test_mlflow_store_holds_parent_nested_runs_metrics_and_plots(six):
     tmp, proc = six
     uri = f"sqlite:///{tmp / 'a' / 'mlflow.db'}"
