@@ -38,8 +38,14 @@ def test_student_never_sees_a_true_label(ray_local, digits, tmp_path, mentor):
     """Permuting the student pool's true labels changes nothing the student learns: from the mentor, from a
     generation after it (which learns from the labelled images' true classes and the pool's soft labels), or from
     a FixMatch mentor (which learns from the labelled images and the pool's images)."""
-    kinds = {"Mentor": {}, "Mentor-g1": {"generations": 1},
-             "FixMatch": {"mentor": {**SMALL["mentor"], "name": "FixMatch", "fixmatch": {"mu": 2}}}}
+    # The generation's and FixMatch's strong augmentation is kornia's, a call per operation drawn in a batch:
+    # TrivialAugment's one draw an image and a few epochs keep them short (what leaks is not how they are noised).
+    noisy = {"epochs": 4, "augment": {"policy": "trivialaugment"}}
+    kinds = {"Mentor": {},
+             "Mentor-g1": {"mentor": {**SMALL["mentor"], "name": "Mentor-g1", "training": noisy,
+                                      "teacher": SMALL["mentor"]}},
+             "FixMatch": {"mentor": {**SMALL["mentor"], "name": "FixMatch", "training": {"epochs": 4},
+                                     "fixmatch": {"mu": 2, "strong": noisy["augment"]}}}}
     cfg = parse_experiment({**SMALL, **kinds[mentor]})
     split = stratified_split(digits.train.labels, cfg.split.mentor_ratio, cfg.seed)
     labels = digits.train.labels.copy()
