@@ -180,7 +180,9 @@ def test_by_default_the_mentors_and_each_students_best_carry_figures_and_a_model
 
 def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, six, tmp_path):
     """MLflow failing at the end (a store gone, a server down) is one line; the results are already written.
-    (Its mentor is the one `six` trained.)"""
+    (Its trial is one `six` finished: nothing trains, the sweep goes straight to its end.)"""
+    import shutil
+
     from deepmimic.config import SweepConfig, parse_experiment
     from deepmimic.distributed.sweep import run_sweep
     from deepmimic.distributed.trials import Tracked
@@ -191,6 +193,7 @@ def test_a_tracking_failure_loses_neither_results_nor_report(ray_local, six, tmp
     gone = ray_local.remote(Tracker).remote(default_uri(str(tmp_path)), "untracked", str(tmp_path / "out"))
     ready = (gone.where.remote(),)
     ray_local.kill(gone)  # the tracker's process dies with the sweep's runs untracked
+    shutil.copytree(six[0] / "a" / "trials", tmp_path / "out" / "trials")
     with pytest.raises(UserError, match="MLflow logging failed .*Actor.*results.csv"):
         run_sweep(base, [({"student": "S2"}, base)], str(tmp_path / "out"), str(six[0] / "cache"),
                   Tracked(gone, ready))
