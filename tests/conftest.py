@@ -91,6 +91,23 @@ def ray_local():
     return ray
 
 
+def trial_pids() -> list[int]:
+    """The processes running a Tune function trial (Ray titles them `ray::ImplicitFunc…`) on this session's Ray:
+    children of its raylet (another Ray's on the machine are not ours to kill)."""
+    import ray
+
+    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"ImplicitFunc" in (proc / "cmdline").read_bytes() \
+                    and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == raylet:
+                pids.append(int(proc.name))
+        except (OSError, ValueError):
+            pass
+    return pids
+
+
 @pytest.fixture(scope="session")
 def digits():
     from deepmimic.core.datasets import load_dataset

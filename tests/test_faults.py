@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from deepmimic.core import artifacts
 
-from .conftest import DEEPMIMIC, wait_for
+from .conftest import DEEPMIMIC, trial_pids, wait_for
 
 
 def space(name: str, students: list[str], epochs: int = 4, checkpoint_every: int = 0) -> dict:
@@ -109,23 +109,6 @@ def flip_a_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
-
-
-def trial_pids() -> list[int]:
-    """The processes running a Tune function trial (Ray titles them `ray::ImplicitFunc…`) on this session's Ray:
-    children of its raylet (another Ray's on the machine are not ours to kill)."""
-    import ray
-
-    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and b"ImplicitFunc" in (proc / "cmdline").read_bytes() \
-                    and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == raylet:
-                pids.append(int(proc.name))
-        except (OSError, ValueError):
-            pass
-    return pids
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from .conftest import DEEPMIMIC, free_port, mlflow_process, wait_for
 # is back (5 s, then its start, slower on a loaded machine) while it still trains; gone for good, a few seconds
 # more suffice. A sweep beside it (pytest-xdist's other worker) can make the pace measured slower than the
 # student's own.
-SECONDS = {"back": 25.0, "gone": 10.0}
+SECONDS = {"back": 40.0, "gone": 10.0}
 STUDENT, BATCH = {"name": "S", "architecture": "c-fc", "width": 4}, 64  # the sweeps' and the pace's
 
 
