@@ -78,17 +78,24 @@ def imported_by_fresh_python(code: str, *modules: str) -> list[str]:
     return [m for m in out.strip().split(",") if m]
 
 
-@pytest.fixture
-def ray_local():
-    """A real local Ray, started once and shared by the tests that need one
-    (a test that shuts it down gets a fresh one for the next)."""
+def session_ray() -> Any:
+    """A real local Ray, started once in each pytest-xdist worker and shared by the tests that need one (a test
+    that shuts it down gets a fresh one for the next); the `ray` module. Without Ray's dashboard: no test reads
+    it, and its processes poll for as long as the Ray lives (a CLI starting a Ray of its own keeps it, as a
+    user's does)."""
     os.environ.pop("RAY_ADDRESS", None)
     import ray
 
     from deepmimic.distributed.cluster import connect
 
-    connect()
+    connect(dashboard=False)
     return ray
+
+
+@pytest.fixture
+def ray_local():
+    """The session's Ray (`session_ray`)."""
+    return session_ray()
 
 
 def trial_pids() -> list[int]:
@@ -204,11 +211,7 @@ def served_sweep(tmp_path_factory) -> Iterator[tuple[str, Path, subprocess.Compl
     """`SERVED` (2 mentors, 4 students) swept as a cluster user does: on a storage URI (file:// here, s3:// or
     gs:// there, through pyarrow) and tracked live to a real `mlflow server` on loopback, which goes on serving
     it for the session's tests (the browser's among them). The server's URL, the storage root, the sweep."""
-    import ray
-
-    from deepmimic.distributed.cluster import connect
-
-    connect()
+    ray = session_ray()
     tmp = tmp_path_factory.mktemp("served")
     root, path = tmp / "bucket", tmp / "served.yaml"
     path.write_text(yaml.safe_dump(SERVED))

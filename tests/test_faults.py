@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from deepmimic.core import artifacts
 
-from .conftest import DEEPMIMIC, trial_pids, wait_for
+from .conftest import DEEPMIMIC, session_ray, trial_pids, wait_for
 
 
 def space(name: str, students: list[str], epochs: int = 4, checkpoint_every: int = 0) -> dict:
@@ -40,11 +40,7 @@ def space(name: str, students: list[str], epochs: int = 4, checkpoint_every: int
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
-    from deepmimic.distributed.cluster import connect
-
-    connect()
-    import ray
-
+    ray = session_ray()
     tmp = tmp_path_factory.mktemp("faults")
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     return tmp, env

@@ -20,7 +20,7 @@ from deepmimic.core.architectures import ModelSpec, channel_stats
 from deepmimic.core.evaluation import predict_logits
 from deepmimic.core.training import Training, train
 
-from .conftest import scoring_endpoint, sweep
+from .conftest import scoring_endpoint, session_ray, sweep
 from .test_report import row
 
 STUDENT = {"name": "Student", "architecture": "c-mp-fc2", "width": 8}
@@ -38,11 +38,7 @@ def mentor_b(digits):
 
 @pytest.fixture(scope="module")
 def mentors_sweep(tmp_path_factory, mentor_b):
-    import ray
-
-    from deepmimic.distributed.cluster import connect
-
-    connect()
+    ray = session_ray()
     tmp = tmp_path_factory.mktemp("mentors")
     model, _ = mentor_b
     serving.export(model, (1, 8, 8), "onnx", str(tmp / "b.onnx"))

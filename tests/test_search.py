@@ -10,7 +10,7 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .conftest import sweep
+from .conftest import session_ray, sweep
 
 EPOCHS = 9
 SPACE = {
@@ -29,11 +29,7 @@ SPACE = {
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
-    import ray
-
-    from deepmimic.distributed.cluster import connect
-
-    connect()
+    ray = session_ray()
     tmp = tmp_path_factory.mktemp("search")
     sweep(ray, tmp, SPACE, str(tmp / "out"), str(tmp / "cache"))
     return tmp / "out", json.loads((tmp / "out" / "search.json").read_text())

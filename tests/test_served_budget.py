@@ -12,7 +12,7 @@ import pytest
 
 from deepmimic.core import tables
 
-from .conftest import sweep
+from .conftest import session_ray, sweep
 
 BUDGET, POOL, TEST = 100, 1078, 450   # digits' 20/80 split: 1078 pool images, 450 test images
 
@@ -35,11 +35,7 @@ def mentors(cache) -> dict[tuple, dict]:
 
 @pytest.fixture(scope="module")
 def budget_sweep(tmp_path_factory, model_server):
-    import ray
-
-    from deepmimic.distributed.cluster import connect
-
-    connect()
+    ray = session_ray()
     url = model_server[0]
     tmp = tmp_path_factory.mktemp("budget")
     box = {"kind": "http", "location": url + "/invocations", "batch_size": 64, "timeout_s": 10, "rounds": 3,

@@ -17,7 +17,7 @@ from deepmimic.config import SweepConfig, parse_experiment
 from deepmimic.distributed.keys import mentor_key, student_key
 from deepmimic.distributed.mentor_folder import MentorFolder
 
-from .conftest import DEEPMIMIC, wait_for
+from .conftest import DEEPMIMIC, session_ray, wait_for
 
 
 def space(name: str, epochs: int) -> dict:
@@ -42,11 +42,7 @@ def test_how_a_run_is_scored_or_launched_leaves_its_cache_keys_as_they_were(sett
 
 @pytest.fixture(scope="module")
 def ray_address():
-    import ray
-
-    from deepmimic.distributed.cluster import connect
-
-    connect()
+    ray = session_ray()
     return ray.get_runtime_context().gcs_address
 
 

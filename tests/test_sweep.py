@@ -13,7 +13,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from .conftest import DEEPMIMIC, mlflow_process, sweep
+from .conftest import DEEPMIMIC, mlflow_process, session_ray, sweep
 
 EPOCHS = 3
 SIX_STUDENTS = {
@@ -34,11 +34,7 @@ def mentor_trainings(cache: Path) -> int:
 
 @pytest.fixture(scope="module")
 def six(tmp_path_factory):
-    import ray
-
-    from deepmimic.distributed.cluster import connect
-
-    connect()
+    ray = session_ray()
     tmp = tmp_path_factory.mktemp("six")
     proc = sweep(ray, tmp, SIX_STUDENTS, str(tmp / "a"), str(tmp / "cache"))
     return tmp, proc

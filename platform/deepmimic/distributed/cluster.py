@@ -15,8 +15,10 @@ from ..config import SweepConfig
 from ..errors import UserError
 
 
-def connect() -> None:
-    """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a local Ray."""
+def connect(dashboard: bool = True) -> None:
+    """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a local Ray, with Ray's
+    dashboard (its UI, job server and state API) unless `dashboard` is false: a caller that uses none of them
+    is spared its dozen processes, which poll for as long as the Ray lives."""
     if ray.is_initialized():
         return
     # ray.init replaces SIGTERM's handler with sys.exit: the caller's (the CLI's clean stop) is put back.
@@ -31,7 +33,7 @@ def connect() -> None:
             raise UserError(f"RAY_ADDRESS {address}: cannot connect ({cause})") from None
     else:
         # "local": never join whatever cluster an earlier `ray start` left recorded in /tmp/ray.
-        ray.init(address="local", **quiet)  # the dashboard serves the state API that Train's cleanup polls
+        ray.init(address="local", include_dashboard=dashboard, **quiet)
     no_progress_bars()
     if threading.current_thread() is threading.main_thread() and on_sigterm is not None:
         signal.signal(signal.SIGTERM, on_sigterm)
