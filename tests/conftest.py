@@ -98,6 +98,12 @@ def ray_local():
     return session_ray()
 
 
+@pytest.fixture(scope="module")
+def ray_address() -> str:
+    """The session's Ray's address, for the CLI processes a module starts (RAY_ADDRESS)."""
+    return session_ray().get_runtime_context().gcs_address
+
+
 def trial_pids() -> list[int]:
     """The processes running a Tune function trial (Ray titles them `ray::ImplicitFunc…`) on this session's Ray:
     children of its raylet (another Ray's on the machine are not ours to kill)."""

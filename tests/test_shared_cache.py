@@ -17,7 +17,7 @@ from deepmimic.config import SweepConfig, parse_experiment
 from deepmimic.distributed.keys import mentor_key, student_key
 from deepmimic.distributed.mentor_folder import MentorFolder
 
-from .conftest import DEEPMIMIC, session_ray, wait_for
+from .conftest import DEEPMIMIC, wait_for
 
 
 def space(name: str, epochs: int) -> dict:
@@ -38,12 +38,6 @@ def test_how_a_run_is_scored_or_launched_leaves_its_cache_keys_as_they_were(sett
     changed["training"] |= setting
     same = keys(changed) == keys(space("keys", epochs=3))
     assert same == ("lr" not in setting)  # what is learned does change them
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    ray = session_ray()
-    return ray.get_runtime_context().gcs_address
 
 
 def start(tmp: Path, spec: dict, address: str) -> tuple[subprocess.Popen, Path]:

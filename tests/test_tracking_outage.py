@@ -21,7 +21,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from .conftest import DEEPMIMIC, free_port, mlflow_process, session_ray, wait_for
+from .conftest import DEEPMIMIC, free_port, mlflow_process, wait_for
 
 # Seconds the student trains, at this CPU's fastest pace: long enough that a server killed after its 10th epoch
 # is back (5 s, then its start, slower on a loaded machine) while it still trains; gone for good, a few seconds
@@ -72,12 +72,6 @@ def server(tmp_path_factory):
     args = ["server", "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp / 'store.db'}",
             "--artifacts-destination", str(tmp / "artifacts")]
     return tmp, args, free_port()
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    ray = session_ray()
-    return ray.get_runtime_context().gcs_address
 
 
 def start(server, ray_address: str, name: str, epochs: int) -> tuple[subprocess.Popen, str]:

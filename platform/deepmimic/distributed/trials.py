@@ -188,7 +188,8 @@ def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str, watch: St
         need(trials[k].cfg)
     to_make = [k for k in mentors if k in needed and not artifacts.intact(MentorFolder.at(cache, k).done)]
     # those made in trials (their kind's `in_trial`), needs first; the others where first needed
-    in_trials = [k for wave in _waves([k for k in to_make if mentors[k].mentor.in_trial], mentors) for k in wave]
+    waves = _waves([k for k in to_make if mentors[k].mentor.in_trial], mentors)
+    in_trials = [k for wave in waves for k in wave]
     storage, made = f"{out}/tune", set()
     pools = {pool_key(c): c for c in (trials[k].cfg for k in pending) if c.pool_separate}
     always = any(trials[k].cfg.data.stream == "always" for k in pending)
@@ -196,7 +197,7 @@ def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str, watch: St
         with watch("unlabelled pools"):
             for cfg in pools.values():
                 prepare_pool(cfg, cache)
-        for wave in _waves(in_trials, mentors):
+        for wave in waves:
             with watch("mentor trials"):
                 done = _tune("mentors", [f"mentor:{k}" for k in wave], base, storage,
                              Experiment(planned, out, cache, tracked, None), 0.0)
@@ -211,7 +212,7 @@ def run_stages(base: SweepConfig, planned: Plan, out: str, cache: str, watch: St
     elif in_trials or pending:
         # No more trial processes than trials that can train at once: a student waits on its mentor, so a
         # mentor and its one student start one process, not a second that would only wait and then go idle.
-        width = max([len(pending)] + [len(wave) for wave in _waves(in_trials, mentors)])
+        width = max([len(pending)] + [len(wave) for wave in waves])
         with watch("trials"):
             done = _tune("trials", [f"mentor:{k}" for k in in_trials] + [f"student:{k}" for k in pending], base,
                          storage, Experiment(planned, out, cache, tracked, None), 0.0, width)
