@@ -1,10 +1,13 @@
 """The cluster files: launcher and KubeRay configs pass their schemas, the runtime environment ships what
 the project needs, and a job's driver checks that every node runs its versions."""
 
+import sys
+import time
+
 import pytest
 import yaml
 
-from .conftest import ROOT
+from .conftest import ROOT, wait_for
 
 
 @pytest.mark.parametrize("name", ["aws.yaml", "gcp.yaml"])
@@ -60,6 +63,35 @@ def test_a_node_of_another_version_is_named_in_one_line(ray_local):
     with pytest.raises(UserError) as e:
         check_versions({**versions(), "deepmimic": "0.0.1"})
     assert "deepmimic 0.1.0, but the driver has 0.0.1" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_stopping_driver_prints_none_of_its_workers_output_from_then_on(ray_local, capfd):
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as relay
+
+    from deepmimic import stopping
+
+    @ray_local.remote
+    def say(word: str) -> None:
+        print(word, file=sys.stderr, flush=True)
+
+    seen: list[str] = []
+
+    def heard(word: str) -> bool:
+        seen.append(capfd.readouterr().err)
+        return word in "".join(seen)
+
+    handlers = list(relay.handlers)
+    try:
+        ray_local.get(say.remote("before-the-stop"))
+        begun = time.monotonic()
+        wait_for(lambda: heard("before-the-stop"), "a worker's line in the driver", 30)
+        relayed = time.monotonic() - begun
+        stopping.begin()  # what the first Ctrl-C's handler does first
+        ray_local.get(say.remote("after-the-stop"))
+        time.sleep(1.0 + 3 * relayed)
+        assert not heard("after-the-stop")
+    finally:
+        relay.handlers = handlers  # the other tests of this worker's Ray keep its workers' output
 
 
 def test_the_readme_shows_the_cluster_demos_steps_as_the_demo_runs_them():

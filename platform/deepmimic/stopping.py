@@ -4,7 +4,8 @@ The first signal raises `Interrupted` in the main thread, which unwinds through 
 cleanup stops the trials) to the CLI, which shuts Ray down and exits 130 or 143. Library cleanup can
 take long on a loaded machine, so a watchdog ends the process after `GRACE_S` whatever it is doing;
 the work a stop must not lose (a sweep's partial report) is registered with `on_stop` and runs once,
-on whichever path comes first. A second signal ends the process at once.
+on whichever path comes first; what must end before the stop begins (a driver relaying its workers' output)
+is registered with `at_signal`. A second signal ends the process at once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .errors import Interrupted
 GRACE_S = 10.0
 MESSAGE = "deepmimic: interrupted: rerun the same command to resume"
 _finishers: list[Callable[[], None]] = []
+_at_signal: list[Callable[[], None]] = []
 _lock = threading.Lock()
 _stopping = threading.Event()
 
@@ -44,6 +46,19 @@ def finish() -> None:
             _finishers.pop()()
 
 
+def at_signal(hook: Callable[[], None]) -> None:
+    """Run `hook` in the handler of the first signal, before anything stops (once registered, for good)."""
+    if hook not in _at_signal:
+        _at_signal.append(hook)
+
+
+def begin() -> None:
+    """The stop's first step: the `at_signal` hooks, each whatever another raises."""
+    for hook in _at_signal:
+        with contextlib.suppress(Exception):
+            hook()
+
+
 def install() -> None:
     """SIGINT and SIGTERM stop the command (see the module's docstring)."""
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -54,6 +69,7 @@ def _on_signal(signum: int, frame: object) -> None:
     if _stopping.is_set():
         _end(signum)
     _stopping.set()
+    begin()
     threading.Thread(target=_watchdog, args=(signum,), daemon=True).start()
     raise Interrupted(signum)
 

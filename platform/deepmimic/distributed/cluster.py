@@ -11,6 +11,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from .. import stopping
 from ..config import SweepConfig
 from ..errors import UserError
 
@@ -35,10 +36,20 @@ def connect(dashboard: bool = True) -> None:
         # "local": never join whatever cluster an earlier `ray start` left recorded in /tmp/ray.
         ray.init(address="local", include_dashboard=dashboard, **quiet)
     no_progress_bars()
+    stopping.at_signal(mute_worker_output)
     if threading.current_thread() is threading.main_thread() and on_sigterm is not None:
         signal.signal(signal.SIGTERM, on_sigterm)
     if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:  # a `ray job submit` driver: nodes may be set up otherwise
         check_versions()
+
+
+def mute_worker_output() -> None:
+    """This driver stops printing its workers' output. A stop kills the trials, and what they print as they die
+    (a SIGTERM's traceback) would follow the command's last line; each trial's own log keeps it."""
+    # Ray has no public switch for log_to_driver once it is connected: its handler is removed by name.
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher
+
+    global_worker_stdstream_dispatcher.remove_handler("ray_print_logs")
 
 
 def no_progress_bars() -> None:
