@@ -50,6 +50,11 @@ def test_one_mentor_is_trained_once_for_six_students(six):
     assert (tmp / "a" / "report.md").read_text().count("| S") >= 6
 
 
+def test_a_sweep_warns_of_no_file_tune_no_longer_writes(six):
+    """Tune's loggers are off, so no trial has the progress file its result grid reads: a warning a trial."""
+    assert "Failed to fetch metrics" not in six[1].stderr, six[1].stderr[-2000:]
+
+
 def test_each_trial_has_its_galleries_and_a_bootstrap_interval_around_its_accuracy_gap(six):
     tmp, _ = six
     rows = list(csv.DictReader((tmp / "a" / "results.csv").open()))

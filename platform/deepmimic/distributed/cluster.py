@@ -107,6 +107,9 @@ def run_config(name: str, storage: str, retries: int) -> Any:
     from ray import tune
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # read by the Tuner, in this process
+    # Without those loggers no trial has the progress file Tune's result grid reads its metrics from, and it would
+    # warn once per trial; the metrics used are each trial's last report, which it keeps in memory.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     return tune.RunConfig(name=name, storage_path=storage, verbose=1,
                           failure_config=tune.FailureConfig(max_failures=retries))
 
