@@ -8,6 +8,7 @@ handling is the same as after MLflow's retries, which would make the test wait a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -21,13 +22,13 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from .conftest import DEEPMIMIC, free_port, mlflow_process, wait_for
+from .conftest import DEEPMIMIC, free_port, mlflow_process, trial_pids, wait_for
 
-# Seconds the student trains, at this CPU's fastest pace: long enough that a server killed after its 10th epoch
-# is back (5 s, then its start, slower on a loaded machine) while it still trains; gone for good, a few seconds
-# more suffice. A sweep beside it (pytest-xdist's other worker) can make the pace measured slower than the
-# student's own.
-SECONDS = {"back": 40.0, "gone": 10.0}
+# Seconds the student trains, at this CPU's fastest pace: long enough that it still trains after a server killed
+# after its 10th epoch has been gone a second and a half (then it is paused until the server is back, however long
+# the server takes to start); gone for good, the same margin. A sweep beside it (pytest-xdist's other worker) can
+# make the pace measured slower than the student's own.
+SECONDS = {"back": 10.0, "gone": 10.0}
 STUDENT, BATCH = {"name": "S", "architecture": "c-fc", "width": 4}, 64  # the sweeps' and the pace's
 
 
@@ -112,7 +113,9 @@ class Back(NamedTuple):
 @pytest.fixture(scope="module")
 def back(server, ray_address, epochs):
     """A sweep whose server is killed once its student has logged epochs, and started again 5 s later; beside it,
-    a tracker in this process sends an epoch before the outage, two during it and one after."""
+    a tracker in this process sends an epoch before the outage, two during it and one after. The student trains
+    on for 1.5 s of the outage; then its trial process is paused (SIGSTOP) until the server answers again, so it is
+    still training when the server is back on any machine, however slowly the server starts there."""
     from deepmimic.core.results import Epoch
     from deepmimic.run_names import RunLabel
     from deepmimic.tracking import Tracker
@@ -127,18 +130,28 @@ def back(server, ray_address, epochs):
             direct.started(label, 1_000_000)
             direct.epochs(label.key, [Epoch(1, 1.0, ended_ms=1_001_000)])
             wait_for(lambda: student_epochs(proc, uri, "back") >= 10, "the student's epochs", 300)
+            pids = trial_pids()
+            assert len(pids) == 1, pids  # the one process its mentor and student train in
+            trial = pids[0]
         down = time.time()
         direct.epochs(label.key, [Epoch(e, 1.0, ended_ms=1_000_000 + 1000 * e) for e in (2, 3)])
         assert direct.down_at is not None  # the call found the server gone
-        time.sleep(5)
-        with mlflow_process(args, "/health", port=port):  # stopped before the next test starts one on its port
-            up = time.time()
-            direct.try_again()
-            direct.epochs(label.key, [Epoch(4, 1.0, ended_ms=1_004_000)])
-            run = direct.runs[label.key]
-            logged = [m.step for m in MlflowClient(uri).get_metric_history(run, "epoch_train_loss")]
-            assert proc.wait(timeout=300) == 0, (tmp / "back.err").read_text()[-3000:]
-            return Back(every_epoch_once(uri, "back"), down, up, logged)
+        time.sleep(1.5)
+        os.kill(trial, signal.SIGSTOP)
+        try:
+            time.sleep(3.5)
+            with mlflow_process(args, "/health", port=port):  # stopped before the next test starts one on its port
+                up = time.time()
+                os.kill(trial, signal.SIGCONT)
+                direct.try_again()
+                direct.epochs(label.key, [Epoch(4, 1.0, ended_ms=1_004_000)])
+                run = direct.runs[label.key]
+                logged = [m.step for m in MlflowClient(uri).get_metric_history(run, "epoch_train_loss")]
+                assert proc.wait(timeout=300) == 0, (tmp / "back.err").read_text()[-3000:]
+                return Back(every_epoch_once(uri, "back"), down, up, logged)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(trial, signal.SIGCONT)
 
 
 def test_a_server_back_mid_sweep_holds_every_epoch_once(back, epochs):
@@ -156,6 +169,12 @@ def test_training_went_on_while_the_server_was_down(back, server):
     (trial,) = (tmp / "back" / "trials").glob("*/trial.json")
     ended = [e["ended_ms"] / 1000 for e in json.loads(trial.read_text())["student"]["history"]]
     assert any(back.down < t < back.up for t in ended), (back.down, back.up, ended[0], ended[-1])
+
+
+def test_the_student_still_trained_once_the_server_was_back(back, server):
+    (trial,) = (server[0] / "back" / "trials").glob("*/trial.json")
+    ended = [e["ended_ms"] / 1000 for e in json.loads(trial.read_text())["student"]["history"]]
+    assert ended[-1] > back.up, (back.up, ended[-1])  # so its last epochs were sent to the server come back
 
 
 def test_a_server_gone_for_good_ends_in_one_line_and_the_same_command_sends_the_runs(server, ray_address, epochs):
