@@ -164,16 +164,19 @@ def test_epochs_sent_while_the_server_was_down_reach_it_once_it_is_back(back):
     assert back.direct == [1, 2, 3, 4]
 
 
+def epoch_ends(server) -> list[float]:
+    """When each of the server-back sweep's student epochs ended (seconds since the epoch), from its trial record."""
+    (trial,) = (server[0] / "back" / "trials").glob("*/trial.json")
+    return [e["ended_ms"] / 1000 for e in json.loads(trial.read_text())["student"]["history"]]
+
+
 def test_training_went_on_while_the_server_was_down(back, server):
-    tmp = server[0]
-    (trial,) = (tmp / "back" / "trials").glob("*/trial.json")
-    ended = [e["ended_ms"] / 1000 for e in json.loads(trial.read_text())["student"]["history"]]
+    ended = epoch_ends(server)
     assert any(back.down < t < back.up for t in ended), (back.down, back.up, ended[0], ended[-1])
 
 
 def test_the_student_still_trained_once_the_server_was_back(back, server):
-    (trial,) = (server[0] / "back" / "trials").glob("*/trial.json")
-    ended = [e["ended_ms"] / 1000 for e in json.loads(trial.read_text())["student"]["history"]]
+    ended = epoch_ends(server)
     assert ended[-1] > back.up, (back.up, ended[-1])  # so its last epochs were sent to the server come back
 
 
