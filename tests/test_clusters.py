@@ -65,7 +65,7 @@ def test_a_node_of_another_version_is_named_in_one_line(ray_local):
     assert "deepmimic 0.1.0, but the driver has 0.0.1" in str(e.value) and "\n" not in str(e.value)
 
 
-def test_a_stopping_driver_prints_none_of_its_workers_output_from_then_on(ray_local, capfd):
+def test_an_ending_driver_prints_none_of_its_workers_output_from_then_on(ray_local, capfd):
     from ray._private.ray_logging import global_worker_stdstream_dispatcher as relay
 
     from deepmimic import stopping
@@ -86,7 +86,7 @@ def test_a_stopping_driver_prints_none_of_its_workers_output_from_then_on(ray_lo
         begun = time.monotonic()
         wait_for(lambda: heard("before-the-stop"), "a worker's line in the driver", 30)
         relayed = time.monotonic() - begun
-        stopping.begin()  # what the first Ctrl-C's handler does first
+        stopping.ending()  # what the first Ctrl-C's handler, or the CLI once its work returns, does first
         ray_local.get(say.remote("after-the-stop"))
         time.sleep(1.0 + 3 * relayed)
         assert not heard("after-the-stop")

@@ -289,6 +289,7 @@ def entry() -> None:
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # ours stops the sweep, keeping what finished
     stopping.install()
     code = main()
+    stopping.ending()  # before the exit handlers' `ray.shutdown` kills the trials
     # The exit handlers (Ray's shutdown among them) run now; then the process ends without Python's own
     # finalisation, which frees every module and runs PyTorch's and Ray's C++ destructors: more than a second
     # after a sweep (benchmarks/RESULTS.md), with nothing in it that a finished command needs.

@@ -4,8 +4,9 @@ The first signal raises `Interrupted` in the main thread, which unwinds through 
 cleanup stops the trials) to the CLI, which shuts Ray down and exits 130 or 143. Library cleanup can
 take long on a loaded machine, so a watchdog ends the process after `GRACE_S` whatever it is doing;
 the work a stop must not lose (a sweep's partial report) is registered with `on_stop` and runs once,
-on whichever path comes first; what must end before the stop begins (a driver relaying its workers' output)
-is registered with `at_signal`. A second signal ends the process at once.
+on whichever path comes first; what must end before the command's processes are stopped (a driver relaying
+its workers' output, which would then print their dying words) is registered with `at_end` and runs at the
+first signal or once the command's work returns (`ending`). A second signal ends the process at once.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .errors import Interrupted
 GRACE_S = 10.0
 MESSAGE = "deepmimic: interrupted: rerun the same command to resume"
 _finishers: list[Callable[[], None]] = []
-_at_signal: list[Callable[[], None]] = []
+_at_end: list[Callable[[], None]] = []
 _lock = threading.Lock()
 _stopping = threading.Event()
 
@@ -46,15 +47,16 @@ def finish() -> None:
             _finishers.pop()()
 
 
-def at_signal(hook: Callable[[], None]) -> None:
-    """Run `hook` in the handler of the first signal, before anything stops (once registered, for good)."""
-    if hook not in _at_signal:
-        _at_signal.append(hook)
+def at_end(hook: Callable[[], None]) -> None:
+    """Run `hook` when the command begins to end, before its processes are stopped (once registered, for good)."""
+    if hook not in _at_end:
+        _at_end.append(hook)
 
 
-def begin() -> None:
-    """The stop's first step: the `at_signal` hooks, each whatever another raises."""
-    for hook in _at_signal:
+def ending() -> None:
+    """The command begins to end (its first signal, or its work returned): the `at_end` hooks, each whatever
+    another raises."""
+    for hook in _at_end:
         with contextlib.suppress(Exception):
             hook()
 
@@ -69,7 +71,7 @@ def _on_signal(signum: int, frame: object) -> None:
     if _stopping.is_set():
         _end(signum)
     _stopping.set()
-    begin()
+    ending()
     threading.Thread(target=_watchdog, args=(signum,), daemon=True).start()
     raise Interrupted(signum)
 

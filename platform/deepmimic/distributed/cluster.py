@@ -36,7 +36,7 @@ def connect(dashboard: bool = True) -> None:
         # "local": never join whatever cluster an earlier `ray start` left recorded in /tmp/ray.
         ray.init(address="local", include_dashboard=dashboard, **quiet)
     no_progress_bars()
-    stopping.at_signal(mute_worker_output)
+    stopping.at_end(mute_worker_output)
     if threading.current_thread() is threading.main_thread() and on_sigterm is not None:
         signal.signal(signal.SIGTERM, on_sigterm)
     if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:  # a `ray job submit` driver: nodes may be set up otherwise
@@ -44,8 +44,9 @@ def connect(dashboard: bool = True) -> None:
 
 
 def mute_worker_output() -> None:
-    """This driver stops printing its workers' output. A stop kills the trials, and what they print as they die
-    (a SIGTERM's traceback) would follow the command's last line; each trial's own log keeps it."""
+    """This driver stops printing its workers' output. Its end (a stop, or `ray.shutdown` at exit) kills the
+    trials, and what they print as they die (a SIGTERM's traceback) would follow the command's last line; each
+    trial's own log keeps it."""
     # Ray has no public switch for log_to_driver once it is connected: its handler is removed by name.
     from ray._private.ray_logging import global_worker_stdstream_dispatcher
 
