@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from deepmimic.core.architectures import ModelSpec
-from deepmimic.core.query_selection import SHORTLIST, STRATEGIES, View, k_center, round_sizes, view_of
+from deepmimic.core.query_selection import SHORTLIST, STRATEGIES, View, k_center, round_sizes, scores
 
 
 @pytest.mark.parametrize("budget, rounds, seed, sizes", [
@@ -56,10 +56,12 @@ def test_entropy_kcenter_chooses_diverse_images_among_the_most_uncertain():
     assert set(picked.tolist()) != set(np.argsort(-entropy)[:k].tolist())  # not uncertainty alone
 
 
-def test_the_selectors_view_holds_its_probabilities_and_penultimate_features():
+def test_the_selector_scores_its_probabilities_and_penultimate_features():
     torch.manual_seed(0)
     model = ModelSpec("c-mp-fc2", width=4, fc_width=16).build((1, 8, 8), 10, [80.0], [60.0]).eval()
     images = torch.randint(0, 256, (7, 1, 8, 8), dtype=torch.uint8)
-    view = view_of(model, images[:5], images[5:])
-    assert view.probabilities.shape == (5, 10) and np.allclose(view.probabilities.sum(1), 1, atol=1e-5)
-    assert view.features.shape == (5, 16) and view.asked_features.shape == (2, 16)
+    probabilities, features = scores(model, images)
+    assert probabilities.shape == (7, 10) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert features.shape == (7, 16)  # the last linear layer's input: its output gives the probabilities
+    assert np.allclose(torch.softmax(last(torch.from_numpy(features)), 1).detach().numpy(), probabilities, atol=1e-5)

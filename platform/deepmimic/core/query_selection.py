@@ -134,20 +134,17 @@ def round_sizes(budget: int, rounds: int, seed_fraction: float) -> list[int]:
     return [seed, *(n for n in rest if n)]
 
 
-def view_of(model: nn.Module, candidates: torch.Tensor, asked: torch.Tensor) -> View:
-    """`model`'s probabilities for uint8 `candidates` and its penultimate features (the input of its last linear
-    layer; its logits where it has none) for them and for `asked`."""
+def scores(model: nn.Module, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """`model`'s probabilities for uint8 `images` and its penultimate features (the input of its last linear
+    layer; its logits where it has none)."""
     last = [m for m in model.modules() if isinstance(m, nn.Linear)]
     seen: list[torch.Tensor] = []
     hook = last[-1].register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].flatten(1).float())) \
         if last else None
     try:
-        logits = predict_logits(model, candidates)
-        features = torch.cat(seen) if seen else logits
-        seen.clear()
-        asked_logits = predict_logits(model, asked)
-        asked_features = torch.cat(seen) if seen else asked_logits
+        logits = predict_logits(model, images)
     finally:
         if hook is not None:
             hook.remove()
-    return View(torch.softmax(logits, 1).cpu().numpy(), features.cpu().numpy(), asked_features.cpu().numpy())
+    features = torch.cat(seen) if seen else logits
+    return torch.softmax(logits, 1).cpu().numpy(), features.cpu().numpy()

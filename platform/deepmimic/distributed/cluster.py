@@ -16,6 +16,12 @@ from ..config import SweepConfig
 from ..errors import UserError
 
 
+# Ray kills a worker idle for a second where a node runs more workers than CPUs, as a sweep's trials make it: a
+# query round's scoring tasks (`selector_view.py`), a selector's training apart, then paid a new worker's imports
+# every round (benchmarks/RESULTS.md). `ray start` takes it from RAY_idle_worker_killing_time_threshold_ms (clusters/).
+SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 120_000}
+
+
 def connect(dashboard: bool = True) -> None:
     """Join the cluster named by RAY_ADDRESS (as under `ray job submit`), else start a local Ray, with Ray's
     dashboard (its UI, job server and state API) unless `dashboard` is false: a caller that uses none of them
@@ -34,7 +40,7 @@ def connect(dashboard: bool = True) -> None:
             raise UserError(f"RAY_ADDRESS {address}: cannot connect ({cause})") from None
     else:
         # "local": never join whatever cluster an earlier `ray start` left recorded in /tmp/ray.
-        ray.init(address="local", include_dashboard=dashboard, **quiet)
+        ray.init(address="local", include_dashboard=dashboard, _system_config=SYSTEM_CONFIG, **quiet)
     no_progress_bars()
     stopping.at_end(mute_worker_output)
     if threading.current_thread() is threading.main_thread() and on_sigterm is not None:

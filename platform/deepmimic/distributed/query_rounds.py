@@ -9,10 +9,7 @@ Training", 2020), and ActiveThief retrains its substitute each iteration too. A 
 final checkpoint (the same weights, so the same choices) and each answer in the answer cache: it asks nothing
 twice.
 
-The selector scores the pool in this trial, on its own device, not as Ray Data batch inference: an actor pool
-inside a trial needs a bundle reserved beside the trial's (as `streaming.py`'s `data_task_options` reserves for
-students), which on a GPU node holds a second GPU idle through the training between rounds and on two CPUs
-halves how many trials run at once, for one forward pass over the pool a round.
+The selector scores the pool as Ray Data batch inference on this trial's resources (`selector_view.py`).
 """
 
 from __future__ import annotations
@@ -23,14 +20,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import torch
 
-from ..core import checkpoints, tables
+from ..core import tables
 from ..core.answers import Answerer
 from ..core.black_box import Queries
-from ..core.query_selection import STRATEGIES, round_sizes, view_of
+from ..core.query_selection import STRATEGIES, round_sizes
 from ..core.results import BudgetUse
 from ..schema import ModelConfig
+from . import selector_view
 from .data import write_rows
 from .soft_labeling import device
 
@@ -58,9 +55,9 @@ def spend(job: _Job, answerer: Answerer, box: BlackBoxConfig) -> tuple[dict[str,
             pick = rest[:k]
         else:
             answered = tables.soft_label_table(ids[asked], np.concatenate(answers))
-            model = _selector(job, box.selector, round_, answered.append_column("image", table["image"].take(asked)))
+            selector = _selector(job, box.selector, round_, answered.append_column("image", table["image"].take(asked)))
             with job.watch("selection"):
-                view = view_of(model, torch.from_numpy(images[rest]), torch.from_numpy(images[asked]))
+                view = selector_view.view(selector, images, rest, asked)
                 pick = rest[strategy.choose(view, k)]
         start = time.perf_counter()
         answers.append(answering.probabilities(images[pick]))
@@ -78,11 +75,12 @@ def spend(job: _Job, answerer: Answerer, box: BlackBoxConfig) -> tuple[dict[str,
     return {job.soft_labels: seconds, job.test_probabilities: tested}, answering.queries or Queries(), spent
 
 
-def _selector(job: _Job, selector: ModelConfig, round_: int, answered: pa.Table) -> torch.nn.Module:
-    """The selector trained on the answers so far (a run of its own per round, kept in the mentor's folder)."""
+def _selector(job: _Job, selector: ModelConfig, round_: int, answered: pa.Table) -> str:
+    """The checkpoint of the selector trained on the answers so far (a run of its own per round, kept in the
+    mentor's folder)."""
     data = write_rows(answered, f"{job.files.path}/rounds/answered-{round_}.parquet", job.written.mentor, job.key)
     # Scored on the test set once, at its end: nobody reads a selector's learning curve
     training = dataclasses.replace(selector.training, eval_every=selector.training.epochs)
     trained = job.train(selector.model_copy(update={"name": f"{selector.name}-round{round_}", "training": training}),
                         data, tracked=False)
-    return checkpoints.load_model_at(trained.uri, device())
+    return trained.uri
