@@ -15,7 +15,6 @@ from .. import stopping
 from ..config import SweepConfig
 from ..errors import UserError
 
-
 # Ray kills a worker idle for a second where a node runs more workers than CPUs, as a sweep's trials make it: a
 # query round's scoring tasks (`selector_view.py`), a selector's training apart, then paid a new worker's imports
 # every round (benchmarks/RESULTS.md). `ray start` takes it from RAY_idle_worker_killing_time_threshold_ms (clusters/).
