@@ -104,21 +104,26 @@ def ray_address() -> str:
     return session_ray().get_runtime_context().gcs_address
 
 
-def trial_pids() -> list[int]:
-    """The processes running a Tune function trial (Ray titles them `ray::ImplicitFunc…`) on this session's Ray:
-    children of its raylet (another Ray's on the machine are not ours to kill)."""
+def raylet_children(match: Callable[[Path], bool]) -> list[int]:
+    """The processes of this session's Ray (children of its raylet: another Ray's on the machine are not ours to
+    kill) whose /proc folder `match` accepts."""
     import ray
 
     raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and b"ImplicitFunc" in (proc / "cmdline").read_bytes() \
-                    and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == raylet:
+            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == raylet \
+                    and match(proc):
                 pids.append(int(proc.name))
         except (OSError, ValueError):
             pass
     return pids
+
+
+def trial_pids() -> list[int]:
+    """The processes running a Tune function trial (Ray titles them `ray::ImplicitFunc…`) on this session's Ray."""
+    return raylet_children(lambda proc: b"ImplicitFunc" in (proc / "cmdline").read_bytes())
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ sees what one process scoring the whole pool would."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,43 +11,38 @@ import torch
 from deepmimic.core.query_selection import scores
 from deepmimic.distributed import selector_view
 
-from .conftest import session_ray, small_checkpoint
+from .conftest import raylet_children, session_ray, small_checkpoint
 
 
 def torch_workers() -> set[int]:
     """This session's Ray's idle workers that have imported PyTorch (a scoring task's, once it is done)."""
-    import ray
-
-    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
-    found = set()
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"ray::IDLE") \
-                    and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == raylet \
-                    and "libtorch" in (proc / "maps").read_text():
-                found.add(int(proc.name))
-        except (OSError, ValueError):
-            pass
-    return found
+    return set(raylet_children(lambda proc: (proc / "cmdline").read_bytes().startswith(b"ray::IDLE")
+                               and "libtorch" in (proc / "maps").read_text()))
 
 
-def test_a_task_holding_every_cpu_gets_the_one_process_view_of_its_pool(tmp_path, digits):
+class Trial:
+    """An actor holding every CPU of the Ray, as a Tune trial holds its own (a task would lend them while it
+    waits): a scoring task that asked for one would wait for ever."""
+
+    def view(self, *args):
+        return selector_view.view(*args)
+
+
+def trial(ray):
+    """A `Trial` started on the session's Ray."""
+    return ray.remote(num_cpus=ray.cluster_resources()["CPU"])(Trial).remote()
+
+
+def test_a_trial_holding_every_cpu_gets_the_one_process_view_of_its_pool(tmp_path, digits):
     ray = session_ray()
     model = small_checkpoint(tmp_path / "selector", digits)
     images = digits.train.images
     order = np.random.default_rng(0).permutation(len(images))
     candidates, asked = order[:1000], order[1000:1300]
 
-    # An actor holding every CPU of the Ray, as a Tune trial holds its own (a task would lend them while it
-    # waits): a scoring task that asked for one would wait for ever.
-    @ray.remote(num_cpus=ray.cluster_resources()["CPU"])
-    class Trial:
-        def view(self):
-            return selector_view.view(str(tmp_path / "selector"), images, candidates, asked)
-
-    trial = Trial.remote()
-    view = ray.get(trial.view.remote(), timeout=120)
-    ray.kill(trial)
+    holder = trial(ray)
+    view = ray.get(holder.view.remote(str(tmp_path / "selector"), images, candidates, asked), timeout=120)
+    ray.kill(holder)
     probabilities, features = scores(model, torch.from_numpy(images[candidates]))
     _, asked_features = scores(model, torch.from_numpy(images[asked]))
     assert np.array_equal(view.probabilities, probabilities) and np.array_equal(view.features, features)
@@ -58,17 +52,11 @@ def test_a_task_holding_every_cpu_gets_the_one_process_view_of_its_pool(tmp_path
 def test_the_next_rounds_scoring_finds_the_last_rounds_worker_still_there(tmp_path, digits):
     ray = session_ray()
     small_checkpoint(tmp_path / "selector", digits)
-    images, order = digits.train.images, np.arange(len(digits.train.images))
-
-    @ray.remote(num_cpus=ray.cluster_resources()["CPU"])
-    class Trial:
-        def view(self):
-            selector_view.view(str(tmp_path / "selector"), images, order[:500], order[500:600])
-
-    trial = Trial.remote()
-    ray.get(trial.view.remote(), timeout=120)
+    order = np.arange(len(digits.train.images))
+    holder, args = trial(ray), (str(tmp_path / "selector"), digits.train.images, order[:500], order[500:600])
+    ray.get(holder.view.remote(*args), timeout=120)
     before = torch_workers()
     time.sleep(3)  # a selector's training between rounds: Ray's default kills a worker idle for 1 s
-    ray.get(trial.view.remote(), timeout=120)
-    ray.kill(trial)
+    ray.get(holder.view.remote(*args), timeout=120)
+    ray.kill(holder)
     assert before and torch_workers() == before
