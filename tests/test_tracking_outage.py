@@ -15,7 +15,7 @@ import os
 import signal
 import subprocess
 import time
-from typing import NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import pytest
 import torch
@@ -24,11 +24,12 @@ from mlflow.tracking import MlflowClient
 
 from .conftest import DEEPMIMIC, free_port, mlflow_process, trial_pids, wait_for
 
-# Seconds the student trains, at this CPU's fastest pace: long enough that it still trains after a server killed
-# after its 10th epoch has been gone a second and a half (then it is paused until the server is back, however long
-# the server takes to start); gone for good, the same margin. A sweep beside it (pytest-xdist's other worker) can
-# make the pace measured slower than the student's own.
-SECONDS = {"back": 10.0, "gone": 10.0}
+# Seconds the student trains, at this CPU's fastest pace. The test holds its trial process stopped except for
+# short steps until the server shows the student's first epochs (`stepped`), so the student has trained about a
+# second then, however late the tracker and the server show it on a loaded machine; it trains on for 1.5 s of the
+# outage (one epoch call at least), and must still have epochs left when the server is back. A sweep beside it
+# (pytest-xdist's other worker) can make the pace measured slower than the student's own.
+SECONDS = {"back": 6.0, "gone": 4.0}
 STUDENT, BATCH = {"name": "S", "architecture": "c-fc", "width": 4}, 64  # the sweeps' and the pace's
 
 
@@ -96,6 +97,40 @@ def student_epochs(proc: subprocess.Popen, uri: str, experiment: str) -> int:
     return len(client.get_metric_history(runs[0].info.run_id, "epoch_train_loss")) if runs else 0
 
 
+def the_trial() -> int:
+    """The one process the sweep's mentor and student train in, once it is there."""
+    pids = wait_for(trial_pids, "the trial's process", 300)
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+@contextlib.contextmanager
+def stopped(trial: int) -> Iterator[int]:
+    """`trial` stopped (SIGSTOP) but where the block lets it run, and let go (SIGCONT) however the block ends."""
+    os.kill(trial, signal.SIGSTOP)
+    try:
+        yield trial
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(trial, signal.SIGCONT)
+
+
+def run_for(trial: int, seconds: float) -> None:
+    """Lets the stopped `trial` run `seconds`, then stops it again."""
+    os.kill(trial, signal.SIGCONT)
+    time.sleep(seconds)
+    os.kill(trial, signal.SIGSTOP)
+
+
+def stepped(trial: int, done: Callable[[], bool], step: float = 0.1, timeout: float = 300) -> None:
+    """Lets the stopped `trial` run `step` seconds at a time until `done()`: what `done` sees through the tracker
+    and the server may come late, and the trial trains only while the test is not looking."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "the trial did not get there"
+        run_for(trial, step)
+
+
 def every_epoch_once(uri: str, experiment: str) -> dict[str, list[int]]:
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
@@ -112,46 +147,40 @@ class Back(NamedTuple):
 
 @pytest.fixture(scope="module")
 def back(server, ray_address, epochs):
-    """A sweep whose server is killed once its student has logged epochs, and started again 5 s later; beside it,
-    a tracker in this process sends an epoch before the outage, two during it and one after. The student trains
-    on for 1.5 s of the outage; then its trial process is paused (SIGSTOP) until the server answers again, so it is
-    still training when the server is back on any machine, however slowly the server starts there."""
+    """A sweep whose server is killed once its student has logged epochs, and started again 3.5 s later; beside
+    it, a tracker in this process sends an epoch before the outage, two during it and one after. The student trains
+    on for 1.5 s of the outage; its trial process is stopped (SIGSTOP) before the outage and after those 1.5 s,
+    until the server answers again, so it is still training when the server is back on any machine, however slowly
+    the server starts there and however late it showed the student's first epochs."""
     from deepmimic.core.results import Epoch
     from deepmimic.run_names import RunLabel
     from deepmimic.tracking import Tracker
 
     tmp, args, port = server
     label = RunLabel("student:S", "student", "S", {}, {})
-    with pytest.MonkeyPatch.context() as env:
+    with pytest.MonkeyPatch.context() as env, contextlib.ExitStack() as hold:
         env.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # this process's tracker as the sweep's
         with mlflow_process(args, "/health", port=port, stop=signal.SIGKILL):
             proc, uri = start(server, ray_address, "back", epochs["back"])
             direct = Tracker(uri, "direct", str(tmp / "direct"))
             direct.started(label, 1_000_000)
             direct.epochs(label.key, [Epoch(1, 1.0, ended_ms=1_001_000)])
-            wait_for(lambda: student_epochs(proc, uri, "back") >= 10, "the student's epochs", 300)
-            pids = trial_pids()
-            assert len(pids) == 1, pids  # the one process its mentor and student train in
-            trial = pids[0]
+            trial = hold.enter_context(stopped(the_trial()))
+            stepped(trial, lambda: student_epochs(proc, uri, "back") >= 1)
         down = time.time()
         direct.epochs(label.key, [Epoch(e, 1.0, ended_ms=1_000_000 + 1000 * e) for e in (2, 3)])
         assert direct.down_at is not None  # the call found the server gone
-        time.sleep(1.5)
-        os.kill(trial, signal.SIGSTOP)
-        try:
-            time.sleep(3.5)
-            with mlflow_process(args, "/health", port=port):  # stopped before the next test starts one on its port
-                up = time.time()
-                os.kill(trial, signal.SIGCONT)
-                direct.try_again()
-                direct.epochs(label.key, [Epoch(4, 1.0, ended_ms=1_004_000)])
-                run = direct.runs[label.key]
-                logged = [m.step for m in MlflowClient(uri).get_metric_history(run, "epoch_train_loss")]
-                assert proc.wait(timeout=300) == 0, (tmp / "back.err").read_text()[-3000:]
-                return Back(every_epoch_once(uri, "back"), down, up, logged)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(trial, signal.SIGCONT)
+        run_for(trial, 1.5)
+        time.sleep(2.0)
+        with mlflow_process(args, "/health", port=port):  # stopped before the next test starts one on its port
+            up = time.time()
+            os.kill(trial, signal.SIGCONT)
+            direct.try_again()
+            direct.epochs(label.key, [Epoch(4, 1.0, ended_ms=1_004_000)])
+            run = direct.runs[label.key]
+            logged = [m.step for m in MlflowClient(uri).get_metric_history(run, "epoch_train_loss")]
+            assert proc.wait(timeout=300) == 0, (tmp / "back.err").read_text()[-3000:]
+            return Back(every_epoch_once(uri, "back"), down, up, logged)
 
 
 def test_a_server_back_mid_sweep_holds_every_epoch_once(back, epochs):
@@ -182,9 +211,11 @@ def test_the_student_still_trained_once_the_server_was_back(back, server):
 
 def test_a_server_gone_for_good_ends_in_one_line_and_the_same_command_sends_the_runs(server, ray_address, epochs):
     tmp, args, port = server
-    with mlflow_process(args, "/health", port=port, stop=signal.SIGKILL):
-        proc, uri = start(server, ray_address, "gone", epochs["gone"])
-        wait_for(lambda: student_epochs(proc, uri, "gone") >= 10, "the student's epochs", 300)
+    with contextlib.ExitStack() as hold:  # the trial let go once the server is gone
+        with mlflow_process(args, "/health", port=port, stop=signal.SIGKILL):
+            proc, uri = start(server, ray_address, "gone", epochs["gone"])
+            trial = hold.enter_context(stopped(the_trial()))
+            stepped(trial, lambda: student_epochs(proc, uri, "gone") >= 1)
     assert proc.wait(timeout=300) == 2
     err = (tmp / "gone.err").read_text()
     assert "Traceback" not in err, err[-3000:]
