@@ -274,3 +274,11 @@ def test_every_way_of_asking_the_whole_pool_is_one_mentor_and_an_unbudgeted_key_
     assert unbudgeted.identity() == unbudgeted.model_dump(exclude={"black_box": {"budget", "rounds", "selection",
                                                                                  "seed_fraction", "selector",
                                                                                  "version"}})
+
+
+def test_a_grid_axis_whose_name_holds_dots_is_set_whole():
+    path = ROOT / "search_spaces" / "digits_budget.yaml"
+    base, points = load_sweep(path, ["grid.mentor.black_box.budget=[50, 100]", "grid.seed=[0]"])
+    assert base.grid["mentor.black_box.budget"] == [50, 100] and "mentor" not in base.grid
+    assert sorted({values["mentor.black_box.budget"] for values, _ in points}) == [50, 100]
+    assert len(points) == 2 * len(base.grid["mentor.black_box.selection"])

@@ -512,7 +512,8 @@ SWEEP_ONLY = tuple(SweepConfig.model_fields.keys() - ExperimentConfig.model_fiel
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `key.path=value` overrides (value parsed as YAML; list items by index)."""
+    """Apply `key.path=value` overrides (value parsed as YAML; list items by index). A key that itself holds dots,
+    as a grid's axes do (`grid.mentor.black_box.budget=[50, 100]`), is matched whole, the longest first."""
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
@@ -523,15 +524,19 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise UserError(f"--set {item!r}: value is not valid YAML") from None
         node: Any = raw
         parts = key.strip().split(".")
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
+        i = 0
+        while i < len(parts):
+            part: Any = parts[i]
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
                     raise UserError(f"--set {item!r}: {'.'.join(parts[:i])} has no item {part!r} (0..{len(node) - 1})")
-                part = int(part)  # type: ignore[assignment]
-            elif not isinstance(node, dict):
+                part, i = int(part), i + 1
+            elif isinstance(node, dict):
+                end = next((j for j in range(len(parts), i, -1) if ".".join(parts[i:j]) in node), i + 1)
+                part, i = ".".join(parts[i:end]), end
+            else:
                 raise UserError(f"--set {item!r}: {'.'.join(parts[:i])} is not a mapping")
-            if last:
+            if i == len(parts):
                 node[part] = value
             else:
                 if isinstance(node, dict) and part not in node:
