@@ -24,11 +24,11 @@ from mlflow.tracking import MlflowClient
 
 from .conftest import DEEPMIMIC, free_port, mlflow_process, trial_pids, wait_for
 
-# Seconds the student trains, at this CPU's fastest pace. The test holds its trial process stopped except for
-# short steps until the server shows the student's first epochs (`stepped`), so the student has trained about a
-# second then, however late the tracker and the server show it on a loaded machine; it trains on for 1.5 s of the
-# outage (one epoch call at least), and must still have epochs left when the server is back. A sweep beside it
-# (pytest-xdist's other worker) can make the pace measured slower than the student's own.
+# Seconds the student trains, at this CPU's fastest pace. The test holds the sweep's trial processes stopped
+# except for short steps until the server shows the student's first epochs (`Held.stepped`), so the student has
+# trained about a second then, however late the tracker and the server show it on a loaded machine; it trains on
+# for 1.5 s of the outage (one epoch call at least), and must still have epochs left when the server is back. A
+# sweep beside it (pytest-xdist's other worker) can make the pace measured slower than the student's own.
 SECONDS = {"back": 6.0, "gone": 4.0}
 STUDENT, BATCH = {"name": "S", "architecture": "c-fc", "width": 4}, 64  # the sweeps' and the pace's
 
@@ -97,38 +97,51 @@ def student_epochs(proc: subprocess.Popen, uri: str, experiment: str) -> int:
     return len(client.get_metric_history(runs[0].info.run_id, "epoch_train_loss")) if runs else 0
 
 
-def the_trial() -> int:
-    """The one process the sweep's mentor and student train in, once it is there."""
-    pids = wait_for(trial_pids, "the trial's process", 300)
-    assert len(pids) == 1, pids
-    return pids[0]
+class Held:
+    """The sweep's trial processes (those of the session's Ray: this module's tests run one at a time), stopped
+    (SIGSTOP) but where the test lets them run. Its mentor and student usually train in one; one started later (a
+    slot's second, on a loaded machine) is stopped as soon as it is seen."""
+
+    def __init__(self) -> None:
+        self.pids: set[int] = set()
+
+    def stop(self) -> None:
+        self.pids |= set(trial_pids())
+        self._send(signal.SIGSTOP)
+
+    def run_for(self, seconds: float) -> None:
+        """Lets them run `seconds`, then stops them (and any new one) again."""
+        self._send(signal.SIGCONT)
+        time.sleep(seconds)
+        self.stop()
+
+    def stepped(self, done: Callable[[], bool], step: float = 0.1, timeout: float = 300) -> None:
+        """Lets them run `step` seconds at a time until `done()`: what `done` sees through the tracker and the
+        server may come late, and the trials train only while the test is not looking."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, "the trials did not get there"
+            self.run_for(step)
+
+    def release(self) -> None:
+        self._send(signal.SIGCONT)
+
+    def _send(self, signum: int) -> None:
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
 
 @contextlib.contextmanager
-def stopped(trial: int) -> Iterator[int]:
-    """`trial` stopped (SIGSTOP) but where the block lets it run, and let go (SIGCONT) however the block ends."""
-    os.kill(trial, signal.SIGSTOP)
+def held() -> Iterator[Held]:
+    """The sweep's trial processes held (`Held`) once the first is there, and let go however the block ends."""
+    trials = Held()
     try:
-        yield trial
+        wait_for(trial_pids, "the trial's process", 300)
+        trials.stop()
+        yield trials
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(trial, signal.SIGCONT)
-
-
-def run_for(trial: int, seconds: float) -> None:
-    """Lets the stopped `trial` run `seconds`, then stops it again."""
-    os.kill(trial, signal.SIGCONT)
-    time.sleep(seconds)
-    os.kill(trial, signal.SIGSTOP)
-
-
-def stepped(trial: int, done: Callable[[], bool], step: float = 0.1, timeout: float = 300) -> None:
-    """Lets the stopped `trial` run `step` seconds at a time until `done()`: what `done` sees through the tracker
-    and the server may come late, and the trial trains only while the test is not looking."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "the trial did not get there"
-        run_for(trial, step)
+        trials.release()
 
 
 def every_epoch_once(uri: str, experiment: str) -> dict[str, list[int]]:
@@ -149,7 +162,7 @@ class Back(NamedTuple):
 def back(server, ray_address, epochs):
     """A sweep whose server is killed once its student has logged epochs, and started again 3.5 s later; beside
     it, a tracker in this process sends an epoch before the outage, two during it and one after. The student trains
-    on for 1.5 s of the outage; its trial process is stopped (SIGSTOP) before the outage and after those 1.5 s,
+    on for 1.5 s of the outage; its trial processes are stopped (SIGSTOP) before the outage and after those 1.5 s,
     until the server answers again, so it is still training when the server is back on any machine, however slowly
     the server starts there and however late it showed the student's first epochs."""
     from deepmimic.core.results import Epoch
@@ -165,16 +178,16 @@ def back(server, ray_address, epochs):
             direct = Tracker(uri, "direct", str(tmp / "direct"))
             direct.started(label, 1_000_000)
             direct.epochs(label.key, [Epoch(1, 1.0, ended_ms=1_001_000)])
-            trial = hold.enter_context(stopped(the_trial()))
-            stepped(trial, lambda: student_epochs(proc, uri, "back") >= 1)
+            trials = hold.enter_context(held())
+            trials.stepped(lambda: student_epochs(proc, uri, "back") >= 1)
         down = time.time()
         direct.epochs(label.key, [Epoch(e, 1.0, ended_ms=1_000_000 + 1000 * e) for e in (2, 3)])
         assert direct.down_at is not None  # the call found the server gone
-        run_for(trial, 1.5)
+        trials.run_for(1.5)
         time.sleep(2.0)
         with mlflow_process(args, "/health", port=port):  # stopped before the next test starts one on its port
             up = time.time()
-            os.kill(trial, signal.SIGCONT)
+            trials.release()
             direct.try_again()
             direct.epochs(label.key, [Epoch(4, 1.0, ended_ms=1_004_000)])
             run = direct.runs[label.key]
@@ -211,11 +224,10 @@ def test_the_student_still_trained_once_the_server_was_back(back, server):
 
 def test_a_server_gone_for_good_ends_in_one_line_and_the_same_command_sends_the_runs(server, ray_address, epochs):
     tmp, args, port = server
-    with contextlib.ExitStack() as hold:  # the trial let go once the server is gone
+    with contextlib.ExitStack() as hold:  # the trials let go once the server is gone
         with mlflow_process(args, "/health", port=port, stop=signal.SIGKILL):
             proc, uri = start(server, ray_address, "gone", epochs["gone"])
-            trial = hold.enter_context(stopped(the_trial()))
-            stepped(trial, lambda: student_epochs(proc, uri, "gone") >= 1)
+            hold.enter_context(held()).stepped(lambda: student_epochs(proc, uri, "gone") >= 1)
     assert proc.wait(timeout=300) == 2
     err = (tmp / "gone.err").read_text()
     assert "Traceback" not in err, err[-3000:]
