@@ -172,6 +172,8 @@ def cases(tmp: Path) -> list[tuple[str, list[str], str, dict]]:
          "/invocations: not answering (Connection refused); is its server up?", {}),
         ("http black box with a file path", ["sweep", space("http", with_("mentor", {"name": "M", "black_box": {
             "kind": "http", "location": "model.onnx"}}))], "expected an http(s):// URL", {}),
+        ("consistent teaching by a black box", ["sweep", space("askbox", {**with_("mentor", {"name": "M", "black_box": {
+            "kind": "onnx", "location": "m.onnx"}}), "method": "consistent"})], "a black box has no network here", {}),
         ("ensemble of one mentor", ["sweep", space("one", with_("mentor", {"name": "E", "members": [GOOD["mentor"]]}))],
          "mentor.members", {}),
         ("export of a folder that is no checkpoint", ["export", str(tmp), "--out", str(tmp / "m.onnx")],

@@ -33,11 +33,12 @@ def state(checkpoint_dir: str) -> dict[str, torch.Tensor]:
     return torch.load(os.path.join(checkpoint_dir, "model.pt"), weights_only=True)
 
 
-@pytest.mark.parametrize("mentor", ["Mentor", "Mentor-g1", "FixMatch"])
+@pytest.mark.parametrize("mentor", ["Mentor", "Mentor-g1", "FixMatch", "consistent"])
 def test_student_never_sees_a_true_label(ray_local, digits, tmp_path, mentor):
     """Permuting the student pool's true labels changes nothing the student learns: from the mentor, from a
-    generation after it (which learns from the labelled images' true classes and the pool's soft labels), or from
-    a FixMatch mentor (which learns from the labelled images and the pool's images)."""
+    generation after it (which learns from the labelled images' true classes and the pool's soft labels), from
+    a FixMatch mentor (which learns from the labelled images and the pool's images), or from the mentor's network
+    asked about each augmented view in the student's steps (`method: consistent`)."""
     # The generation's and FixMatch's strong augmentation is kornia's, a call per operation drawn in a batch:
     # TrivialAugment's one draw an image and a few epochs keep them short (what leaks is not how they are noised).
     noisy = {"epochs": 4, "augment": {"policy": "trivialaugment"}}
@@ -45,7 +46,8 @@ def test_student_never_sees_a_true_label(ray_local, digits, tmp_path, mentor):
              "Mentor-g1": {"mentor": {**SMALL["mentor"], "name": "Mentor-g1", "training": noisy,
                                       "teacher": SMALL["mentor"]}},
              "FixMatch": {"mentor": {**SMALL["mentor"], "name": "FixMatch", "training": {"epochs": 4},
-                                     "fixmatch": {"mu": 2, "strong": noisy["augment"]}}}}
+                                     "fixmatch": {"mu": 2, "strong": noisy["augment"]}}},
+             "consistent": {"method": "consistent", "training": {**SMALL["training"], "shift": 1}}}
     cfg = parse_experiment({**SMALL, **kinds[mentor]})
     split = stratified_split(digits.train.labels, cfg.split.mentor_ratio, cfg.seed)
     labels = digits.train.labels.copy()
@@ -57,7 +59,7 @@ def test_student_never_sees_a_true_label(ray_local, digits, tmp_path, mentor):
     a = run_experiment(cfg, str(tmp_path / "a"), digits, split)
     b = run_experiment(cfg, str(tmp_path / "b"), scrambled, split)
 
-    assert a.mentor.name == mentor
+    assert a.mentor.name == cfg.mentor.name and cfg.mentor.name in (mentor, "Mentor")
     (pool, *_) = (tmp_path / "a").glob("mentors/*/data/student.parquet")
     assert pq.read_schema(pool).names == ["id", "image"]
     (manifest,) = (tmp_path / "a").glob("mentors/*/student_sets/*/set.json")  # the last generation's only

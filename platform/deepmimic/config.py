@@ -330,6 +330,13 @@ class ExperimentConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _teacher_has_a_network(self) -> "ExperimentConfig":
+        if self.method.teacher_online and self.mentor.no_network:
+            raise ValueError(f"method {self.method.name!r} asks the mentor's network each training step: "
+                             f"{self.mentor.no_network}")
+        return self
+
+    @model_validator(mode="after")
     def _students_take_targets_as_given(self) -> "ExperimentConfig":
         for i, student in enumerate(self.students):
             refuse_smoothing(f"students.{i}.training", student.training)

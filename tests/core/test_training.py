@@ -128,3 +128,14 @@ def test_one_nan_weight_is_found_and_named():
         conv.weight[0, 0, 0, 0] = float("nan")
     assert nonfinite(torch.nn.Sequential(conv)) == ["0.weight"]
     assert nonfinite(torch.nn.Sequential(torch.nn.Conv2d(2, 2, 5))) == []
+
+
+def test_a_teacher_s_answers_to_each_view_replace_the_batch_s_targets():
+    """With a teacher, the student learns the teacher's answers to the views it trains on: the batch's own
+    targets (here every image's class swapped) are never learnt."""
+    x, y = toy()
+    teacher, _, _ = fitted()
+    torch.manual_seed(1)
+    student = build_model("c-fc", (1, 4, 4), 2, width=4, fc_width=8)
+    train(student, x, 1 - y, Training(epochs=5, batch_size=32, lr=0.1, shift=1), teacher=teacher.eval())
+    assert agreement(predict_logits(student, x).argmax(1).numpy(), predict_logits(teacher, x).argmax(1).numpy()) > 0.95

@@ -136,10 +136,10 @@ class CrossEntropy:
 
 def train(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, training: Training,
           on_epoch: Callable[[int, dict[str, float]], None] | None = None, start_epoch: int = 0, opt: SGD | None = None,
-          *, seed: int = 0, objective: Objective | None = None) -> SGD:
+          *, seed: int = 0, objective: Objective | None = None, teacher: nn.Module | None = None) -> SGD:
     """`train_on` a shard held on the device as tensors."""
     return train_on(model, InMemory(images, targets, training.batch_size), training, on_epoch, start_epoch, opt,
-                    seed=seed, objective=objective)
+                    seed=seed, objective=objective, teacher=teacher)
 
 
 def nonfinite(model: nn.Module) -> list[str]:
@@ -158,6 +158,7 @@ def train_on(
     *,
     seed: int = 0,
     objective: Objective | None = None,
+    teacher: nn.Module | None = None,
 ) -> SGD:
     """SGD with Nesterov momentum and a cosine learning rate, under `objective`'s loss (default: cross-entropy,
     smoothed as `training.label_smoothing` says).
@@ -165,7 +166,8 @@ def train_on(
     `on_epoch(epoch, train)` runs after each epoch (1-based), e.g. to evaluate, report or checkpoint; `train`
     holds the epoch's mean `loss` and the objective's `stats`. Training may resume at `start_epoch` with the
     optimiser `opt` restored from a checkpoint; the batch order stays the same as an uninterrupted run's, since
-    it depends only on seed and epoch.
+    it depends only on seed and epoch. `teacher` (a network in eval mode): each step's targets are its
+    probabilities for the augmented images the step trains on, not the batch's own (a `teacher_online` method).
     """
     keep_freed_memory()
     objective = objective or CrossEntropy(training.label_smoothing)
@@ -174,21 +176,28 @@ def train_on(
     opt = opt or sgd(model, training)
     if training.channels_last:
         model.to(memory_format=torch.channels_last)
+        if teacher is not None:
+            teacher.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if training.compile else model
     memory_format = torch.channels_last if training.channels_last else torch.contiguous_format
     bf16 = native_bf16(device) if training.bf16 is None else training.bf16
     # Not under DDP: capturing its all-reduce needs its static graph and more warm-ups (torch's CUDA-graph docs),
     # unmeasured on several GPUs so far.
-    # Nor with augmentation (its draws are made on the host) or learning-rate groups (their scale changes).
+    # Nor with augmentation (its draws are made on the host), learning-rate groups (their scale changes) or a
+    # teacher (not measured).
     graphed = (training.cuda_graph and device.type == "cuda" and not training.compile and not training.groups
-               and training.augment is None and not isinstance(model, nn.parallel.DistributedDataParallel))
+               and training.augment is None and teacher is None
+               and not isinstance(model, nn.parallel.DistributedDataParallel))
     lr_at = lambda step: 0.5 * training.lr * (1 + math.cos(math.pi * step / total))  # noqa: E731
 
     def step(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        x = augment(images, training)
+        x = augment(images, training).contiguous(memory_format=memory_format)
         # autocast's cache of cast weights cannot live across graph replays (torch's CUDA-graph docs)
         with torch.autocast(device.type, torch.bfloat16, enabled=bf16, cache_enabled=not graphed):
-            logits = forward(x.contiguous(memory_format=memory_format))
+            if teacher is not None:
+                with torch.no_grad():
+                    targets = teacher(x).float().softmax(1)
+            logits = forward(x)
         loss, stats = objective.loss(logits.float(), targets)
         opt.zero_grad()
         loss.backward()

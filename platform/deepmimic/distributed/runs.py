@@ -19,12 +19,14 @@ from .train import DataPlan, Hooks, ModelPlan, Placement, RunSpec, Semi, Stream
 
 def run_spec(cfg: ExperimentConfig, role: str, model: ModelConfig, data: TableInfo, test: TableInfo,
              num_classes: int, folder: str, in_trial: bool, progress: Progress | None = None,
-             target: str | None = None, semi: tuple[TableInfo, FixMatch] | None = None) -> RunSpec:
+             target: str | None = None, semi: tuple[TableInfo, FixMatch] | None = None,
+             teacher: str | None = None) -> RunSpec:
     """One training run of `model` in its `role`: a mentor learns its table's true labels (its own smoothed
     cross-entropy; `target` another column, such as another mentor's `soft_label` rows), a student its set's
     soft labels under the experiment's method. `in_trial`: the caller is a Tune trial holding one worker's
     resources, where a single-worker run trains in the trial's own process. `semi`: a pool and FixMatch's knobs,
-    for a mentor that learns from both (`core/fixmatch.py`)."""
+    for a mentor that learns from both (`core/fixmatch.py`). `teacher`: the mentor's checkpoint, for a student
+    whose method asks it each step."""
     student = role == "student"
     resources = cfg.resources.of(role)
     objective = cfg.method if student else CrossEntropy(model.training.label_smoothing)
@@ -40,7 +42,7 @@ def run_spec(cfg: ExperimentConfig, role: str, model: ModelConfig, data: TableIn
     return RunSpec(
         name=f"{role}-{model.name}-{os.path.basename(folder)}", storage=f"{folder}/ray",
         model=ModelPlan(model.spec(), training, cfg.seed if model.seed is None else model.seed, objective,
-                        model.weights),
+                        model.weights, teacher if student and cfg.method.teacher_online else None),
         data=DataPlan(data, target or ("soft_label" if student else "label"), test, num_classes, stream=stream,
                       inference_repeats=cfg.inference_repeats, semi=plan),
         placement=Placement(resources, in_trial and resources.num_workers == 1,

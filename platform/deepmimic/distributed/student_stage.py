@@ -108,7 +108,7 @@ def train_student(cfg: ExperimentConfig, student: ModelConfig, mentor: MentorOut
     """Train the student on its set's targets and compare it with its mentor (`progress`: where it tells its
     epochs as it trains, a sweep's live MLflow run)."""
     spec = run_spec(cfg, "student", student, data.table, mentor.test, mentor.num_classes, folder, in_trial,
-                    progress)
+                    progress, teacher=mentor.result.checkpoint)
     trained = fit(spec)
     test = tables.to_image_set(tables.read(mentor.test.uri), mentor.test.shape, mentor.test.class_names)
     result = StudentResult.of(trained.summary, name=student.name, architecture=student.architecture,

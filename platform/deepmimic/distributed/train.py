@@ -57,6 +57,7 @@ class ModelPlan:
     seed: int
     objective: Objective           # a student's method, or a mentor's smoothed cross-entropy
     weights: str | None = None     # a library network's start (`core/library_models.py`), for a fresh run
+    teacher: str | None = None     # the mentor's checkpoint, asked each step (a `teacher_online` method's)
 
 
 @dataclass(frozen=True)
@@ -324,8 +325,9 @@ def _train(spec: RunSpec, worker: _WorkerGroup | _OwnProcess) -> None:
                 worker.report({"epoch": epoch}, d if rank == 0 else None, epoch)
 
     started_ms, started = _ms(), time.perf_counter()
+    teacher = checkpoints.load_model_at(spec.model.teacher, device) if spec.model.teacher else None
     train_on(model, data, training, on_epoch, start_epoch, optimizer, seed=spec.model.seed,
-             objective=spec.model.objective)
+             objective=spec.model.objective, teacher=teacher)
     train_time = time.perf_counter() - started
     broken = nonfinite(net)
     if broken:  # never saved as finished, served or registered: the trial fails (and is retried where it may be)

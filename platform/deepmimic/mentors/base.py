@@ -98,6 +98,8 @@ class Mentor(Strict):
     member: ClassVar[bool] = True         # may be one of an ensemble's members
     no_separate_pool: ClassVar[str] = ""  # why it cannot label a separate pool (`dataset.unlabeled`); "": it can
     sees_pool_labels: ClassVar[bool] = False  # learns from the pool's true labels: a reference (the ceiling)
+    no_network: ClassVar[str] = ""        # why a student cannot ask its network each step (a `teacher_online`
+    #                                       method); "": it can
 
     @classmethod
     def with_students(cls, raw: dict[str, Any], students: list[Any]) -> dict[str, Any]:

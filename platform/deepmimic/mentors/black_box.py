@@ -111,6 +111,7 @@ class BlackBoxMentor(Mentor):
     its budget pays for."""
 
     marker = "black_box"
+    no_network = "a black box has no network here to run (it answers only what it is asked)"
     black_box: BlackBoxConfig
 
     @classmethod

@@ -20,6 +20,7 @@ class EnsembleMentor(Mentor):
     marker = "members"
     in_trial = False
     member = False
+    no_network = "an ensemble is its members' networks, not one"
     members: list[MemberConfig] = Field(min_length=2)  # noqa: F821 (the registry's union, resolved there)
     rule: Literal["mean", "geometric", "vote"] = "mean"
 

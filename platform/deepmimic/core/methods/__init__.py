@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .base import Method
 from .confident import Confident
+from .consistent import Consistent
 from .deepmimic import DeepMimic
 from .hard import Hard
 from .hinton import Hinton
@@ -19,6 +20,7 @@ METHODS: dict[str, type[Method]] = {
     "hard": Hard,
     "supervised": Supervised,
     "confident": Confident,
+    "consistent": Consistent,
 }
 
 __all__ = ["METHODS", "Method"]

@@ -17,12 +17,15 @@ class Method:
 
     Its fields are its knobs (validated by the config as `method: {name: …, knob: value}`). `targets` turns the
     mentor's probabilities for the pool (and, where `true_labels`, the pool's true classes) into the student's
-    target rows, once, when its set is built; `loss` weighs a batch of them in the training loop and may report
-    per-batch figures (`stats`, averaged over each epoch and logged)."""
+    target rows, once, when its set is built (for a `teacher_online` method, the training step replaces them with
+    the mentor's answers to the very views it trains on); `loss` weighs a batch of them in the training loop and
+    may report per-batch figures (`stats`, averaged over each epoch and logged)."""
 
     __pydantic_config__ = {"extra": "forbid"}
     name: ClassVar[str]
     true_labels: ClassVar[bool] = False   # learns from the pool's true labels: the supervised reference only
+    teacher_online: ClassVar[bool] = False  # its targets: the mentor's network's answers to each augmented view,
+    #                                        asked in the training step (`core/training.py`'s `teacher`)
     stats: ClassVar[tuple[str, ...]] = ()
 
     def targets(self, probs: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
