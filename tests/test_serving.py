@@ -62,7 +62,7 @@ def test_it_answers_the_models_probabilities(server):
     np.testing.assert_allclose(np.array(answer["predictions"]), want, atol=1e-5)
 
 
-@pytest.mark.parametrize("body,fragment", [
+BAD_REQUESTS = [
     (json.dumps({"inputs": images(2, (1, 9, 8))}).encode(), "expected N×1×8×8 images, got shape 2×1×9×8"),
     (json.dumps({"inputs": images(65)}).encode(), "65 images, at most 64 per request"),
     (json.dumps({"inputs": [[[[1.5] * 8] * 8]]}).encode(), "values must lie in [0, 1]"),
@@ -71,7 +71,10 @@ def test_it_answers_the_models_probabilities(server):
     (json.dumps({"inputs": [[[[float("nan")] * 8] * 8]]}).encode(), "64 values are not finite"),  # NaN: Python's
     (json.dumps({"images": images()}).encode(), 'expected a JSON object {"inputs": images}'),
     (b"{not json", "the body is not JSON"),
-])
+]
+
+
+@pytest.mark.parametrize("body,fragment", BAD_REQUESTS, ids=[f for _, f in BAD_REQUESTS])  # a body is kilobytes
 def test_bad_requests_get_400_naming_what_is_wrong(server, body, fragment):
     code, answer = post(server[0], body)
     assert code == 400 and fragment in answer["message"], answer
