@@ -53,7 +53,7 @@ def test_overrides_reach_nested_and_list_items():
     ({"training": {"epochz": 3}}, "training.epochz: unknown key"),
     ({"training": {"label_smoothing": 0.1}}, "students.0.training.label_smoothing: a student's targets are"),
     ({"training": {"lr": 0}}, "training.lr: Input should be greater than 0"),
-    ({"method": "distil"}, "method: unknown method 'distil': one of deepmimic, hinton, hard, supervised, confident"),
+    ({"method": "distil"}, "method: unknown method 'distil': one of deepmimic, hinton, hard, supervised, confident, consistent"),
     ({"method": {"name": "confident", "threshold": 1.5}}, "method.threshold: Input should be less than 1"),
     ({"method": {"name": "hinton", "temprature": 2}}, "method.temprature: unknown key"),
     ({"method": {"temperature": 2}}, "method: expected a method's name, or a mapping of its name and knobs"),
@@ -134,6 +134,20 @@ def test_every_shipped_search_space_plans_its_mentors_and_trials(path):
 
     planned = plan(load_sweep(path)[1])
     assert (len(planned.mentors), len(planned.trials)) == PLANNED[path.stem]
+
+
+def test_an_ensemble_of_generations_plans_each_member_and_its_teachers(tmp_path):
+    """A generation may be an ensemble's member: the plan makes its teacher, it, the other member and the
+    ensemble, four mentors for one student."""
+    from deepmimic.distributed.planning import plan
+
+    m = {"name": "M", "architecture": "c-fc"}
+    path = tmp_path / "e.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "mentor": {"name": "E", "members": [
+        {"name": "G", "architecture": "c-fc", "teacher": m}, {"name": "W", "architecture": "c-fc", "width": 16}]}}))
+    planned = plan(load_sweep(path)[1])
+    assert sorted(c.mentor.name for c in planned.mentors.values()) == ["E", "G", "M", "W"]
+    assert len(planned.trials) == len(BASE["students"])
 
 
 SEARCH = {"name": "s", "mentor": {"name": "M", "architecture": "c-mp-fc2"}, "search": {"num_samples": 4}}

@@ -48,7 +48,9 @@ def _union(kinds: dict[str, type[Mentor]]) -> Any:
 
 MentorConfig = _union(KINDS)
 MemberConfig = _union({name: kind for name, kind in KINDS.items() if kind.member})  # what an ensemble combines
-EnsembleMentor.model_rebuild(_types_namespace={"MemberConfig": MemberConfig})
-GenerationMentor.model_rebuild(_types_namespace={"TeacherConfig": MentorConfig})
+# Each refers to the other's union (a generation may be a member; an ensemble, a teacher): both names for both.
+_NAMES = {"MemberConfig": MemberConfig, "TeacherConfig": MentorConfig}
+GenerationMentor.model_rebuild(_types_namespace=_NAMES)
+EnsembleMentor.model_rebuild(_types_namespace=_NAMES)
 
 __all__ = ["KINDS", "BlackBoxConfig", "Made", "Mentor", "MentorConfig", "MentorJob", "PoolJob", "kind_of"]

@@ -30,7 +30,6 @@ class GenerationMentor(TrainedMentor):
     """A network trained on the labelled images' one-hot classes and the pool's soft labels from `teacher`."""
 
     marker = "teacher"
-    member = False
     no_separate_pool = ("a generation learns from the paper's split of one labelled set: a separate pool "
                         "(dataset.unlabeled) is not supported for it yet")
     teacher: TeacherConfig  # noqa: F821 (the registry's union, resolved there)
