@@ -125,7 +125,8 @@ PLANNED = {"cifar10_deeper": (1, 3), "cifar10_fig1_split": (9, 18), "cifar10_tab
            "fashion_mnist_table4": (3, 24), "mnist_table1": (3, 6), "own_images_pretrained": (3, 6),
            "quickstart": (6, 12), "tiny_imagenet_table5": (1, 3), "digits_pool_worth": (72, 72),
            "fashion_mnist_pool_worth": (72, 72), "digits_budget": (63, 63), "fashion_mnist_budget": (63, 63),
-           "fashion_mnist_beyond": (24, 24), "fashion_mnist_generations": (9, 9)}
+           "fashion_mnist_beyond": (24, 24), "fashion_mnist_generations": (9, 9),
+           "fashion_mnist_generations_ensemble": (24, 12)}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
